@@ -1,0 +1,216 @@
+"""Core commands: models, layers, classify, download, dream."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tqdm import tqdm
+
+from analysis import models
+from analysis.cli import print_json
+from analysis.dream import PRESETS, DreamConfig, dream, preset
+from analysis.errors import ConfigError, ImageError
+from analysis.export import save_png
+from analysis.images import load_image
+from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective, Sum
+from analysis.recipes import ImageSource, Recipe, run_recipe
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("models", help="list the model zoo and whether weights are present")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_models)
+
+    p = commands.add_parser("layers", help="dream-able layers of a model, with shapes and depth")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_layers)
+
+    p = commands.add_parser("download", help="download a model's weights into the weights folder (needs a network)")
+    p.add_argument("model")
+    p.set_defaults(handler=cmd_download)
+
+    p = commands.add_parser("classify", help="top-K classes of images")
+    add_model_args(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_classify)
+
+    p = commands.add_parser("dream", help="octave gradient ascent on an image or noise")
+    add_model_args(p)
+    p.add_argument("--layer", help="layer name or alias (see 'layers MODEL')")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--image", help="image file, or a bundled sample name such as cat_chelsea")
+    source.add_argument("--noise", action="store_true", help="start from seeded noise")
+    p.add_argument("--size", type=int, default=512, help="longest side in px (default 512)")
+    p.add_argument("--out", required=True, type=Path, help="output PNG (metadata in text chunks)")
+    add_config_args(p)
+    p.add_argument("--channel", type=int, action="append", default=[], help="channel objective (repeatable)")
+    p.add_argument("--class", dest="classes", type=int, action="append", default=[], help="class logit objective (repeatable)")
+    p.add_argument("--guide", help="guide image: dream toward its features at the layer")
+    p.add_argument("--recipe-out", type=Path, help="write the recipe JSON here")
+    p.add_argument("--recipe", type=Path, help="replay a recipe JSON (other settings are ignored)")
+    p.add_argument("--json", action="store_true", help="print the result's metadata as JSON")
+    p.set_defaults(handler=cmd_dream)
+
+
+def add_model_args(p: argparse.ArgumentParser, default: str | None = models.DEFAULT_MODEL) -> None:
+    p.add_argument("--model", default=default, help=f"model name (default {default}); '-untrained' for a twin")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--weights", type=Path, help="checkpoint file to use instead of the weights folder")
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="google", choices=sorted(PRESETS))
+    p.add_argument("--octaves", type=int)
+    p.add_argument("--octave-scale", type=float)
+    p.add_argument("--iterations", type=int, help="steps per octave")
+    p.add_argument("--step", type=float, help="step size in [0, 1] pixel units")
+    p.add_argument("--jitter", type=int)
+    p.add_argument("--norm", choices=["mean-abs", "std", "laplacian"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--tile", type=int, help="tile size in px (0 = off)")
+
+
+def config_from_args(args: argparse.Namespace) -> DreamConfig:
+    return preset(args.preset, octaves=args.octaves, octave_scale=args.octave_scale, iterations=args.iterations,
+                  step_size=args.step, jitter=args.jitter, normalization=args.norm, seed=args.seed,
+                  tile_size=args.tile)
+
+
+def load_from_args(args: argparse.Namespace, name: str | None = None) -> models.LoadedModel:
+    return models.load_model(name or args.model, device=args.device, checkpoint=args.weights)
+
+
+def image_source(arg: str) -> tuple[ImageSource, Path | None]:
+    """A path, or the name of a bundled sample."""
+    path = Path(arg)
+    if path.is_file():
+        return ImageSource("file", name=path.name, sha256=_sha256(path)), path
+    try:
+        return ImageSource.sample(arg), None
+    except ImageError:
+        raise ImageError(f"No image file at {arg} (and no bundled sample of that name).") from None
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Progress:
+    """tqdm bar for on_step callbacks."""
+
+    def __init__(self, description: str):
+        self.bar: tqdm | None = None
+        self.description = description
+
+    def __call__(self, step: int, total: int, _preview: object) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.description, unit="step", leave=False)
+        self.bar.update(step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    rows = models.model_table()
+    if args.json:
+        return print_json(rows)
+    print(f"{'model':<26}{'training data':<15}{'weights':<10}architecture")
+    for r in rows:
+        print(f"{r['model']:<26}{r['training_data']:<15}{'present' if r['weights_present'] else 'missing':<10}{r['architecture']}")
+    print(f"\nWeights folder: {models.weights_dir()}  ·  add '{models.UNTRAINED_SUFFIX}' to any name for its untrained twin.")
+
+
+def cmd_layers(args: argparse.Namespace) -> None:
+    spec = models.get_spec(args.model)
+    table = models.layer_table(spec)
+    if args.json:
+        return print_json([{"name": i.name, "alias": i.alias, "shape": list(i.shape), "depth": i.depth} for i in table])
+    print(f"{'alias':<24}{'module':<24}{'shape (224 px)':<18}depth")
+    for i in table:
+        print(f"{i.alias:<24}{i.name:<24}{'x'.join(map(str, i.shape)):<18}{i.depth:.2f}")
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    path = models.download_weights(models.get_spec(args.model))
+    print(f"saved {path}")
+
+
+def cmd_classify(args: argparse.Namespace) -> None:
+    model = load_from_args(args)
+    rows = []
+    for item in args.images:
+        _, path = image_source(item)
+        image = load_image(path) if path else ImageSource.sample(item).load(1024)
+        rows.append({"image": item, "top": [{"index": i, "name": n, "probability": round(p, 4)}
+                                           for i, n, p in model.classify(image, args.top)]})
+    if args.json:
+        return print_json(rows)
+    for row in rows:
+        print(row["image"])
+        for t in row["top"]:
+            print(f"  {t['probability']:7.2%}  {t['index']:4d}  {t['name']}")
+
+
+def build_objective(args: argparse.Namespace) -> Objective:
+    terms: list[Objective] = []
+    if args.layer:
+        if args.channel:
+            terms.append(Channels(args.layer, args.channel))
+        elif args.guide:
+            terms.append(Guide(args.layer, load_image(args.guide, 224)))
+        else:
+            terms.append(LayerL2(args.layer))
+    elif args.channel or args.guide:
+        raise ConfigError("--channel and --guide need --layer.")
+    if args.classes:
+        terms.append(ClassLogit(args.classes))
+    if not terms:
+        raise ConfigError("Say what to dream: --layer L (with --channel C or --guide IMG) and/or --class K.")
+    return terms[0] if len(terms) == 1 else Sum([(1.0, t) for t in terms])
+
+
+def cmd_dream(args: argparse.Namespace) -> None:
+    progress = Progress("dreaming")
+    try:
+        if args.recipe:
+            if not args.recipe.is_file():
+                raise ConfigError(f"No recipe file at {args.recipe}.")
+            recipe = Recipe.from_json(args.recipe.read_bytes())
+            file = Path(args.image) if args.image else None
+            model = load_from_args(args, recipe.model)
+            result = run_recipe(recipe, model, file, on_step=progress)
+        else:
+            if not args.image and not args.noise:
+                raise ConfigError("Give --image PATH (or a sample name) or --noise.")
+            config = config_from_args(args)
+            if args.noise:
+                source, file = ImageSource("noise", size=(args.size, args.size), seed=config.seed), None
+            else:
+                source, file = image_source(args.image)
+            model = load_from_args(args)
+            objective = build_objective(args)
+            recipe = Recipe(model.name, objective.bind(model).to_dict(), config, source, args.size)
+            image = source.load(args.size, file)
+            result = dream(model, image, objective, config, on_step=progress)
+            result.metadata["recipe"] = recipe.to_dict()
+    finally:
+        progress.close()
+    save_png(args.out, result.image, result.metadata)
+    if args.recipe_out:
+        args.recipe_out.parent.mkdir(parents=True, exist_ok=True)
+        args.recipe_out.write_text(json.dumps(result.metadata["recipe"], indent=2))
+    if args.json:
+        print_json(result.metadata)
+    else:
+        trace = result.trace
+        print(f"{args.out}: {result.metadata['objective_text']} on {model.name}, {len(trace)} steps in "
+              f"{result.metadata['seconds']:.1f} s, objective {trace[0]:.3g} -> {trace[-1]:.3g}")

@@ -1,0 +1,320 @@
+"""Octave gradient ascent ("DeepDream"), after Google's 2015 notebook.
+
+One code path for every device and batch size: a batch of images, each with its own
+objective (a layer sweep is one batched optimisation), random jitter, normalised steps,
+optional tiling with a moving grid for images of any size, and Google's octave scheme
+(dream the smallest scale first, carry only the added detail up).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+
+from analysis.errors import ConfigError
+from analysis.images import resize
+from analysis.models import LoadedModel, count_hooks
+from analysis.objectives import Objective
+
+NORMALISATIONS = ("mean-abs", "std", "laplacian")
+OnStep = Callable[[int, int, "torch.Tensor | None"], None]
+ShouldCancel = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class DreamConfig:
+    octaves: int = 4
+    octave_scale: float = 1.4
+    iterations: int = 10  # per octave
+    step_size: float = 1.5 / 255  # in [0, 1] pixel units, per unit of normalised gradient
+    jitter: int = 32  # px, random shift before each step
+    normalization: str = "mean-abs"
+    clip: bool = True  # keep pixels in the valid range
+    seed: int = 0
+    tile_size: int = 0  # px; 0 = whole image at once
+
+    def validate(self) -> DreamConfig:
+        checks = [
+            (1 <= self.octaves <= 10, "octaves must be 1 to 10"),
+            (1.05 <= self.octave_scale <= 3.0, "octave scale must be 1.05 to 3"),
+            (1 <= self.iterations <= 500, "iterations per octave must be 1 to 500"),
+            (0 < self.step_size <= 0.5, "step size must be above 0 and at most 0.5"),
+            (0 <= self.jitter <= 256, "jitter must be 0 to 256 px"),
+            (self.normalization in NORMALISATIONS, f"normalisation must be one of {', '.join(NORMALISATIONS)}"),
+            (0 <= self.seed < 2**63, "seed must be a non-negative integer"),
+            (self.tile_size == 0 or 64 <= self.tile_size <= 4096, "tile size must be 0 (off) or 64 to 4096 px"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"Invalid setting: {message}.")
+        return self
+
+    @property
+    def total_steps(self) -> int:
+        return self.octaves * self.iterations
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DreamConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
+        try:
+            return cls(**data).validate()
+        except TypeError as err:
+            raise ConfigError(f"Invalid settings: {err}.") from None
+
+
+@dataclass(frozen=True)
+class Preset:
+    config: DreamConfig
+    description: str
+
+
+PRESETS: dict[str, Preset] = {
+    "google": Preset(DreamConfig(), "Google's 2015 notebook: 4 octaves x1.4, 10 steps each, step 1.5/255, jitter 32, mean-abs."),
+    "tensorflow": Preset(
+        DreamConfig(octaves=5, octave_scale=1.3, iterations=20, step_size=0.005, jitter=0, normalization="std", tile_size=512),
+        "TensorFlow tutorial: 5 octaves x1.3, std-normalised steps, random-roll tiles of 512 px (20 steps, not 100)."),
+    "gentle": Preset(DreamConfig(octaves=3, octave_scale=1.3, iterations=6, step_size=0.003, jitter=16),
+                     "Gentle: a light touch that keeps the photo recognisable."),
+    "deep": Preset(DreamConfig(octaves=6, octave_scale=1.4, iterations=20, step_size=0.008, jitter=32, normalization="laplacian"),
+                   "Deep: many octaves and steps with Laplacian-normalised gradients for large, crisp hallucinations."),
+    "quick": Preset(DreamConfig(octaves=2, octave_scale=1.4, iterations=5), "Quick: 2 octaves x 5 steps, for a fast look on a CPU."),
+}
+
+
+def preset(name: str, **overrides: object) -> DreamConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"Unknown preset '{name}'. Presets: {', '.join(PRESETS)}.")
+    base = PRESETS[name].config.to_dict()
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return DreamConfig.from_dict(base)
+
+
+@dataclass
+class DreamResult:
+    image: torch.Tensor  # (3, H, W) on the CPU, in [0, 1]
+    trace: list[float]  # objective value at every step
+    metadata: dict = field(default_factory=dict)
+    cancelled: bool = False
+
+
+# ---------------------------------------------------------------- gradient normalisation
+
+
+def _gaussian_kernel(device: torch.device) -> torch.Tensor:
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=device)
+    k = torch.outer(k, k)
+    return (k / k.sum()).expand(3, 1, 5, 5).contiguous()
+
+
+def laplacian_normalize(grad: torch.Tensor, levels: int = 4) -> torch.Tensor:
+    """Google's lap_normalize: split into frequency bands, equalise each band's std, merge.
+
+    Gives every scale of detail an equal say, so dreams are crisp rather than noisy.
+    """
+    kernel = _gaussian_kernel(grad.device)
+    bands, current = [], grad
+    for _ in range(levels - 1):
+        if min(current.shape[-2:]) < 8:
+            break
+        low = F.conv2d(F.pad(current, (2, 2, 2, 2), mode="reflect"), kernel, stride=2, groups=3)
+        up = F.interpolate(low, size=current.shape[-2:], mode="bilinear", align_corners=False)
+        bands.append(current - up)
+        current = low
+    bands.append(current)
+    out = None
+    for band in reversed(bands):
+        band = band / (band.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-8)
+        out = band if out is None else F.interpolate(out, size=band.shape[-2:], mode="bilinear", align_corners=False) + band
+    return out / len(bands)
+
+
+def normalize_gradient(grad: torch.Tensor, method: str) -> torch.Tensor:
+    """Per image in the batch, so every element takes a step of the same size."""
+    if method == "mean-abs":
+        return grad / (grad.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)
+    if method == "std":
+        return grad / (grad.std(dim=(1, 2, 3), keepdim=True) + 1e-8)
+    return laplacian_normalize(grad)
+
+
+# ---------------------------------------------------------------- the step
+
+
+def _tile_bounds(length: int, tile: int) -> list[tuple[int, int]]:
+    """Near-equal tiles no larger than tile, so no sliver is too small for the network."""
+    count = max(1, math.ceil(length / tile))
+    edges = [round(i * length / count) for i in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _objective_scores(model: LoadedModel, x: torch.Tensor, objectives: Sequence[Objective]) -> torch.Tensor:
+    """Each image in the batch scored by its own objective; one truncated forward for all."""
+    layers = list(dict.fromkeys(layer for o in objectives for layer in o.layers))
+    acts = model.activations(x, layers)
+    if len(objectives) == 1:
+        return objectives[0].score(acts)
+    return torch.stack([o.score({k: v[i:i + 1] for k, v in acts.items()})[0] for i, o in enumerate(objectives)])
+
+
+def gradient(model: LoadedModel, x: torch.Tensor, objectives: Sequence[Objective], tile: int,
+             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """d(objective)/d(pixels) and the objective per image, tile by tile when tiling.
+
+    The tile grid is shifted by a random roll each step so that seams never settle.
+    """
+    height, width = x.shape[-2:]
+    if not tile or max(height, width) <= tile:
+        x = x.detach().requires_grad_(True)
+        scores = _objective_scores(model, x, objectives)
+        (grad,) = torch.autograd.grad(scores.sum(), x)
+        return grad, scores.detach()
+    shift_y, shift_x = (int(v) for v in torch.randint(0, tile, (2,), generator=generator))
+    rolled = x.detach().roll((shift_y, shift_x), dims=(2, 3))
+    grad = torch.zeros_like(rolled)
+    scores = torch.zeros(x.shape[0], device=x.device)
+    bounds = [(y, xx) for y in _tile_bounds(height, tile) for xx in _tile_bounds(width, tile)]
+    for (y0, y1), (x0, x1) in bounds:
+        piece = rolled[:, :, y0:y1, x0:x1].clone().requires_grad_(True)
+        piece_scores = _objective_scores(model, piece, objectives)
+        (piece_grad,) = torch.autograd.grad(piece_scores.sum(), piece)
+        grad[:, :, y0:y1, x0:x1] = piece_grad
+        scores += piece_scores.detach()
+    return grad.roll((-shift_y, -shift_x), dims=(2, 3)), scores / len(bounds)
+
+
+def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tuple[int, int]]:
+    """Smallest first; no octave below 32 px so deep layers still have something to see."""
+    sizes = []
+    for i in reversed(range(octaves)):
+        factor = scale ** i
+        sizes.append((max(32, round(height / factor)), max(32, round(width / factor))))
+    return sizes
+
+
+def _preview(x: torch.Tensor, max_side: int = 256) -> torch.Tensor:
+    height, width = x.shape[-2:]
+    scale = min(1.0, max_side / max(height, width))
+    small = x[:1] if scale == 1 else resize(x[:1], (max(1, round(height * scale)), max(1, round(width * scale))))
+    return small[0].detach().float().clamp(0, 1).cpu()
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def dream_batch(
+    model: LoadedModel,
+    images: torch.Tensor,
+    objectives: Sequence[Objective],
+    config: DreamConfig,
+    on_step: OnStep | None = None,
+    should_cancel: ShouldCancel | None = None,
+    preview_every: int = 5,
+) -> list[DreamResult]:
+    """Dream a batch (N, 3, H, W) in [0, 1]; objectives has length 1 (shared) or N.
+
+    Returns one DreamResult per image. A cancel stops within one iteration and returns
+    the partial dreams (cancelled=True) at full size.
+    """
+    config.validate()
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ConfigError("Images must be a batch of RGB tensors (N, 3, H, W).")
+    if len(objectives) not in (1, images.shape[0]):
+        raise ConfigError("Give one objective, or one per image.")
+    bound = [o.bind(model) for o in objectives]
+    hooks_before = count_hooks(model.module)
+    generator = torch.Generator().manual_seed(config.seed)
+    device = model.device
+    started = time.perf_counter()
+    base = images.to(device=device, dtype=torch.float32)
+    height, width = base.shape[-2:]
+    sizes = octave_sizes(height, width, config.octaves, config.octave_scale)
+    trace: list[torch.Tensor] = []
+    total, step = config.total_steps, 0
+    detail = torch.zeros_like(resize(base, sizes[0]))
+    x = base
+    cancelled = False
+    for size in sizes:
+        octave_base = resize(base, size) if size != (height, width) else base
+        detail = resize(detail, size) if detail.shape[-2:] != size else detail
+        x = octave_base + detail
+        for _ in range(config.iterations):
+            if should_cancel is not None and should_cancel():
+                cancelled = True
+                break
+            shift_y, shift_x = (int(v) for v in torch.randint(-config.jitter, config.jitter + 1, (2,), generator=generator))
+            x = x.roll((shift_y, shift_x), dims=(2, 3))
+            grad, scores = gradient(model, x, bound, config.tile_size, generator)
+            x = (x + config.step_size * normalize_gradient(grad, config.normalization)).detach()
+            x = x.roll((-shift_y, -shift_x), dims=(2, 3))
+            if config.clip:
+                x = x.clamp(0, 1)
+            trace.append(scores)
+            step += 1
+            if on_step is not None:
+                show = step % preview_every == 0 or step == total
+                on_step(step, total, _preview(x) if show else None)
+        detail = x - octave_base
+        if cancelled:
+            break
+    if x.shape[-2:] != (height, width):
+        x = (base + resize(detail, (height, width))).clamp(0, 1) if config.clip else base + resize(detail, (height, width))
+    if count_hooks(model.module) != hooks_before:
+        raise RuntimeError("A forward hook outlived the dream: this is a bug.")
+    seconds = time.perf_counter() - started
+    traces = torch.stack(trace).float().cpu().T.tolist() if trace else [[] for _ in range(base.shape[0])]
+    results = []
+    for i in range(base.shape[0]):
+        objective = bound[i if len(bound) > 1 else 0]
+        results.append(DreamResult(
+            image=x[i].detach().float().cpu(),
+            trace=traces[i],
+            metadata=run_metadata(model, objective, config, seconds, steps_done=step),
+            cancelled=cancelled,
+        ))
+    return results
+
+
+def dream(model: LoadedModel, image: torch.Tensor, objective: Objective, config: DreamConfig,
+          on_step: OnStep | None = None, should_cancel: ShouldCancel | None = None) -> DreamResult:
+    """Dream one (3, H, W) image. See dream_batch."""
+    return dream_batch(model, image[None], [objective], config, on_step, should_cancel)[0]
+
+
+def library_versions() -> dict[str, str]:
+    import torchvision
+
+    from analysis import __version__
+
+    return {"inceptionism": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "python": platform.python_version()}
+
+
+def run_metadata(model: LoadedModel, objective: Objective, config: DreamConfig, seconds: float,
+                 steps_done: int) -> dict:
+    """Everything needed to know what a result is and to reproduce it."""
+    return {
+        "model": model.name,
+        "training_data": model.spec.training_data,
+        "layers": [model.layer(name).alias for name in objective.layers],
+        "objective": objective.to_dict(),
+        "objective_text": objective.describe(),
+        "config": config.to_dict(),
+        "seed": config.seed,
+        "weights_sha256": model.weights_sha256,
+        "versions": library_versions(),
+        "device": str(model.device),
+        "seconds": round(seconds, 3),
+        "steps": steps_done,
+    }

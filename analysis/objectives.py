@@ -1,0 +1,214 @@
+"""What a dream maximises. Small composable objectives, after lucent.
+
+An objective names the layers it needs (so the forward stops at the deepest), scores a
+dict of activations with one value per image in the batch, adds and scales with + and *,
+and round-trips through a plain dict for recipes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from analysis.errors import ConfigError
+from analysis.models import LOGITS, LoadedModel
+
+Activations = dict[str, torch.Tensor]
+
+
+class Objective:
+    """Base: subclasses set `layers` and implement `score` -> (N,) tensor."""
+
+    layers: tuple[str, ...] = ()
+
+    def score(self, acts: Activations) -> torch.Tensor:
+        raise NotImplementedError
+
+    def bind(self, model: LoadedModel) -> Objective:
+        """Resolve aliases and check ranges against a loaded model; returns a ready objective."""
+        return self
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def __add__(self, other: Objective) -> Objective:
+        return Sum([(1.0, self), (1.0, other)])
+
+    def __rmul__(self, weight: float) -> Objective:
+        return Sum([(float(weight), self)])
+
+    __mul__ = __rmul__
+
+
+@dataclass
+class LayerL2(Objective):
+    """Google's original: whatever the layer sees, amplify it (mean squared activation)."""
+
+    layer: str
+
+    def __post_init__(self) -> None:
+        self.layers = (self.layer,)
+
+    def bind(self, model: LoadedModel) -> LayerL2:
+        return LayerL2(model.layer(self.layer).name)
+
+    def score(self, acts: Activations) -> torch.Tensor:
+        act = acts[self.layer]
+        return act.pow(2).flatten(1).mean(1)
+
+    def to_dict(self) -> dict:
+        return {"type": "layer", "layer": self.layer}
+
+    def describe(self) -> str:
+        return f"L2 of {self.layer}"
+
+
+@dataclass
+class Channels(Objective):
+    """Mean activation of chosen channels: dream one feature detector."""
+
+    layer: str
+    channels: Sequence[int]
+
+    def __post_init__(self) -> None:
+        self.layers = (self.layer,)
+        self.channels = [int(c) for c in self.channels]
+        if not self.channels:
+            raise ConfigError("Choose at least one channel.")
+
+    def bind(self, model: LoadedModel) -> Channels:
+        info = model.layer(self.layer)
+        bad = [c for c in self.channels if not 0 <= c < info.shape[0]]
+        if bad:
+            raise ConfigError(f"Channel {bad[0]} does not exist: {info.alias} has channels 0 to {info.shape[0] - 1}.")
+        return Channels(info.name, self.channels)
+
+    def score(self, acts: Activations) -> torch.Tensor:
+        return acts[self.layer][:, self.channels].flatten(1).mean(1)
+
+    def to_dict(self) -> dict:
+        return {"type": "channels", "layer": self.layer, "channels": list(self.channels)}
+
+    def describe(self) -> str:
+        return f"channels {', '.join(map(str, self.channels))} of {self.layer}"
+
+
+@dataclass
+class ClassLogit(Objective):
+    """"Make it more dog": raise the logits of chosen classes."""
+
+    classes: Sequence[int]
+
+    def __post_init__(self) -> None:
+        self.layers = (LOGITS,)
+        self.classes = [int(c) for c in self.classes]
+        if not self.classes:
+            raise ConfigError("Choose at least one class.")
+
+    def bind(self, model: LoadedModel) -> ClassLogit:
+        if model.labels is None:
+            raise ConfigError(f"{model.name} has no class labels, so it has no class objective.")
+        bad = [c for c in self.classes if not 0 <= c < len(model.labels)]
+        if bad:
+            raise ConfigError(f"Class {bad[0]} does not exist: {model.name} has classes 0 to {len(model.labels) - 1}.")
+        return self
+
+    def score(self, acts: Activations) -> torch.Tensor:
+        return acts[LOGITS][:, self.classes].mean(1)
+
+    def to_dict(self) -> dict:
+        return {"type": "class", "classes": list(self.classes)}
+
+    def describe(self) -> str:
+        return f"class {', '.join(map(str, self.classes))}"
+
+
+@dataclass
+class Guide(Objective):
+    """Google's guided dream: each position moves toward the best-matching guide feature.
+
+    The gradient of max_j <x_i, y_j> with respect to x_i is the guide feature y_j that
+    matches x_i best, exactly the notebook's objective_guide.
+    """
+
+    layer: str
+    guide_image: torch.Tensor  # (3, H, W) in [0, 1]
+    features: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        self.layers = (self.layer,)
+
+    def bind(self, model: LoadedModel) -> Guide:
+        name = model.layer(self.layer).name
+        with torch.no_grad():
+            feats = model.activations(self.guide_image[None], [name])[name][0]
+        return Guide(name, self.guide_image, feats.flatten(1))  # (C, P)
+
+    def score(self, acts: Activations) -> torch.Tensor:
+        if self.features is None:
+            raise ConfigError("Guide objective used before bind(model).")
+        act = acts[self.layer].flatten(2)  # (N, C, Q)
+        guide = self.features.to(act.device, act.dtype)
+        match = torch.einsum("ncq,cp->nqp", act, guide)  # dot product of every position with every guide feature
+        return match.max(dim=2).values.mean(1)
+
+    def to_dict(self) -> dict:
+        from analysis.images import tensor_to_pil
+
+        buffer = io.BytesIO()
+        tensor_to_pil(self.guide_image).save(buffer, format="PNG")
+        return {"type": "guide", "layer": self.layer, "guide_png": base64.b64encode(buffer.getvalue()).decode()}
+
+    def describe(self) -> str:
+        return f"guide image at {self.layer}"
+
+
+@dataclass
+class Sum(Objective):
+    """Weighted sum of objectives, possibly over several layers."""
+
+    terms: list[tuple[float, Objective]]
+
+    def __post_init__(self) -> None:
+        flat: list[tuple[float, Objective]] = []
+        for weight, term in self.terms:
+            flat += [(weight * w, t) for w, t in term.terms] if isinstance(term, Sum) else [(weight, term)]
+        self.terms = flat
+        self.layers = tuple(dict.fromkeys(layer for _, t in flat for layer in t.layers))
+
+    def bind(self, model: LoadedModel) -> Sum:
+        return Sum([(w, t.bind(model)) for w, t in self.terms])
+
+    def score(self, acts: Activations) -> torch.Tensor:
+        return sum(w * t.score(acts) for w, t in self.terms)
+
+    def to_dict(self) -> dict:
+        return {"type": "sum", "terms": [{"weight": w, "objective": t.to_dict()} for w, t in self.terms]}
+
+    def describe(self) -> str:
+        return " + ".join(f"{w:g}×{t.describe()}" for w, t in self.terms)
+
+
+def objective_from_dict(data: dict) -> Objective:
+    """Inverse of to_dict, for recipes. Unknown types are a clear error."""
+    kind = data.get("type")
+    if kind == "layer":
+        return LayerL2(data["layer"])
+    if kind == "channels":
+        return Channels(data["layer"], data["channels"])
+    if kind == "class":
+        return ClassLogit(data["classes"])
+    if kind == "guide":
+        from analysis.images import load_image
+
+        return Guide(data["layer"], load_image(base64.b64decode(data["guide_png"])))
+    if kind == "sum":
+        return Sum([(float(t["weight"]), objective_from_dict(t["objective"])) for t in data["terms"]])
+    raise ConfigError(f"Unknown objective type '{kind}' in the recipe.")

@@ -1,0 +1,144 @@
+"""Recipes: a dream as plain JSON, replayable to the same pixels on the CPU.
+
+A recipe names the model, the objective, the settings and where the image came from
+(a bundled sample, noise with a seed, or a file identified by its sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from analysis import labels
+from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream
+from analysis.errors import ConfigError, ImageError
+from analysis.images import MAX_DREAM_SIDE, load_image, noise_image
+from analysis.models import LoadedModel, load_model
+from analysis.objectives import Objective, objective_from_dict
+
+RECIPE_VERSION = 1
+
+
+@dataclass
+class ImageSource:
+    """Where a dream's starting image comes from."""
+
+    kind: str  # "sample" | "noise" | "file"
+    name: str = ""  # sample file name or original file name
+    size: tuple[int, int] = (224, 224)  # noise size (height, width)
+    seed: int = 0  # noise seed
+    sha256: str = ""  # of the file's bytes, to check a replay uses the same picture
+    data: bytes | None = field(default=None, repr=False)  # uploaded bytes, kept in memory only
+
+    def to_dict(self) -> dict:
+        out = {"kind": self.kind}
+        if self.kind == "noise":
+            out.update(size=list(self.size), seed=self.seed)
+        else:
+            out.update(name=self.name, sha256=self.sha256)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ImageSource:
+        kind = data.get("kind")
+        if kind == "noise":
+            return cls("noise", size=tuple(data.get("size", (224, 224))), seed=int(data.get("seed", 0)))
+        if kind in ("sample", "file"):
+            return cls(kind, name=str(data.get("name", "")), sha256=str(data.get("sha256", "")))
+        raise ConfigError(f"Unknown image kind '{kind}' in the recipe.")
+
+    @classmethod
+    def sample(cls, name: str) -> ImageSource:
+        path = _sample_path(name)
+        return cls("sample", name=path.name, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+
+    @classmethod
+    def upload(cls, name: str, data: bytes) -> ImageSource:
+        return cls("file", name=name, sha256=hashlib.sha256(data).hexdigest(), data=data)
+
+    def load(self, max_side: int, file: Path | None = None) -> torch.Tensor:
+        """The start image at most max_side px. For 'file', pass the file (or keep data)."""
+        if self.kind == "noise":
+            height, width = self.size
+            scale = min(1.0, max_side / max(height, width))
+            return noise_image((round(height * scale), round(width * scale)), self.seed)
+        if self.kind == "sample":
+            raw = _sample_path(self.name).read_bytes()
+        elif self.data is not None:
+            raw = self.data
+        elif file is not None:
+            raw = Path(file).read_bytes() if Path(file).is_file() else b""
+            if not raw:
+                raise ImageError(f"No image file at {file}.")
+        else:
+            raise ImageError(f"This recipe dreams the file '{self.name}': give it with --image.")
+        if self.sha256 and hashlib.sha256(raw).hexdigest() != self.sha256:
+            raise ImageError(f"The image is not the one the recipe was made with ({self.name}, sha256 differs).")
+        return load_image(raw, max_side)
+
+
+def _sample_path(name: str) -> Path:
+    for sample in labels.sample_images():
+        if name in (sample.path.name, sample.path.stem, sample.title):
+            return sample.path
+    known = ", ".join(s.path.name for s in labels.sample_images())
+    raise ImageError(f"No bundled sample '{name}'. Samples: {known}.")
+
+
+@dataclass
+class Recipe:
+    model: str
+    objective: dict
+    config: DreamConfig
+    image: ImageSource
+    max_side: int = 512
+
+    def to_dict(self) -> dict:
+        return {"recipe_version": RECIPE_VERSION, "model": self.model, "objective": self.objective,
+                "config": self.config.to_dict(), "image": self.image.to_dict(), "max_side": self.max_side}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Recipe:
+        if not isinstance(data, dict) or "model" not in data:
+            raise ConfigError("This is not a dream recipe (no 'model').")
+        if data.get("recipe_version", RECIPE_VERSION) > RECIPE_VERSION:
+            raise ConfigError("This recipe was written by a newer version of the tool.")
+        max_side = int(data.get("max_side", 512))
+        if not 16 <= max_side <= MAX_DREAM_SIDE:
+            raise ConfigError(f"Recipe size {max_side} px is out of range (16 to {MAX_DREAM_SIDE}).")
+        try:
+            return cls(model=str(data["model"]), objective=dict(data["objective"]),
+                       config=DreamConfig.from_dict(dict(data.get("config", {}))),
+                       image=ImageSource.from_dict(dict(data["image"])), max_side=max_side)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f"The recipe is incomplete or malformed ({err}).") from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Recipe:
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"The recipe is not valid JSON ({err.__class__.__name__}).") from None
+        return cls.from_dict(data)
+
+    def build_objective(self) -> Objective:
+        return objective_from_dict(self.objective)
+
+
+def run_recipe(recipe: Recipe, model: LoadedModel | None = None, image_file: Path | None = None,
+               on_step: OnStep | None = None, should_cancel: ShouldCancel | None = None) -> DreamResult:
+    """Replay a recipe. On the CPU the pixels equal the original run's."""
+    model = model or load_model(recipe.model)
+    if model.name != recipe.model:
+        raise ConfigError(f"The recipe is for {recipe.model}, not {model.name}.")
+    image = recipe.image.load(recipe.max_side, image_file)
+    result = dream(model, image, recipe.build_objective(), recipe.config, on_step, should_cancel)
+    result.metadata["recipe"] = recipe.to_dict()
+    return result
