@@ -1,0 +1,155 @@
+"""The dream engine on the real embedded weights: it dreams, reproduces, cancels, leaves no hooks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from analysis.dream import PRESETS, DreamConfig, dream, dream_batch, laplacian_normalize, octave_sizes, preset
+from analysis.errors import ConfigError
+from analysis.images import load_image
+from analysis.models import count_hooks
+from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective, objective_from_dict
+
+QUICK = DreamConfig(octaves=2, iterations=4, jitter=8)
+DOGS = slice(151, 269)
+
+
+def test_dreaming_raises_the_objective(lite0, cat_small):
+    result = dream(lite0, cat_small, LayerL2("block6"), QUICK)
+    assert len(result.trace) == QUICK.total_steps
+    assert result.trace[-1] > result.trace[0]
+    assert result.image.shape == cat_small.shape
+    assert 0 <= result.image.min() and result.image.max() <= 1
+    assert not torch.equal(result.image, cat_small)
+
+
+def test_high_layer_dreams_dogs_into_the_cat_low_layer_does_not(lite0, cat_path):
+    """The dog effect, measured: 118 of ImageNet's 1000 classes are dog breeds.
+
+    block10 (depth 0.59) is where EfficientNet-Lite0's dog effect peaks; block3 (0.18) draws strokes.
+    """
+    cat = load_image(cat_path, 320)
+    config = preset("google")
+    dog_share = lambda image: float(lite0.probabilities(image)[0, DOGS].sum())  # noqa: E731
+    baseline = dog_share(cat)
+    high = dog_share(dream(lite0, cat, LayerL2("block10"), config).image) / baseline
+    low = dog_share(dream(lite0, cat, LayerL2("block3"), config).image) / baseline
+    assert high >= 10, high
+    assert low < 3 and low < high / 5, (low, high)
+
+
+def test_same_seed_same_pixels_other_seed_other_pixels(lite0, cat_small):
+    a = dream(lite0, cat_small, LayerL2("block5"), QUICK)
+    b = dream(lite0, cat_small, LayerL2("block5"), QUICK)
+    c = dream(lite0, cat_small, LayerL2("block5"), DreamConfig(**{**QUICK.to_dict(), "seed": 1}))
+    assert torch.equal(a.image, b.image) and a.trace == b.trace
+    assert not torch.equal(a.image, c.image)
+
+
+def test_cancel_stops_within_one_iteration_and_keeps_the_partial_dream(lite0, cat_small):
+    steps = []
+    result = dream(lite0, cat_small, LayerL2("block5"), QUICK,
+                   on_step=lambda step, total, preview: steps.append(step),
+                   should_cancel=lambda: len(steps) >= 3)
+    assert result.cancelled and steps == [1, 2, 3] and len(result.trace) == 3
+    assert result.image.shape == cat_small.shape and not torch.equal(result.image, cat_small)
+    assert count_hooks(lite0.module) == 0
+
+
+class _Exploding(Objective):
+    layers = ("_blocks.4",)
+
+    def score(self, acts):
+        raise RuntimeError("boom")
+
+
+def test_no_hook_survives_a_failed_dream(lite0, cat_small):
+    with pytest.raises(RuntimeError, match="boom"):
+        dream(lite0, cat_small, _Exploding(), QUICK)
+    assert count_hooks(lite0.module) == 0
+
+
+def test_on_step_reports_progress_and_small_previews(lite0, cat_small):
+    calls = []
+    dream(lite0, cat_small, LayerL2("block5"), QUICK, on_step=lambda s, t, p: calls.append((s, t, p)))
+    assert [c[0] for c in calls] == list(range(1, QUICK.total_steps + 1))
+    assert all(c[1] == QUICK.total_steps for c in calls)
+    previews = [c[2] for c in calls if c[2] is not None]
+    assert previews and calls[-1][2] is not None and previews[0].shape[0] == 3
+
+
+@pytest.mark.parametrize("objective", [
+    Channels("block8", [3, 17]),
+    ClassLogit([207]),  # golden retriever: "make it more dog"
+    LayerL2("block4") + 0.5 * Channels("block9", [0]),
+])
+def test_every_objective_kind_rises(lite0, cat_small, objective):
+    result = dream(lite0, cat_small, objective, QUICK)
+    assert result.trace[-1] > result.trace[0]
+    rebuilt = objective_from_dict(result.metadata["objective"])
+    assert rebuilt.to_dict() == result.metadata["objective"]
+
+
+def test_guide_objective_moves_toward_the_guide(lite0, cat_small):
+    guide_image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(3))
+    result = dream(lite0, cat_small, Guide("block6", guide_image), QUICK)
+    assert result.trace[-1] > result.trace[0]
+    assert objective_from_dict(result.metadata["objective"]).layer == "_blocks.6"
+
+
+def test_batched_layer_sweep_equals_separate_dreams(lite0, cat_small):
+    """The batched fast path keeps the plain path's results (float tolerance)."""
+    layers = ["block2", "block7", "block12"]
+    config = DreamConfig(octaves=1, iterations=3, jitter=0)
+    batch = dream_batch(lite0, cat_small[None].repeat(3, 1, 1, 1), [LayerL2(n) for n in layers], config)
+    for layer, batched in zip(layers, batch):
+        alone = dream(lite0, cat_small, LayerL2(layer), config)
+        torch.testing.assert_close(batched.image, alone.image, atol=1e-3, rtol=0)  # < 1/4 of an 8-bit level
+
+
+def test_tiled_dream_covers_the_whole_image_in_bounded_pieces(lite0, cat_path):
+    image = load_image(cat_path, 200)
+    config = DreamConfig(octaves=1, iterations=3, jitter=0, tile_size=64)
+    result = dream(lite0, image, LayerL2("block5"), config)
+    changed = (result.image - image).abs().sum(0) > 1e-4
+    assert result.trace[-1] > result.trace[0]
+    assert changed.float().mean() > 0.95  # no tile left undreamed
+    assert count_hooks(lite0.module) == 0
+
+
+def test_result_metadata_says_how_it_was_made(lite0, cat_small):
+    meta = dream(lite0, cat_small, LayerL2("block5"), QUICK).metadata
+    assert meta["model"] == "efficientnet_lite0" and meta["layers"] == ["block5"]
+    assert meta["seed"] == QUICK.seed and meta["config"] == QUICK.to_dict()
+    assert len(meta["weights_sha256"]) == 64 and meta["versions"]["torch"] == torch.__version__
+    assert meta["device"] == "cpu" and meta["seconds"] > 0
+
+
+def test_octaves_go_small_to_large_and_end_at_full_size():
+    sizes = octave_sizes(300, 200, 4, 1.4)
+    assert sizes[-1] == (300, 200) and sizes == sorted(sizes)
+
+
+def test_laplacian_normalisation_equalises_scale():
+    grad = torch.randn(2, 3, 64, 64) * torch.tensor([1.0, 100.0]).view(2, 1, 1, 1)
+    out = laplacian_normalize(grad)
+    assert out.shape == grad.shape
+    ratio = out[1].abs().mean() / out[0].abs().mean()
+    assert 0.5 < ratio < 2
+
+
+@pytest.mark.parametrize("bad", [{"octaves": 0}, {"iterations": 10_000}, {"step_size": -1}, {"jitter": 999},
+                                 {"normalization": "l7"}, {"tile_size": 8}, {"octave_scale": 1.0}])
+def test_impossible_settings_are_clear_errors(bad):
+    with pytest.raises(ConfigError, match="Invalid setting"):
+        DreamConfig(**bad).validate()
+
+
+def test_presets_are_valid_and_described():
+    assert {"google", "tensorflow", "gentle", "deep"} <= set(PRESETS)
+    for item in PRESETS.values():
+        item.config.validate()
+        assert item.description
+    with pytest.raises(ConfigError, match="Unknown preset"):
+        preset("psychedelic")
