@@ -160,12 +160,11 @@ def _tile_bounds(length: int, tile: int) -> list[tuple[int, int]]:
 
 
 def _objective_scores(model: LoadedModel, x: torch.Tensor, objectives: Sequence[Objective]) -> torch.Tensor:
-    """Each image in the batch scored by its own objective; one truncated forward for all."""
-    layers = list(dict.fromkeys(layer for o in objectives for layer in o.layers))
-    acts = model.activations(x, layers)
+    """Each image in the batch scored by its own objective, in one truncated forward."""
     if len(objectives) == 1:
-        return objectives[0].score(acts)
-    return torch.stack([o.score({k: v[i:i + 1] for k, v in acts.items()})[0] for i, o in enumerate(objectives)])
+        return objectives[0].score(model.activations(x, objectives[0].layers))
+    per_image = model.sweep_activations(x, [o.layers for o in objectives])
+    return torch.cat([o.score(acts) for o, acts in zip(objectives, per_image)])
 
 
 def gradient(model: LoadedModel, x: torch.Tensor, objectives: Sequence[Objective], tile: int,

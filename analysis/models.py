@@ -504,37 +504,62 @@ class LoadedModel:
         return [candidates[i] for i in picks]
 
     def activations(self, image01: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
-        """Outputs of the named layers; the forward stops after the deepest one.
+        """Outputs of the named layers for the whole batch; the forward stops after the deepest one."""
+        wanted = tuple(self.layer(n).name for n in layers)
+        captured, _ = self._forward(image01, [wanted] * image01.shape[0])
+        return {name: captured[name] for name in wanted}
 
-        Hooks are added and removed here, in try/finally, so none outlive the call.
+    def sweep_activations(self, image01: torch.Tensor, layers_per_image: Sequence[Iterable[str]]
+                          ) -> list[dict[str, torch.Tensor]]:
+        """Each image's own layers, in one forward: an image leaves the batch after its deepest
+        layer, so a batched layer sweep does the work of separate truncated forwards in bigger batches."""
+        needs = [tuple(self.layer(n).name for n in layers) for layers in layers_per_image]
+        captured, rows = self._forward(image01, needs)
+        return [{name: captured[name][rows[name].index(i)][None] for name in need} for i, need in enumerate(needs)]
+
+    def _forward(self, image01: torch.Tensor, needs: Sequence[tuple[str, ...]]
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, list[int]]]:
+        """The truncated forward. Returns each layer's output and which images its rows are.
+
+        A hook captures a layer's output and, returning a slice of it, drops the images that
+        need nothing deeper; once none is left it stops the forward. Hooks are added and
+        removed here, in try/finally, so none outlive the call.
         """
-        wanted = [self.layer(n).name for n in layers]
-        if not wanted:
+        if len(needs) != image01.shape[0] or not all(needs):
             raise ConfigError("No layer chosen.")
-        order = [info.name for info in self.layers]
-        deepest = max(wanted, key=order.index)
+        order = {info.name: k for k, info in enumerate(self.layers)}
+        deepest = [max(need, key=order.__getitem__) for need in needs]
+        alive = list(range(len(needs)))
         captured: dict[str, torch.Tensor] = {}
+        rows: dict[str, list[int]] = {}
         handles = []
+
+        def hook(name: str, out: torch.Tensor) -> torch.Tensor | None:
+            captured[name], rows[name] = out, list(alive)
+            keep = [r for r, i in enumerate(alive) if order[deepest[i]] > order[name]]
+            if not keep:
+                raise _StopForward
+            if len(keep) == len(alive):
+                return None
+            alive[:] = [alive[r] for r in keep]
+            return out[keep]
+
         x = self.preprocess(image01.to(self.device))
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         try:
-            for name in set(wanted) - {LOGITS}:
-                def hook(_m: nn.Module, _i: object, out: torch.Tensor, name: str = name) -> None:
-                    captured[name] = out
-                    if name == deepest:
-                        raise _StopForward
-                handles.append(self.module.get_submodule(name).register_forward_hook(hook))
+            for name in {n for need in needs for n in need} - {LOGITS}:
+                handles.append(self.module.get_submodule(name).register_forward_hook(
+                    lambda _m, _i, out, name=name: hook(name, out)))
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                 try:
-                    logits = self.module(x)
-                    captured[LOGITS] = logits
+                    captured[LOGITS], rows[LOGITS] = self.module(x), list(alive)
                 except _StopForward:
                     pass
         finally:
             for handle in handles:
                 handle.remove()
-        return {name: captured[name].float() for name in wanted}
+        return {name: t.float() for name, t in captured.items()}, rows
 
     def logits(self, image01: torch.Tensor) -> torch.Tensor:
         return self.activations(image01, [LOGITS])[LOGITS]
