@@ -27,7 +27,8 @@ test: install browser
 	$(BIN)/python -m pytest
 
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m pip install --quiet --no-deps -r bench/requirements.txt 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

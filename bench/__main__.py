@@ -1,0 +1,265 @@
+"""python -m bench [--quick] [--only SECTION ...]: prints a table, writes bench/results/<date>-<machine>.json.
+
+Every figure is a median over repeats after a warm-up; every comparison is a ratio of two
+figures taken in the same run, so a busy machine skews both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from analysis.dream import DreamConfig, dream, dream_batch
+from analysis.models import LoadedModel, load_model
+from analysis.objectives import LayerL2
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak_gflops(device: torch.device, repeats: int) -> float:
+    """The machine's own float32 matrix-multiply rate: the yardstick for achieved GFLOP/s."""
+    n = 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    seconds = median_seconds(lambda: a @ b, repeats=max(repeats, 5), warmup=2)
+    return 2 * n ** 3 / seconds / 1e9
+
+
+def flops_per_step(model: LoadedModel, image: torch.Tensor, layer: str) -> float:
+    """Forward + backward FLOPs of one step (FlopCounterMode needs .backward(), not autograd.grad)."""
+    x = image[None].to(model.device).requires_grad_(True)
+    objective = LayerL2(layer).bind(model)
+    with FlopCounterMode(display=False) as counter:
+        objective.score(model.activations(x, objective.layers)).sum().backward()
+    return float(counter.get_total_flops())
+
+
+def full_network_dream(model: LoadedModel, image: torch.Tensor, layer: str, steps: int) -> torch.Tensor:
+    """The usual DeepDream script: the whole network forward, a hook at the layer, one octave."""
+    module = model.module.get_submodule(model.layer(layer).name)
+    x = image[None].to(model.device).clone()
+    store: dict[str, torch.Tensor] = {}
+    handle = module.register_forward_hook(lambda _m, _i, out: store.__setitem__("act", out))
+    try:
+        for _ in range(steps):
+            x.requires_grad_(True)
+            model.module(model.preprocess(x))
+            loss = store["act"].pow(2).mean()
+            (grad,) = torch.autograd.grad(loss, x)
+            x = (x + 1.5 / 255 * grad / (grad.abs().mean() + 1e-8)).detach().clamp(0, 1)
+    finally:
+        handle.remove()
+    return x
+
+
+def torch_dreams_dream(model: LoadedModel, image_size: int, layer: str, steps: int) -> None:
+    """torch-dreams' Dreamer.render on the same model, layer, size and number of steps."""
+    from torch_dreams.dreamer import Dreamer
+
+    module = model.module.get_submodule(model.layer(layer).name)
+    dreamer = Dreamer(torch.nn.Sequential(model.preprocess, model.module), quiet=True, device=str(model.device))
+    dreamer.render(layers=[module], width=image_size, height=image_size, iters=steps)
+
+
+def section_speed(models: dict[str, LoadedModel], sizes: list[int], steps: int, repeats: int, peak: float,
+                  with_torch_dreams: bool) -> list[dict]:
+    rows = []
+    for name, model in models.items():
+        for info in model.layers_spread(3):
+            for size in sizes:
+                image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
+                one_octave = DreamConfig(octaves=1, iterations=steps, jitter=32)
+                ours = median_seconds(lambda: dream(model, image, LayerL2(info.name), one_octave), repeats)
+                flops = flops_per_step(model, image, info.name)
+                row = {"model": name, "layer": info.alias, "depth": info.depth, "size": size,
+                       "it_per_s": steps / ours, "gflops_per_s": flops * steps / ours / 1e9}
+                row["share_of_matmul_peak"] = row["gflops_per_s"] / peak
+                if size <= 512:
+                    full = median_seconds(lambda: full_network_dream(model, image, info.name, steps), repeats)
+                    row["speedup_vs_full_network"] = full / ours
+                    if with_torch_dreams:
+                        theirs = median_seconds(lambda: torch_dreams_dream(model, size, info.name, steps), repeats)
+                        row["speedup_vs_torch_dreams"] = theirs / ours
+                rows.append(row)
+                print(_fmt(row), flush=True)
+    return rows
+
+
+def section_sweep(model: LoadedModel, size: int, count: int, repeats: int) -> dict:
+    image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
+    layers = [info.name for info in model.layers_spread(count)]
+    config = DreamConfig(octaves=2, iterations=5)
+    batched = median_seconds(lambda: dream_batch(model, image[None].repeat(count, 1, 1, 1),
+                                                 [LayerL2(n) for n in layers], config), repeats)
+    sequential = median_seconds(lambda: [dream(model, image, LayerL2(n), config) for n in layers], repeats)
+    row = {"model": model.name, "layers": count, "size": size, "batched_s": batched, "sequential_s": sequential,
+           "speedup": sequential / batched}
+    print(_fmt(row), flush=True)
+    return row
+
+
+def section_featviz(model: LoadedModel, channels: int, steps: int, size: int) -> dict:
+    """Batched channels against lucent's render_vis one channel at a time (hooks it leaks removed)."""
+    from lucent.optvis import objectives as lucent_objectives
+    from lucent.optvis import param as lucent_param
+    from lucent.optvis import render as lucent_render
+
+    from analysis import featviz
+
+    info = model.layers_spread(3)[1]
+    config = featviz.FeatvizConfig(size=size, steps=steps)
+    start = time.perf_counter()
+    featviz.render_channels(model, info.name, list(range(channels)), config, cache=None)
+    ours = time.perf_counter() - start
+    lucent_layer = info.name.replace(".", "_")
+    wrapped = torch.nn.Sequential()
+    wrapped.add_module("pre", model.preprocess)
+    wrapped.add_module("net", model.module)
+    start = time.perf_counter()
+    for channel in range(channels):
+        before = {m: dict(m._forward_hooks) for m in wrapped.modules()}
+        lucent_render.render_vis(wrapped, lucent_objectives.channel(f"net_{lucent_layer}", channel),
+                                 lambda: lucent_param.image(size), thresholds=(steps,),
+                                 show_image=False, progress=False, preprocess=False)
+        for module, hooks in before.items():  # render_vis leaves its hooks behind
+            for key in set(module._forward_hooks) - set(hooks):
+                del module._forward_hooks[key]
+    theirs = time.perf_counter() - start
+    row = {"model": model.name, "layer": info.alias, "channels": channels, "steps": steps, "size": size,
+           "ours_channels_per_min": channels / ours * 60, "lucent_channels_per_min": channels / theirs * 60,
+           "speedup": theirs / ours}
+    print(_fmt(row), flush=True)
+    return row
+
+
+MEMORY_CHILD = """
+import resource, sys, torch
+from analysis.models import load_model
+from analysis.dream import DreamConfig, dream
+from analysis.objectives import LayerL2
+size, tile = int(sys.argv[1]), int(sys.argv[2])
+model = load_model("efficientnet_lite0", device="cpu")
+dream(model, torch.rand(3, size, size), LayerL2("block10"), DreamConfig(octaves=1, iterations=1, jitter=0, tile_size=tile))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def section_memory(sizes: list[int], tile: int, untiled_max: int) -> list[dict]:
+    """Peak resident memory of a fresh process dreaming one step at each size."""
+    rows = []
+    for size in sizes:
+        for tile_size in ([0] if size <= untiled_max else []) + [tile]:
+            done = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(size), str(tile_size)],
+                                  capture_output=True, text=True, cwd=ROOT.parent, timeout=1800)
+            peak = float(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
+            row = {"size": size, "tile": tile_size, "peak_rss_mb": peak, "ok": done.returncode == 0}
+            rows.append(row)
+            print(_fmt(row), flush=True)
+    return rows
+
+
+APP_CHILD = """
+import time, torch
+start = time.perf_counter()
+from analysis.models import load_model
+from analysis.images import load_image
+from analysis.dream import dream, dream_batch, preset
+from analysis.objectives import LayerL2
+model = load_model("efficientnet_lite0")
+cat = load_image("assets/samples/cat_chelsea.jpg", 512)
+dream(model, cat, LayerL2("block10"), preset("google"))
+first = time.perf_counter() - start
+layers = model.layers_spread(6)
+start = time.perf_counter()
+dream_batch(model, cat[None].repeat(6, 1, 1, 1), [LayerL2(i.name) for i in layers], preset("google"))
+print(first, time.perf_counter() - start)
+"""
+
+
+def section_app() -> dict:
+    """Cold process start (imports, weights, first dream) to the first 512 px dream, then a 6-layer sweep."""
+    done = subprocess.run([sys.executable, "-c", APP_CHILD], capture_output=True, text=True, cwd=ROOT.parent, timeout=1800)
+    first, sweep = (float(v) for v in done.stdout.split()[-2:])
+    row = {"cold_start_to_first_dream_512_s": first, "six_layer_sweep_512_s": sweep}
+    print(_fmt(row), flush=True)
+    return row
+
+
+def _fmt(row: dict) -> str:
+    return "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
+    parser.add_argument("--only", nargs="*", default=["speed", "sweep", "featviz", "memory", "app"])
+    args = parser.parse_args()
+    repeats = 2 if args.quick else 3
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    models = {"efficientnet_lite0": load_model("efficientnet_lite0", device=device),
+              "googlenet (random weights)": load_model("googlenet-untrained", device=device)}
+    try:
+        import torch_dreams  # noqa: F401
+        with_torch_dreams = True
+    except ImportError:
+        with_torch_dreams = False
+        print("torch-dreams not installed: `make bench` installs it from bench/requirements.txt")
+    report: dict = {"date": datetime.date.today().isoformat(), "machine": machine(), "device": str(device)}
+    report["matmul_peak_gflops"] = matmul_peak_gflops(device, repeats)
+    print(f"float32 matmul peak: {report['matmul_peak_gflops']:.1f} GFLOP/s")
+    if "speed" in args.only:
+        sizes = [224, 512] if args.quick else [224, 512, 1024]
+        report["speed"] = section_speed(models, sizes, 5, repeats, report["matmul_peak_gflops"], with_torch_dreams)
+    if "sweep" in args.only:
+        report["sweep"] = [section_sweep(models["efficientnet_lite0"], size, 6, repeats) for size in (224, 512)]
+    if "featviz" in args.only:
+        report["featviz"] = section_featviz(models["efficientnet_lite0"], 8, 32, 96)
+    if "memory" in args.only:
+        sizes = [512, 1024, 2048] if args.quick else [512, 1024, 2048, 4096]
+        report["memory"] = section_memory(sizes, tile=512, untiled_max=2048)
+    if "app" in args.only:
+        report["app"] = section_app()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = f"{report['date']}-{platform.node() or 'machine'}-{device.type}.json"
+    (RESULTS / name).write_text(json.dumps(report, indent=2))
+    print(f"wrote {RESULTS / name}")
+
+
+if __name__ == "__main__":
+    main()
