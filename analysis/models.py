@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from torchvision.models import get_weight as torchvision_weights
 
 from analysis import labels as label_files
 from analysis.errors import CheckpointError, ConfigError, WeightsMissingError
@@ -104,10 +105,6 @@ class ModelSpec:
     layer_names: Callable[[nn.Module], list[tuple[str, str]]] = field(repr=False, compare=False)
     drop_keys: tuple[str, ...] = ()  # checkpoint key prefixes the built module does not have
     parent: str | None = None
-
-    @property
-    def num_params_hint(self) -> str:
-        return self.architecture
 
     def untrained(self, seed: int = 0) -> ModelSpec:
         """The same architecture with seeded random weights: the control for training data."""
@@ -244,18 +241,19 @@ for _v in (0, 1, 2):
         build=_efficientnet(_v), layer_names=_efficientnet_layers,
     ))
 
-_TV = "https://download.pytorch.org/models/"
-for _name, _title, _file, _layers, _kwargs in (
-    ("googlenet", "GoogLeNet (Inception v1)", "googlenet-1378be20.pth", _googlenet_layers,
+for _name, _title, _weights, _layers, _kwargs in (
+    ("googlenet", "GoogLeNet (Inception v1)", "GoogLeNet_Weights.IMAGENET1K_V1", _googlenet_layers,
      {"aux_logits": False, "transform_input": True, "init_weights": False}),
-    ("vgg16", "VGG16", "vgg16-397923af.pth", _vgg_style_layers, {}),
-    ("resnet50", "ResNet-50", "resnet50-0676ba61.pth", _resnet_layers, {}),
-    ("alexnet", "AlexNet", "alexnet-owt-7be5be79.pth", _vgg_style_layers, {}),
+    ("vgg16", "VGG16", "VGG16_Weights.IMAGENET1K_V1", _vgg_style_layers, {}),
+    ("resnet50", "ResNet-50", "ResNet50_Weights.IMAGENET1K_V1", _resnet_layers, {}),
+    ("alexnet", "AlexNet", "AlexNet_Weights.IMAGENET1K_V1", _vgg_style_layers, {}),
 ):
+    # torchvision's weights API names the file and its address; its cache is searched too.
+    _url = torchvision_weights(_weights).url
     register(ModelSpec(
         name=_name, title=_title, architecture=_title, training_data=ImageNet, labels=ImageNet,
         convention=IMAGENET_MEAN_STD,
-        weights=WeightsSource(format="torchvision", filename=_file, url=_TV + _file),
+        weights=WeightsSource(format="torchvision", filename=_url.rsplit("/", 1)[-1], url=_url),
         build=_torchvision(_name, **_kwargs), layer_names=_layers,
         drop_keys=("aux1.", "aux2.") if _name == "googlenet" else (),
     ))
