@@ -1,0 +1,188 @@
+"""Dream animations: the "endless stream" zoom, and writers for GIF and MP4.
+
+Each frame is dreamed from the previous one after zooming it a little about the centre (and
+optionally turning it), so the network keeps hallucinating into the detail it just added,
+as in Google's 2015 notebook. Frame i dreams with seed + i, so a run is reproducible from
+its settings. A cancel keeps every finished frame.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream, run_metadata
+from analysis.errors import ConfigError
+from analysis.export import Grid, GridItem, settings_footnote
+from analysis.images import tensor_to_pil
+from analysis.models import LoadedModel
+from analysis.objectives import Objective
+
+VIDEO_FORMATS = (".mp4", ".gif")
+
+
+@dataclass(frozen=True)
+class ZoomSettings:
+    frames: int = 24
+    zoom: float = 0.05  # per frame: 0.05 = 5 % closer each frame
+    rotation: float = 0.0  # degrees per frame, counter-clockwise
+    fps: int = 12
+
+    def validate(self) -> ZoomSettings:
+        checks = [
+            (1 <= self.frames <= 1000, "frames must be 1 to 1000"),
+            (0 <= self.zoom <= 0.5, "zoom per frame must be 0 to 0.5"),
+            (-45 <= self.rotation <= 45, "rotation per frame must be -45 to 45 degrees"),
+            (1 <= self.fps <= 60, "frames per second must be 1 to 60"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"Invalid animation setting: {message}.")
+        return self
+
+    def to_dict(self) -> dict:
+        return {"frames": self.frames, "zoom": self.zoom, "rotation": self.rotation, "fps": self.fps}
+
+
+@dataclass
+class Animation:
+    frames: list[torch.Tensor]  # each (3, H, W) on the CPU, in [0, 1]
+    metadata: dict
+    cancelled: bool = False
+
+
+def zoom_frame(image: torch.Tensor, zoom: float, rotation: float = 0.0) -> torch.Tensor:
+    """Zoom a (3, H, W) picture by 1 + zoom about its centre and turn it by `rotation` degrees.
+
+    Corners uncovered by a rotation are filled by reflection, so no black wedges appear.
+    """
+    height, width = image.shape[-2:]
+    scale = 1.0 + zoom
+    angle = math.radians(rotation)
+    cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
+    # affine_grid works in [-1, 1] per axis: correct for the aspect ratio so turns stay rigid
+    theta = torch.tensor([[cos, -sin * height / width, 0.0], [sin * width / height, cos, 0.0]], dtype=image.dtype)
+    grid = F.affine_grid(theta[None], [1, 3, height, width], align_corners=False)
+    out = F.grid_sample(image[None], grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return out[0].clamp(0, 1)
+
+
+def zoom_dream(model: LoadedModel, start: torch.Tensor, objective: Objective, config: DreamConfig,
+               settings: ZoomSettings, on_step: OnStep | None = None,
+               should_cancel: ShouldCancel | None = None) -> Animation:
+    """Dream `settings.frames` frames, each from the previous one zoomed about the centre.
+
+    on_step(step, total, preview) counts steps over all frames; the preview is each finished
+    frame. A cancel stops within one step and keeps the finished frames (cancelled=True).
+    """
+    settings.validate()
+    config.validate()
+    per_frame = config.total_steps
+    total = settings.frames * per_frame
+    started = time.perf_counter()
+    frames: list[torch.Tensor] = []
+    frame = start.detach().float().cpu()
+    cancelled = False
+    for index in range(settings.frames):
+        if index:
+            frame = zoom_frame(frame, settings.zoom, settings.rotation)
+        done = index * per_frame
+
+        def forward(step: int, _total: int, _preview: torch.Tensor | None, done: int = done) -> None:
+            if on_step is not None and step < per_frame:
+                on_step(done + step, total, None)
+
+        result = dream(model, frame, objective, replace(config, seed=config.seed + index), forward, should_cancel)
+        if result.cancelled:
+            cancelled = True
+            break
+        frame = result.image
+        frames.append(frame)
+        if on_step is not None:
+            on_step(done + per_frame, total, frame)
+    metadata = run_metadata(model, objective.bind(model), config, time.perf_counter() - started,
+                            steps_done=len(frames) * per_frame)
+    metadata["animation"] = {**settings.to_dict(), "frames_done": len(frames), "seeds": "frame i dreams with seed + i"}
+    return Animation(frames, metadata, cancelled)
+
+
+def contact_sheet(animation: Animation, count: int = 6, title: str = "") -> Grid:
+    """Evenly spaced frames in one labelled row: the animation as a still picture to share."""
+    if not animation.frames:
+        raise ConfigError("There are no frames yet (it was cancelled before the first frame finished).")
+    last, shown = len(animation.frames) - 1, min(count, len(animation.frames))
+    picks = sorted({round(i * last / max(1, shown - 1)) for i in range(shown)})
+    items = [GridItem(tensor_to_pil(animation.frames[i]), {**animation.metadata, "frame": i + 1}, f"frame {i + 1}")
+             for i in picks]
+    zoom = animation.metadata.get("animation", {})
+    motion = (f"zoom {zoom.get('zoom', 0):g} and rotation {zoom.get('rotation', 0):g} degrees per frame, "
+              f"frame i dreams with seed + i")
+    return Grid([items], [], [item.title for item in items], title,
+                f"{motion} · {settings_footnote([animation.metadata])}")
+
+
+# ---------------------------------------------------------------- writers
+
+
+def _arrays(frames: list[torch.Tensor]) -> list[np.ndarray]:
+    if not frames:
+        raise ConfigError("There are no frames to write (it was cancelled before the first frame finished).")
+    return [np.asarray(tensor_to_pil(frame)) for frame in frames]
+
+
+def gif_bytes(frames: list[torch.Tensor], fps: int = 12) -> bytes:
+    """An endlessly looping GIF (each frame gets its own 256-colour palette)."""
+    import imageio.v3 as iio
+
+    buffer = io.BytesIO()
+    iio.imwrite(buffer, np.stack(_arrays(frames)), extension=".gif", duration=round(1000 / fps), loop=0)
+    return buffer.getvalue()
+
+
+def mp4_bytes(frames: list[torch.Tensor], fps: int = 12) -> bytes:
+    """H.264 MP4 (yuv420p, plays everywhere) through imageio-ffmpeg's bundled ffmpeg.
+
+    yuv420p needs even sides, so an odd last row or column is dropped rather than rescaling.
+    """
+    import imageio.v2 as imageio
+
+    arrays = _arrays(frames)
+    height, width = (arrays[0].shape[0] // 2) * 2, (arrays[0].shape[1] // 2) * 2
+    if height < 2 or width < 2:
+        raise ConfigError("Frames must be at least 2 x 2 px for an MP4.")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "dream.mp4"
+        writer = imageio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=8,
+                                    pixelformat="yuv420p", macro_block_size=1, ffmpeg_log_level="error")
+        try:
+            for array in arrays:
+                writer.append_data(np.ascontiguousarray(array[:height, :width]))
+        finally:
+            writer.close()
+        return path.read_bytes()
+
+
+def video_bytes(frames: list[torch.Tensor], suffix: str, fps: int = 12) -> bytes:
+    suffix = suffix.lower()
+    if suffix == ".gif":
+        return gif_bytes(frames, fps)
+    if suffix == ".mp4":
+        return mp4_bytes(frames, fps)
+    raise ConfigError(f"Unknown video format '{suffix}': use {' or '.join(VIDEO_FORMATS)}.")
+
+
+def write_video(path: Path, frames: list[torch.Tensor], fps: int = 12) -> Path:
+    """Write frames as .gif or .mp4, chosen by the file name."""
+    path = Path(path)
+    data = video_bytes(frames, path.suffix, fps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path

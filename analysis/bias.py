@@ -1,0 +1,421 @@
+"""Dataset bias: what a network's dreams are judged to be, class group by class group.
+
+"ImageNet networks dream of dogs" is folklore with a plausible cause: 118 of ImageNet's
+1000 classes are dog breeds. A study measures it instead of asserting it: every image is
+dreamed at several relative depths by every model (Google's whole-layer L2 objective), and
+a judge classifier scores the original and the dream. Each class group's share of the
+judge's probability is recorded, with the classes that emerged.
+
+The judge is itself trained on a dataset, so it is never trusted alone: the originals'
+share is the baseline (a ratio, not an absolute share, is the effect), and the untrained
+twin of each model (same architecture, random weights) is the control that separates what
+the training data put in from what the architecture and the optimisation do anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from analysis import labels as label_files
+from analysis import models
+from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream_batch
+from analysis.errors import ConfigError
+from analysis.export import Grid, GridItem, caption_cell, settings_footnote
+from analysis.images import noise_image, tensor_to_pil
+from analysis.models import UNTRAINED_SUFFIX, LayerInfo, LoadedModel
+from analysis.objectives import LayerL2
+from analysis.recipes import ImageSource
+
+DEFAULT_DEPTHS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
+"""0.6 is where EfficientNet-Lite0's dog effect peaks (block10: x47 on the cat photo at 320 px)."""
+DEFAULT_JUDGE = models.DEFAULT_MODEL
+DOGS = "dogs"
+EMERGENT_COUNT = 3
+EMERGENT_MIN_GAIN = 0.01
+"""A class 'emerged' when the dream raised its probability by at least one percentage point."""
+UNCHANGED_PIXELS = 0.002
+"""Mean absolute pixel change (0-1 scale) under which a dream left its image as it was."""
+JUDGED_DATASETS = (models.ImageNet, models.Places365)
+DEFAULT_GROUP = {models.ImageNet: DOGS, models.Places365: "outdoor man-made"}
+"""What the reading is about unless asked otherwise: dogs for ImageNet, buildings and the like for Places."""
+
+COLUMNS = ["model", "training_data", "control", "depth", "layer", "layer_depth", "image", "image_kind",
+           "judge", "judge_data", "group", "group_classes", "share_original", "share_dream", "ratio",
+           "pixel_change", "original_top", "dream_top", "dream_top_p", "emergent"]
+
+
+# ---------------------------------------------------------------- images
+
+
+@dataclass(frozen=True)
+class StudyImage:
+    """One start image of a study: a bundled sample, an upload or a noise seed."""
+
+    name: str
+    kind: str  # "sample" | "upload" | "noise"
+    pixels: torch.Tensor = field(repr=False)  # (3, H, W) in [0, 1]
+
+
+def sample_image(name: str, size: int) -> StudyImage:
+    """A bundled photo by file name, stem or title (ImageError lists the samples if unknown)."""
+    source = ImageSource.sample(name)
+    return StudyImage(Path(source.name).stem, "sample", source.load(size))
+
+
+def upload_image(name: str, data: bytes, size: int) -> StudyImage:
+    """Untrusted bytes (an upload or a file given on the command line)."""
+    return StudyImage(name, "upload", ImageSource.upload(name, data).load(size))
+
+
+def noise_images(count: int, size: int, first_seed: int = 0) -> list[StudyImage]:
+    """count grey-noise starts: what a network draws from nothing, free of any photo's content."""
+    if not 0 <= count <= 100:
+        raise ConfigError("Choose 0 to 100 noise seeds.")
+    return [StudyImage(f"noise seed {s}", "noise", noise_image(size, s)) for s in range(first_seed, first_seed + count)]
+
+
+# ---------------------------------------------------------------- judges
+
+
+@dataclass(frozen=True)
+class Judge:
+    """A classifier whose classes are grouped (ImageNet or Places365)."""
+
+    model: LoadedModel
+    dataset: str
+    groups: dict[str, list[int]]
+
+    @classmethod
+    def of(cls, model: LoadedModel) -> Judge:
+        dataset = model.spec.labels
+        if model.spec.training_data == models.Untrained:
+            raise ConfigError(f"{model.name} has random weights: its verdicts mean nothing, so it cannot judge.")
+        if dataset not in JUDGED_DATASETS or model.labels is None:
+            raise ConfigError(f"{model.name} cannot judge: only ImageNet and Places365 classifiers have class "
+                              f"groups here. Judges: {', '.join(judge_names(present_only=False))}.")
+        return cls(model, dataset, label_files.class_groups(dataset))
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, classes) on the CPU, for (N, 3, H, W) or (3, H, W) in [0, 1]."""
+        return self.model.probabilities(images).float().cpu()
+
+
+def judge_names(present_only: bool = True, folder: Path | None = None) -> list[str]:
+    """Zoo classifiers that can judge (grouped labels), optionally only those with weights here."""
+    names = [n for n in models.model_names() if models.get_spec(n).labels in JUDGED_DATASETS]
+    return [n for n in names if models.weights_present(models.get_spec(n), folder)] if present_only else names
+
+
+def scene_judge_name(folder: Path | None = None) -> str | None:
+    """The first Places365 classifier whose weights are on this machine, else None."""
+    return next((n for n in judge_names(True, folder) if models.get_spec(n).labels == models.Places365), None)
+
+
+def default_judges(folder: Path | None = None) -> list[str]:
+    """The embedded ImageNet judge, plus a scene judge when a Places365 checkpoint is present."""
+    scene = scene_judge_name(folder)
+    return [DEFAULT_JUDGE] + ([scene] if scene else [])
+
+
+# ---------------------------------------------------------------- models
+
+
+def is_control(name: str) -> bool:
+    return name.endswith(UNTRAINED_SUFFIX)
+
+
+def with_controls(names: Sequence[str]) -> list[str]:
+    """Each trained model followed by its untrained twin (once), so every result has its control."""
+    out: list[str] = []
+    for name in names:
+        for item in (name, name if is_control(name) else name + UNTRAINED_SUFFIX):
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def check_depths(depths: Sequence[float]) -> list[float]:
+    out = sorted(dict.fromkeys(round(float(d), 3) for d in depths))
+    if not out:
+        raise ConfigError("Choose at least one depth (0 = first layer, 1 = last).")
+    bad = [d for d in out if not 0 <= d <= 1]
+    if bad:
+        raise ConfigError(f"Depth {bad[0]:g} is out of range: depths go from 0 (first layer) to 1 (last).")
+    return out
+
+
+# ---------------------------------------------------------------- the study
+
+
+@dataclass
+class Study:
+    """A study's tidy table (one row per model x depth x image x judge x group) and its pictures."""
+
+    table: pd.DataFrame
+    dreams: dict[tuple[str, float, str], torch.Tensor]  # (model, depth, image) -> (3, H, W)
+    originals: dict[str, torch.Tensor]  # image name -> (3, H, W)
+    config: DreamConfig
+    metadata: dict[tuple[str, float, str], dict] = field(default_factory=dict)  # each dream's run metadata
+    cancelled: bool = False
+    planned: int = 0  # dreams the study set out to make (model x depth x image)
+
+    @property
+    def done(self) -> int:
+        return len(self.dreams)
+
+
+def _unique_names(images: Sequence[StudyImage]) -> list[StudyImage]:
+    """Two uploads called photo.jpg must stay two rows: suffix repeats with (2), (3)."""
+    seen: dict[str, int] = {}
+    out = []
+    for image in images:
+        seen[image.name] = seen.get(image.name, 0) + 1
+        out.append(image if seen[image.name] == 1 else
+                   StudyImage(f"{image.name} ({seen[image.name]})", image.kind, image.pixels))
+    return out
+
+
+def _top_label(judge: Judge, probs: torch.Tensor) -> tuple[str, float]:
+    index = int(probs.argmax())
+    return judge.model.labels[index], float(probs[index])
+
+
+def _emergent(judge: Judge, original: torch.Tensor, dream: torch.Tensor) -> str:
+    """The classes the dream gained most probability on (at least EMERGENT_MIN_GAIN), '; '-joined."""
+    gains, indices = (dream - original).topk(EMERGENT_COUNT)
+    return "; ".join(judge.model.labels[int(i)] for g, i in zip(gains, indices) if g >= EMERGENT_MIN_GAIN)
+
+
+def _rows(model: LoadedModel, depth: float, layer: LayerInfo, image: StudyImage, dream: torch.Tensor,
+          judge: Judge, p_original: torch.Tensor, p_dream: torch.Tensor) -> list[dict]:
+    change = float((dream - image.pixels).abs().mean())
+    original_top, _ = _top_label(judge, p_original)
+    dream_top, dream_p = _top_label(judge, p_dream)
+    emergent = _emergent(judge, p_original, p_dream)
+    rows = []
+    for group, indices in judge.groups.items():
+        share_original, share_dream = float(p_original[indices].sum()), float(p_dream[indices].sum())
+        rows.append({
+            "model": model.name, "training_data": model.spec.training_data,
+            "control": model.spec.training_data == models.Untrained, "depth": depth, "layer": layer.alias,
+            "layer_depth": layer.depth, "image": image.name, "image_kind": image.kind, "judge": judge.name,
+            "judge_data": judge.dataset, "group": group, "group_classes": len(indices),
+            "share_original": share_original, "share_dream": share_dream,
+            "ratio": share_dream / max(share_original, 1e-12), "pixel_change": change,
+            "original_top": original_top, "dream_top": dream_top, "dream_top_p": dream_p, "emergent": emergent,
+        })
+    return rows
+
+
+def run_study(dreamers: Sequence[LoadedModel], depths: Sequence[float], images: Sequence[StudyImage],
+              judges: Sequence[Judge], config: DreamConfig, on_step: OnStep | None = None,
+              should_cancel: ShouldCancel | None = None) -> Study:
+    """Dream every image at every depth with every model, and judge originals and dreams.
+
+    All depths of one image are one batched dream (one LayerL2 objective per batch element,
+    one element per distinct layer). A cancel keeps every finished (model, image) unit and
+    drops the one in flight, so the table holds whole dreams only.
+    """
+    if not dreamers:
+        raise ConfigError("Choose at least one model to dream with.")
+    if not images:
+        raise ConfigError("Choose at least one image: a bundled photo, an upload or a noise seed.")
+    if not judges:
+        raise ConfigError("Choose at least one judge.")
+    depths = check_depths(depths)
+    images = _unique_names(images)
+    config.validate()
+    p_originals = {(j.name, im.name): j.probabilities(im.pixels)[0] for j in judges for im in images}
+    total = len(dreamers) * len(images) * config.total_steps
+    rows: list[dict] = []
+    dreams: dict[tuple[str, float, str], torch.Tensor] = {}
+    metadata: dict[tuple[str, float, str], dict] = {}
+    units_done, cancelled = 0, False
+    for model in dreamers:
+        layer_of = {d: model.layer_at_depth(d) for d in depths}
+        distinct = list(dict.fromkeys(info.name for info in layer_of.values()))
+        for image in images:
+            offset = units_done * config.total_steps
+            relay = None if on_step is None else (lambda s, _t, p, o=offset: on_step(o + s, total, p))
+            batch = image.pixels[None].repeat(len(distinct), 1, 1, 1)
+            results = dream_batch(model, batch, [LayerL2(name) for name in distinct], config, relay, should_cancel)
+            if any(r.cancelled for r in results):
+                cancelled = True
+                break
+            units_done += 1
+            by_layer = {name: r.image for name, r in zip(distinct, results)}
+            meta_of = {name: r.metadata for name, r in zip(distinct, results)}
+            stacked = torch.stack([by_layer[name] for name in distinct])
+            p_dreams = {j.name: dict(zip(distinct, j.probabilities(stacked))) for j in judges}
+            for depth, layer in layer_of.items():
+                dreamed = by_layer[layer.name]
+                dreams[(model.name, depth, image.name)] = dreamed
+                metadata[(model.name, depth, image.name)] = {**meta_of[layer.name], "image": image.name,
+                                                              "study_depth": depth}
+                for judge in judges:
+                    rows += _rows(model, depth, layer, image, dreamed, judge,
+                                  p_originals[(judge.name, image.name)], p_dreams[judge.name][layer.name])
+        if cancelled:
+            break
+    return Study(pd.DataFrame(rows, columns=COLUMNS), dreams, {im.name: im.pixels for im in images}, config,
+                 metadata, cancelled, planned=len(dreamers) * len(depths) * len(images))
+
+
+# ---------------------------------------------------------------- summaries
+
+
+def groups_in(table: pd.DataFrame, judge: str | None = None) -> list[str]:
+    """The groups a study measured (for one judge), in the judge's order."""
+    sel = table if judge is None else table[table["judge"] == judge]
+    return list(dict.fromkeys(sel["group"]))
+
+
+def _select(table: pd.DataFrame, group: str, judge: str | None) -> pd.DataFrame:
+    judge = judge or (table["judge"].iloc[0] if len(table) else None)
+    sel = table[(table["judge"] == judge) & (table["group"] == group)]
+    if len(table) and sel.empty:
+        raise ConfigError(f"The judge {judge} has no group '{group}'. Groups: {', '.join(groups_in(table, judge))}.")
+    return sel
+
+
+def summary(table: pd.DataFrame, group: str = DOGS, judge: str | None = None) -> pd.DataFrame:
+    """Per model and depth: mean share of the group for originals and dreams, and their ratio.
+
+    The ratio is of the means over images (not a mean of ratios), so one image whose
+    original share is near zero cannot dominate it.
+    """
+    sel = _select(table, group, judge)
+    keys = ["judge", "model", "training_data", "control", "depth", "layer", "layer_depth"]
+    out = (sel.groupby(keys, sort=False)
+           .agg(share_original=("share_original", "mean"), share_dream=("share_dream", "mean"),
+                pixel_change=("pixel_change", "mean"), images=("image", "nunique"))
+           .reset_index())
+    out.insert(keys.index("layer_depth") + 1, "group", group)
+    out["ratio"] = out["share_dream"] / out["share_original"].clip(lower=1e-12)
+    return out
+
+
+def group_shares(table: pd.DataFrame, depth: float, judge: str | None = None) -> pd.DataFrame:
+    """Every group's mean share at one depth, per model: what each model dreams of."""
+    judge = judge or (table["judge"].iloc[0] if len(table) else None)
+    sel = table[(table["judge"] == judge) & (table["depth"] == depth)]
+    return (sel.groupby(["model", "control", "group"], sort=False)
+            .agg(share_original=("share_original", "mean"), share_dream=("share_dream", "mean"))
+            .reset_index())
+
+
+def emergent_counts(table: pd.DataFrame, judge: str | None = None, top: int = 8) -> pd.DataFrame:
+    """Per model, the classes that most often emerged in its dreams (count of dreams)."""
+    judge = judge or (table["judge"].iloc[0] if len(table) else None)
+    per_dream = table[table["judge"] == judge].drop_duplicates(["model", "depth", "image"])
+    per_dream = per_dream.assign(emerged=per_dream["emergent"].str.split("; ")).explode("emerged")
+    per_dream = per_dream[per_dream["emerged"].fillna("") != ""]
+    counts = (per_dream.groupby(["model", "control", "emerged"], sort=False).size()
+              .rename("dreams").reset_index().rename(columns={"emerged": "class_name"}))
+    counts = counts.sort_values(["model", "dreams", "class_name"], ascending=[True, False, True], kind="stable")
+    return counts.groupby("model", sort=False).head(top).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- the reading
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:.2g}%"
+
+
+def _how_often(ratio: float) -> str:
+    if ratio >= 1.5:
+        return f"{_times(ratio)} as often as the originals"
+    if ratio > 1 / 1.5:
+        return f"about as often as the originals ({_times(ratio)})"
+    return f"less often than the originals ({_times(ratio)})"
+
+
+def reading(table: pd.DataFrame, group: str = DOGS, judge: str | None = None) -> list[str]:
+    """A few honest sentences computed from the numbers: the effect, its control, the caveats."""
+    if table.empty:
+        return ["No finished dreams yet: nothing to read."]
+    s = summary(table, group, judge)
+    judge = s["judge"].iloc[0]
+    per_image = _select(table, group, judge)
+    lines = []
+    for model in s.loc[~s["control"], "model"].unique():
+        rows = s[s["model"] == model]
+        best = rows.loc[rows["ratio"].idxmax()]
+        twin = s[(s["model"] == model + UNTRAINED_SUFFIX) & (s["depth"] == best["depth"])]
+        text = (f"At depth {best['depth']:g} ({best['layer']}), {model} ({best['training_data']})'s dreams are judged "
+                f"{group} {_how_often(best['ratio'])} ({_percent(best['share_dream'])} of the judge's probability "
+                f"vs {_percent(best['share_original'])})")
+        if not twin.empty:
+            text += f"; its untrained twin's {_times(twin['ratio'].iloc[0])}"
+        lines.append(text + ".")
+        images = per_image[(per_image["model"] == model) & (per_image["depth"] == best["depth"])]
+        if len(images) > 1:
+            most = images.loc[images["ratio"].idxmax()]
+            lines.append(f"At that depth the {group} share rose in {int((images['ratio'] > 1).sum())} of {len(images)} "
+                         f"images (most on {most['image']}: {_times(most['ratio'])}).")
+        if len(rows) > 1:
+            lines.append(f"{model} by depth: " + ", ".join(
+                f"{r.depth:g} → {_times(r.ratio)}" for r in rows.sort_values("depth").itertuples()) + ".")
+    for model in s.loc[s["control"], "model"].unique():
+        rows = s[s["model"] == model]
+        if model[: -len(UNTRAINED_SUFFIX)] not in set(s["model"]):
+            best = rows.loc[rows["ratio"].idxmax()]
+            lines.append(f"{model} (control) at most {_times(best['ratio'])} (depth {best['depth']:g}).")
+        if rows["pixel_change"].max() < UNCHANGED_PIXELS:
+            lines.append(f"{model} barely changed the pixels (mean change {rows['pixel_change'].max() * 100:.2g}%): "
+                         "its ratio shows an image left as it was, not a dream of something else.")
+    images = int(table["image"].nunique())
+    if images < 3:
+        lines.append(f"From {images} image{'s' if images > 1 else ''} only: an anecdote, not a measurement. "
+                     "Add photos or noise seeds.")
+    if judge in set(s["model"]):
+        lines.append(f"The judge, {judge}, is also a dreamer here: it may recognise its own patterns. "
+                     "Another judge is a stricter test.")
+    return lines
+
+
+# ---------------------------------------------------------------- the gallery
+
+
+def gallery(study: Study, group: str = DOGS, judge: str | None = None) -> Grid:
+    """The dreams as a labelled grid: a row per image and model, the original then each depth,
+    with the judge's top label and the group's share under every picture."""
+    sel = _select(study.table, group, judge)
+    judge = judge or (sel["judge"].iloc[0] if len(sel) else "")
+    depths = sorted(sel["depth"].unique())
+    rows: list[list[GridItem | None]] = []
+    labels: list[str] = []
+    for image in dict.fromkeys(sel["image"]):
+        for k, model in enumerate(dict.fromkeys(sel.loc[sel["image"] == image, "model"])):
+            part = sel[(sel["image"] == image) & (sel["model"] == model)].set_index("depth")
+            first = part.iloc[0]
+            original = GridItem(caption_cell(tensor_to_pil(study.originals[image]),
+                                             [first["original_top"], f"{group} {_percent(first['share_original'])}"]),
+                                title=f"{image} · original") if k == 0 else None
+            cells: list[GridItem | None] = [original]
+            for depth in depths:
+                row = part.loc[depth]
+                key = (model, depth, image)
+                cells.append(GridItem(
+                    caption_cell(tensor_to_pil(study.dreams[key]), [f"{row['dream_top']} {row['dream_top_p']:.0%}",
+                                                                   f"{group} {_percent(row['share_dream'])}"]),
+                    study.metadata.get(key, {}), f"{image} · {model} · depth {depth:g} ({row['layer']})"))
+            rows.append(cells)
+            labels.append(f"{image} · {model}")
+    return Grid(rows, labels, ["original"] + [f"depth {d:g}" for d in depths],
+                f"What {judge} sees in the dreams: its top label and the '{group}' share",
+                settings_footnote(list(study.metadata.values())))

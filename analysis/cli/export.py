@@ -1,0 +1,199 @@
+"""Export commands: `zoom` (dream animations as MP4 or GIF) and `grid` (labelled grids, bundles, replays)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import signal
+import threading
+from pathlib import Path
+
+from PIL import Image
+
+from analysis import models
+from analysis.animation import VIDEO_FORMATS, ZoomSettings, write_video, zoom_dream
+from analysis.cli import print_json
+from analysis.cli.core import Progress, add_config_args, add_model_args, build_objective, config_from_args, image_source
+from analysis.errors import ConfigError, ImageError
+from analysis.export import (GRID_FIELDS, ONE_ROW, Grid, GridItem, GridRecipe, arrange, bundle_zip, load_grid_recipe,
+                             read_png_metadata, replay_grid, save_png)
+from analysis.images import to_rgb
+from analysis.recipes import ImageSource, Recipe
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("zoom", help="dream animation: each frame dreamed from the last, zoomed in (MP4 or GIF)")
+    add_model_args(p)
+    p.add_argument("--layer", help="layer name or alias (see 'layers MODEL')")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--image", help="image file, or a bundled sample name such as cat_chelsea")
+    source.add_argument("--noise", action="store_true", help="start from seeded noise")
+    p.add_argument("--size", type=int, default=256, help="longest side in px (default 256)")
+    p.add_argument("--frames", type=int, default=24, help="number of frames (default 24)")
+    p.add_argument("--zoom", type=float, default=0.05, help="zoom per frame (default 0.05 = 5%% closer)")
+    p.add_argument("--rotate", type=float, default=0.0, help="degrees per frame, counter-clockwise (default 0)")
+    p.add_argument("--fps", type=int, default=12, help="frames per second of the video (default 12)")
+    p.add_argument("--out", required=True, type=Path, help="output video: .mp4 or .gif")
+    p.add_argument("--frames-dir", type=Path, help="also save every frame as a PNG here")
+    add_config_args(p)
+    p.set_defaults(preset="quick")  # a frame takes octaves x iterations steps: keep each frame light
+    p.add_argument("--channel", type=int, action="append", default=[], help="channel objective (repeatable)")
+    p.add_argument("--class", dest="classes", type=int, action="append", default=[],
+                   help="class logit objective (repeatable)")
+    p.add_argument("--guide", help="guide image: dream toward its features at the layer")
+    p.add_argument("--json", action="store_true", help="print the animation's metadata as JSON")
+    p.set_defaults(handler=cmd_zoom)
+
+    fields = ", ".join(GRID_FIELDS)
+    p = commands.add_parser("grid", help="a labelled grid from result PNGs, or replay a grid recipe or bundle")
+    p.add_argument("pngs", nargs="*", metavar="PNG", help="result PNGs (their metadata gives the labels)")
+    p.add_argument("--recipe", type=Path, help="replay a grid recipe JSON or a bundle ZIP instead")
+    p.add_argument("--out", required=True, type=Path, help="output grid PNG")
+    p.add_argument("--bundle", type=Path, help="also write a ZIP bundle here (images, grid, recipe, stats)")
+    p.add_argument("--stats", type=Path, help="a statistics CSV to put in the bundle")
+    p.add_argument("--rows", choices=(*GRID_FIELDS, ONE_ROW),
+                   help=f"what the rows stand for ({fields}, or none for one row; default: what differs)")
+    p.add_argument("--cols", choices=GRID_FIELDS, help="what the columns stand for")
+    p.add_argument("--title", help="title above the grid (default: from the labels)")
+    p.add_argument("--cell", type=int, help="cell size in px, longest side (default: the largest picture)")
+    p.add_argument("--inputs", type=Path, help="folder with the photos a recipe JSON dreams (default: beside it)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (replays: cpu gives identical pixels)")
+    p.add_argument("--json", action="store_true", help="print the grid's metadata as JSON")
+    p.set_defaults(handler=cmd_grid)
+
+
+class _StopOnInterrupt:
+    """Ctrl-C asks the loop to stop (finished frames are kept); a second Ctrl-C aborts."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.previous = None
+
+    def __enter__(self) -> _StopOnInterrupt:
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, _signum: int, _frame: object) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.event.set()
+
+    def __exit__(self, *_exc: object) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+    def __call__(self) -> bool:
+        return self.event.is_set()
+
+
+def cmd_zoom(args: argparse.Namespace) -> None:
+    if args.out.suffix.lower() not in VIDEO_FORMATS:
+        raise ConfigError(f"--out must end in {' or '.join(VIDEO_FORMATS)} (got '{args.out.name}').")
+    if not args.image and not args.noise:
+        raise ConfigError("Give --image PATH (or a sample name) or --noise.")
+    config = config_from_args(args)
+    settings = ZoomSettings(args.frames, args.zoom, args.rotate, args.fps).validate()
+    if args.noise:
+        source, file = ImageSource("noise", size=(args.size, args.size), seed=config.seed), None
+    else:
+        source, file = image_source(args.image)
+    model = models.load_model(args.model, device=args.device, checkpoint=args.weights)
+    objective = build_objective(args)
+    start = source.load(args.size, file)
+    progress = Progress(f"{settings.frames} frames")
+    try:
+        with _StopOnInterrupt() as stop:
+            animation = zoom_dream(model, start, objective, config, settings, progress, stop)
+    finally:
+        progress.close()
+    recipe = Recipe(model.name, objective.bind(model).to_dict(), config, source, args.size)
+    animation.metadata["recipe"] = recipe.to_dict()
+    if not animation.frames:
+        raise ConfigError("Stopped before the first frame finished: nothing was written.")
+    write_video(args.out, animation.frames, settings.fps)
+    if args.frames_dir:
+        for i, frame in enumerate(animation.frames):
+            save_png(args.frames_dir / f"frame-{i:04d}.png", frame, {**animation.metadata, "frame": i})
+    if args.json:
+        return print_json(animation.metadata)
+    height, width = animation.frames[0].shape[-2:]
+    stopped = f" (stopped after {len(animation.frames)} of {settings.frames} frames)" if animation.cancelled else ""
+    print(f"{args.out}: {len(animation.frames)} frames of {width}x{height} px at {settings.fps} fps, "
+          f"{animation.metadata['objective_text']} on {model.name}, {animation.metadata['seconds']:.1f} s{stopped}")
+
+
+def _inputs_beside(recipe: GridRecipe, folder: Path) -> dict[str, bytes]:
+    """The photos a recipe dreams, looked up by name in folder and folder/inputs, checked by sha256."""
+    found = {}
+    for _, _, cell in recipe.recipes():
+        if cell.image.kind != "file":
+            continue
+        candidates = [folder / cell.image.name, folder / "inputs" / cell.image.name,
+                      *sorted((folder / "inputs").glob(f"*-{cell.image.name}"))]
+        for path in candidates:
+            if path.is_file():
+                data = path.read_bytes()
+                if hashlib.sha256(data).hexdigest() == cell.image.sha256:
+                    found[cell.image.sha256] = data
+                    break
+    return found
+
+
+def _items_from_pngs(paths: list[str]) -> list[GridItem]:
+    items = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_file():
+            raise ImageError(f"No image file at {path}.")
+        metadata = read_png_metadata(path)
+        with Image.open(path) as picture:
+            items.append(GridItem(to_rgb(picture), metadata, title=path.stem))
+    return items
+
+
+def cmd_grid(args: argparse.Namespace) -> None:
+    if args.recipe and args.pngs:
+        raise ConfigError("Give result PNGs or --recipe, not both.")
+    if args.recipe:
+        if not args.recipe.is_file():
+            raise ConfigError(f"No recipe file at {args.recipe}.")
+        recipe, inputs = load_grid_recipe(args.recipe.read_bytes())
+        inputs = {**_inputs_beside(recipe, args.inputs or args.recipe.parent), **inputs}
+        device = models.pick_device(args.device)
+        progress = Progress(f"replaying {len(recipe.recipes())} dreams")
+        try:
+            grid = replay_grid(recipe, lambda name: models.load_model(name, device=device), inputs, on_step=progress)
+        finally:
+            progress.close()
+    elif args.pngs:
+        grid = arrange(_items_from_pngs(args.pngs), args.rows, args.cols, args.title, cell_side=args.cell)
+    else:
+        raise ConfigError("Give result PNGs to lay out, or --recipe FILE to replay.")
+    _write(grid, args)
+
+
+def _write(grid: Grid, args: argparse.Namespace) -> None:
+    stats = None
+    if args.stats:
+        import pandas as pd
+
+        if not args.stats.is_file():
+            raise ConfigError(f"No statistics file at {args.stats}.")
+        try:
+            stats = pd.read_csv(args.stats)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{args.stats} is not a readable CSV ({type(err).__name__}).") from None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(grid.png())
+    if args.bundle:
+        args.bundle.parent.mkdir(parents=True, exist_ok=True)
+        args.bundle.write_bytes(bundle_zip(grid, stats))
+    if args.json:
+        return print_json(grid.metadata())
+    rows, cols = grid.shape
+    with Image.open(args.out) as picture:
+        size = picture.size
+    notes = [f"{args.out}: {rows} x {cols} grid, {size[0]}x{size[1]} px"]
+    if args.bundle:
+        reasons = grid.unreplayable()
+        notes.append(f"bundle {args.bundle}" + (f" (not replayable: {'; '.join(reasons)})" if reasons else ""))
+    print(", ".join(notes))

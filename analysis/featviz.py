@@ -1,0 +1,540 @@
+"""Feature visualisation: what each channel of a layer wants to see, rendered from noise.
+
+After OpenAI Microscope and lucid/lucent. The image is lucent's parameterisation (an FFT
+spectrum with decorrelated colour, squashed to [0, 1] by a sigmoid) and every step passes
+through lucent's standard transforms (pad, jitter, scale, rotate) and is scored with
+lucent's channel objective. The loop is our own, not lucent's ``render_vis``, because that
+leaves forward hooks on the model at every call; ours goes through
+``LoadedModel.activations`` (truncated forward, hooks removed in finally), so each model's
+own preprocessing and layer names apply, and it renders many channels in one batched
+optimisation: batch element i maximises channel c_i.
+
+A render is reproducible from (model, weights sha256, layer, channel, settings): each
+channel's starting spectrum is drawn from its own seeded generator and the transform
+sequence from the run's seed, so a channel looks the same whichever batch it was rendered
+in. Finished renders go into a disk cache under that key, so a layer browsed once browses
+instantly afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata as package_metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from analysis.errors import ConfigError, ImageError
+from analysis.export import png_bytes, read_png_metadata
+from analysis.images import load_image
+from analysis.models import LayerInfo, LoadedModel, count_hooks
+
+OnStep = Callable[[int, int, "torch.Tensor | None"], None]
+ShouldCancel = Callable[[], bool]
+
+FEATVIZ_VERSION = 1
+"""Part of every cache key: bump it when the algorithm changes what a render looks like."""
+
+SORT_ORDERS = ("channel index", "excitation")
+
+log = logging.getLogger("inceptionism.featviz")
+
+
+@dataclass(frozen=True)
+class FeatvizConfig:
+    """How a channel is rendered. Everything but `batch` is part of the cache key."""
+
+    size: int = 128  # px, square
+    steps: int = 256
+    learning_rate: float = 0.05  # Adam, as in lucent
+    seed: int = 0
+    transforms: bool = True  # lucent's standard_transforms: pad 12, jitter, scale, rotate
+    batch: int = 16  # channels per batched optimisation (memory vs speed, not the picture)
+
+    def validate(self) -> FeatvizConfig:
+        checks = [
+            (32 <= self.size <= 512, "size must be 32 to 512 px"),
+            (1 <= self.steps <= 4096, "steps must be 1 to 4096"),
+            (0 < self.learning_rate <= 1, "learning rate must be above 0 and at most 1"),
+            (0 <= self.seed < 2**63, "seed must be a non-negative integer"),
+            (1 <= self.batch <= 256, "batch must be 1 to 256 channels"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"Invalid feature-visualisation setting: {message}.")
+        return self
+
+    def key_dict(self) -> dict:
+        """The settings that change the picture (batch size does not)."""
+        settings = asdict(self)
+        del settings["batch"]
+        return settings
+
+
+@dataclass
+class ChannelRender:
+    channel: int
+    image: torch.Tensor  # (3, size, size) on the CPU, 8-bit values, so a cache hit is identical
+    trace: list[float]  # the channel's mean activation at every step; empty when from the cache
+    activation: float  # the channel's mean activation on the finished picture
+    cached: bool = False
+    complete: bool = True  # False: cut short by a cancel (never cached)
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class FeatvizResult:
+    model: str
+    layer: str  # alias
+    renders: list[ChannelRender]
+    config: FeatvizConfig
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    def by_channel(self) -> dict[int, ChannelRender]:
+        return {r.channel: r for r in self.renders}
+
+
+# ---------------------------------------------------------------- channels
+
+
+def parse_channels(text: str, count: int) -> list[int]:
+    """'0-63', '5', '0,3,10-12' -> channel indices, checked against the layer's count."""
+    channels: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                first, last = (int(v) for v in part.split("-", 1))
+                if last < first:
+                    raise ValueError
+                channels += range(first, last + 1)
+            else:
+                channels.append(int(part))
+        except ValueError:
+            raise ConfigError(f"'{part}' is not a channel or a range such as 0-63.") from None
+    if not channels:
+        raise ConfigError("Choose at least one channel, e.g. 0-15.")
+    bad = [c for c in channels if not 0 <= c < count]
+    if bad:
+        raise ConfigError(f"Channel {bad[0]} does not exist: this layer has channels 0 to {count - 1}.")
+    return list(dict.fromkeys(channels))
+
+
+def _check_channels(info: LayerInfo, channels: Sequence[int]) -> list[int]:
+    channels = [int(c) for c in channels]
+    if not channels:
+        raise ConfigError("Choose at least one channel.")
+    bad = [c for c in channels if not 0 <= c < info.shape[0]]
+    if bad:
+        raise ConfigError(f"Channel {bad[0]} does not exist: {info.alias} has channels 0 to {info.shape[0] - 1}.")
+    return list(dict.fromkeys(channels))
+
+
+# ---------------------------------------------------------------- the disk cache
+
+
+def cache_dir() -> Path:
+    """~/.cache/inceptionism/featviz, or featviz/ under $INCEPTIONISM_CACHE_DIR."""
+    root = os.environ.get("INCEPTIONISM_CACHE_DIR") or Path.home() / ".cache" / "inceptionism"
+    return Path(root) / "featviz"
+
+
+def _lucent_version() -> str:
+    try:
+        return package_metadata.version("torch-lucent")
+    except package_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def render_key(model: LoadedModel, layer: str, channel: int, config: FeatvizConfig) -> str:
+    """What makes a render the same render: model, weights, layer, channel, settings, algorithm."""
+    identity = {
+        "model": model.name, "weights_sha256": model.weights_sha256, "layer": model.layer(layer).name,
+        "channel": int(channel), "settings": config.key_dict(), "version": FEATVIZ_VERSION,
+        "lucent": _lucent_version(),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:40]
+
+
+class RenderCache:
+    """Renders as PNG files (with their metadata) named by key, least recently used evicted first.
+
+    A hit touches the file's mtime, which is the LRU clock; writes go through a temporary
+    file and an atomic rename, so two processes sharing the folder never read half a file.
+    """
+
+    def __init__(self, folder: Path | None = None, max_bytes: int = 256 * 2**20):
+        self.folder = Path(folder) if folder is not None else cache_dir()
+        self.max_bytes = max_bytes
+
+    def _path(self, key: str) -> Path:
+        return self.folder / f"{key}.png"
+
+    def get(self, key: str) -> tuple[torch.Tensor, dict] | None:
+        """(image, metadata) for a key, or None. A damaged file counts as a miss and is removed."""
+        path = self._path(key)
+        try:
+            data = path.read_bytes()
+            os.utime(path)
+        except OSError:
+            return None
+        try:
+            return load_image(data), read_png_metadata(data)
+        except (ImageError, ValueError):
+            log.warning("featviz cache: dropping unreadable %s", path)
+            path.unlink(missing_ok=True)
+            return None
+
+    def put(self, key: str, image: torch.Tensor, metadata: dict) -> bool:
+        """Store a render; False when the folder is not writable (the render still stands, uncached)."""
+        target = self._path(key)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            temporary.write_bytes(png_bytes(image, metadata))
+            os.replace(temporary, target)
+        except OSError as err:
+            log.warning("featviz cache: cannot write %s (%s)", target, err)
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            return False
+        self.evict()
+        return True
+
+    def files(self) -> list[Path]:
+        return sorted(self.folder.glob("*.png")) if self.folder.is_dir() else []
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.files() if p.exists())
+
+    def evict(self) -> int:
+        """Delete least recently used renders until the folder fits max_bytes; returns how many."""
+        entries = []
+        for path in self.files():
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # another process evicted it first
+                continue
+            entries.append((stat.st_mtime, stat.st_size, path))
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        for _, size, path in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+            removed += 1
+        return removed
+
+    def clear(self) -> int:
+        """Delete every render; returns how many."""
+        files = self.files()
+        for path in files:
+            path.unlink(missing_ok=True)
+        return len(files)
+
+
+# ---------------------------------------------------------------- the optimisation
+
+
+def _lucent() -> tuple[object, object, object]:
+    """lucent's param, transform and objectives modules (kornia warns about torch.jit on import)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        from lucent.optvis import objectives, param, transform
+    return param, transform, objectives
+
+
+def _channel_seed(seed: int, channel: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"featviz:{seed}:{channel}".encode()).digest()[:8], "big") >> 1
+
+
+class _NumpyStream:
+    """A private numpy random stream lent to lucent's transforms, which draw from np.random.
+
+    The global state is swapped in only around each transform call and restored after, so
+    the render is seeded without disturbing anyone else's numpy randomness for longer.
+    """
+
+    def __init__(self, seed: int):
+        self.state = np.random.RandomState(seed % 2**32).get_state()
+
+    def __enter__(self) -> None:
+        self.saved = np.random.get_state()
+        np.random.set_state(self.state)
+
+    def __exit__(self, *_: object) -> None:
+        self.state = np.random.get_state()
+        np.random.set_state(self.saved)
+
+
+def _preview(images: torch.Tensor) -> torch.Tensor:
+    """The batch so far as one contact sheet (up to 16 cells) for the progress panel."""
+    from torchvision.utils import make_grid
+
+    shown = images[:16].detach().float().clamp(0, 1).cpu()
+    return make_grid(shown, nrow=math.ceil(math.sqrt(shown.shape[0])), padding=2, pad_value=1.0)
+
+
+def optimise_channels(
+    model: LoadedModel,
+    layer: str,
+    channels: Sequence[int],
+    config: FeatvizConfig,
+    on_step: Callable[[int, torch.Tensor | None], None] | None = None,
+    should_cancel: ShouldCancel | None = None,
+    preview_every: int = 8,
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """One batched optimisation: image i maximises channel channels[i].
+
+    Returns (images (N, 3, S, S) in [0, 1] on the CPU, trace (steps, N), cancelled).
+    on_step(step, preview) is called after each step of this batch.
+    """
+    param, transform, objectives = _lucent()
+    info = model.layer(layer)
+    channels = _check_channels(info, channels)
+    hooks_before = count_hooks(model.module)
+    size, count = config.size, len(channels)
+    # lucent puts its tensors on CUDA when there is one, whatever the model's device: the
+    # picture is made there and moved to the model explicitly before every forward.
+    with torch.random.fork_rng(devices=[]):
+        params, image_f = param.image(size, batch=count, decorrelate=True, fft=True)
+    spectrum = params[0]
+    with torch.no_grad():
+        for i, channel in enumerate(channels):
+            generator = torch.Generator().manual_seed(_channel_seed(config.seed, channel))
+            spectrum[i].copy_(torch.randn(spectrum.shape[1:], generator=generator) * 0.01)
+    jitter = transform.compose(transform.standard_transforms) if config.transforms else None
+    terms = [objectives.channel(info.name, c, batch=i) for i, c in enumerate(channels)]
+    optimiser = torch.optim.Adam(params, lr=config.learning_rate)
+    randomness = _NumpyStream(config.seed)
+    trace: list[torch.Tensor] = []
+    cancelled = False
+    for step in range(1, config.steps + 1):
+        if should_cancel is not None and should_cancel():
+            cancelled = True
+            break
+        optimiser.zero_grad(set_to_none=True)
+        picture = image_f()
+        if jitter is not None:
+            with randomness:
+                picture = jitter(picture)
+        acts = model.activations(picture.to(model.device), [info.name])
+        scores = torch.stack([-term(acts.__getitem__) for term in terms])
+        (-scores.sum()).backward()
+        optimiser.step()
+        trace.append(scores.detach().float().cpu())
+        if on_step is not None:
+            show = step % preview_every == 0 or step == config.steps
+            on_step(step, _preview(image_f()) if show else None)
+    if count_hooks(model.module) != hooks_before:
+        raise RuntimeError("A forward hook outlived the feature visualisation: this is a bug.")
+    with torch.no_grad():
+        images = _quantise(image_f().detach().float().cpu())
+    history = torch.stack(trace) if trace else torch.zeros(0, count)
+    return images, history, cancelled
+
+
+def _quantise(images: torch.Tensor) -> torch.Tensor:
+    """Round to 8-bit values: what a PNG holds, so a fresh render equals its cached copy."""
+    return (images.clamp(0, 1) * 255).round() / 255
+
+
+@torch.no_grad()
+def _render_activations(model: LoadedModel, layer: str, channels: Sequence[int], images: torch.Tensor) -> list[float]:
+    act = model.activations(images, [layer])[layer]
+    means = act.flatten(2).mean(2) if act.dim() > 2 else act
+    return [float(means[i, c]) for i, c in enumerate(channels)]
+
+
+def lookup(model: LoadedModel, layer: str, channels: Iterable[int], config: FeatvizConfig,
+           cache: RenderCache) -> dict[int, ChannelRender]:
+    """The channels already in the cache, without optimising anything: what a browser shows at once."""
+    info = model.layer(layer)
+    found = {}
+    for channel in _check_channels(info, list(channels)):
+        hit = cache.get(render_key(model, info.name, channel, config))
+        if hit is not None:
+            image, meta = hit
+            found[channel] = ChannelRender(channel, image, [], float(meta.get("activation", math.nan)),
+                                           cached=True, metadata=meta)
+    return found
+
+
+def render_channels(
+    model: LoadedModel,
+    layer: str,
+    channels: Iterable[int],
+    config: FeatvizConfig = FeatvizConfig(),
+    cache: RenderCache | None = None,
+    on_step: OnStep | None = None,
+    should_cancel: ShouldCancel | None = None,
+) -> FeatvizResult:
+    """Render channels of a layer, reusing cached renders; the rest in batches of config.batch.
+
+    on_step(step, total, preview) counts optimisation steps over all batches (cache hits
+    take none). A cancel stops within one step and returns what is done: cached and finished
+    channels complete, the interrupted batch with complete=False (and not cached).
+    """
+    config.validate()
+    info = model.layer(layer)
+    channels = _check_channels(info, list(channels))
+    started = time.perf_counter()
+    renders = lookup(model, info.name, channels, config, cache) if cache is not None else {}
+    missing = [c for c in channels if c not in renders]
+    batches = [missing[i:i + config.batch] for i in range(0, len(missing), config.batch)]
+    total = len(batches) * config.steps
+    cancelled = False
+    for number, batch in enumerate(batches):
+        done_before = number * config.steps
+
+        def batch_step(step: int, preview: torch.Tensor | None, done_before: int = done_before) -> None:
+            if on_step is not None:
+                on_step(done_before + step, total, preview)
+
+        images, history, cancelled = optimise_channels(model, info.name, batch, config, batch_step, should_cancel)
+        if history.shape[0] == 0:  # cancelled before its first step: nothing worth showing
+            break
+        activations = _render_activations(model, info.name, batch, images)
+        for i, channel in enumerate(batch):
+            meta = _metadata(model, info, channel, config, activations[i], steps_done=history.shape[0])
+            render = ChannelRender(channel, images[i], history[:, i].tolist(), activations[i],
+                                   complete=not cancelled, metadata=meta)
+            renders[channel] = render
+            if cache is not None and not cancelled:
+                cache.put(render_key(model, info.name, channel, config), render.image, meta)
+        if cancelled:
+            break
+    return FeatvizResult(model.name, info.alias, [renders[c] for c in channels if c in renders], config,
+                         cancelled=cancelled, seconds=round(time.perf_counter() - started, 3))
+
+
+def _metadata(model: LoadedModel, info: LayerInfo, channel: int, config: FeatvizConfig, activation: float,
+              steps_done: int) -> dict:
+    from analysis.dream import library_versions
+
+    return {
+        "kind": "featviz", "model": model.name, "training_data": model.spec.training_data,
+        "layers": [info.alias], "layer_module": info.name, "channel": channel,
+        "objective_text": f"channel {channel} of {info.alias}, from noise", "config": config.key_dict(),
+        "seed": config.seed, "weights_sha256": model.weights_sha256, "activation": round(activation, 6),
+        "steps": steps_done, "versions": {**library_versions(), "lucent": _lucent_version()},
+    }
+
+
+# ---------------------------------------------------------------- the channels on a real image
+
+
+@torch.no_grad()
+def layer_activations(model: LoadedModel, layer: str, image: torch.Tensor) -> torch.Tensor:
+    """The layer's output on one (3, H, W) image, on the CPU: (C, h, w), or (C,) for logits."""
+    name = model.layer(layer).name
+    return model.activations(image[None] if image.dim() == 3 else image, [name])[name][0].cpu()
+
+
+def channel_means(model: LoadedModel, layer: str, image: torch.Tensor) -> torch.Tensor:
+    """Mean activation of every channel of the layer on one (3, H, W) image: (C,)."""
+    acts = layer_activations(model, layer, image)
+    return acts.flatten(1).mean(1) if acts.dim() > 1 else acts
+
+
+def map_frame(acts: torch.Tensor, channel: int) -> pd.DataFrame:
+    """Where on the image a channel fires, from layer_activations: a tidy frame of row, col, activation."""
+    if acts.dim() != 3:
+        raise ConfigError("This layer has no spatial map: it holds one value per channel.")
+    if not 0 <= channel < acts.shape[0]:
+        raise ConfigError(f"Channel {channel} does not exist: the layer has channels 0 to {acts.shape[0] - 1}.")
+    grid = acts[channel].float()
+    height, width = grid.shape
+    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    return pd.DataFrame({"row": rows.flatten().numpy(), "col": cols.flatten().numpy(),
+                         "activation": grid.flatten().numpy()})
+
+
+def channel_table(model: LoadedModel, layer: str, images: Mapping[str, torch.Tensor],
+                  on_step: OnStep | None = None) -> pd.DataFrame:
+    """Tidy frame (image, channel, activation): every channel's mean activation on each image."""
+    frames = []
+    for number, (name, image) in enumerate(images.items(), start=1):
+        means = channel_means(model, layer, image)
+        frames.append(pd.DataFrame({"image": name, "channel": np.arange(means.numel()), "activation": means.numpy()}))
+        if on_step is not None:
+            on_step(number, len(images), None)
+    if not frames:
+        return pd.DataFrame({"image": pd.Series(dtype=str), "channel": pd.Series(dtype=int),
+                             "activation": pd.Series(dtype=float)})
+    return pd.concat(frames, ignore_index=True)
+
+
+def top_images(table: pd.DataFrame, channel: int, k: int = 5) -> pd.DataFrame:
+    """The k images that excite a channel most, strongest first (image, activation, rank)."""
+    rows = table[table["channel"] == channel].sort_values("activation", ascending=False).head(k)
+    return rows[["image", "activation"]].reset_index(drop=True).assign(rank=lambda f: f.index + 1)
+
+
+def channel_order(means: torch.Tensor | None, by: str, count: int) -> list[int]:
+    """Channel indices in browsing order: by index, or most excited by the image first."""
+    if by not in SORT_ORDERS:
+        raise ConfigError(f"Unknown order '{by}': choose {' or '.join(SORT_ORDERS)}.")
+    if by == "channel index" or means is None:
+        return list(range(count))
+    return [int(i) for i in torch.argsort(means, descending=True, stable=True)]
+
+
+def page(order: Sequence[int], number: int, per_page: int) -> list[int]:
+    """The channels on page `number` (0-based) of a browsing order."""
+    if per_page < 1:
+        raise ConfigError("A page needs at least one channel.")
+    pages = max(1, math.ceil(len(order) / per_page))
+    if not 0 <= number < pages:
+        raise ConfigError(f"Page {number + 1} does not exist: there are {pages}.")
+    return list(order[number * per_page:(number + 1) * per_page])
+
+
+
+# ---------------------------------------------------------------- export
+
+
+def contact_sheet(result: FeatvizResult, columns: int | None = None) -> Image.Image:
+    """All renders of a result on one page, each captioned with its channel number."""
+    from PIL import ImageDraw, ImageFont
+
+    from analysis.export import grid_image
+    from analysis.images import tensor_to_pil
+
+    if not result.renders:
+        raise ConfigError("Nothing was rendered, so there is no contact sheet.")
+    columns = columns or min(8, math.ceil(math.sqrt(len(result.renders))))
+    cells = []
+    for render in result.renders:
+        picture = tensor_to_pil(render.image)
+        if picture.width < 128:  # small renders are enlarged so the captions stay readable
+            picture = picture.resize((128, 128), Image.Resampling.LANCZOS)
+        text_px = max(12, picture.width // 9)
+        cell = Image.new("RGB", (picture.width, picture.height + round(text_px * 1.5)), (255, 255, 255))
+        cell.paste(picture, (0, 0))
+        font = ImageFont.load_default(size=text_px)
+        ImageDraw.Draw(cell).text((picture.width / 2, picture.height + text_px * 0.2), f"#{render.channel}",
+                                  font=font, fill=(20, 20, 20), anchor="mt")
+        cells.append(cell)
+    rows = [cells[i:i + columns] for i in range(0, len(cells), columns)]
+    settings = result.config
+    title = (f"{result.model} · {result.layer} · {settings.size} px, {settings.steps} steps, "
+             f"seed {settings.seed}")
+    footnote = "Cancelled: some renders are unfinished." if result.cancelled else None
+    return grid_image(rows, title=title, footnote=footnote)

@@ -1,0 +1,210 @@
+"""Plotly figure builders: pure functions of tidy DataFrames (DataFrame -> go.Figure).
+
+No state, no I/O, no streamlit: the dashboard renders the figures, tests assert on their
+data. Each builder documents the columns it reads. Plotly 7 dropped the figure_factory
+helpers, so everything here is plain go.*.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from PIL import Image
+
+_MARGIN = {"l": 10, "r": 10, "t": 50, "b": 10}
+
+
+# ---------------------------------------------------------------- activation statistics (analysis.stats)
+# These read the tidy frame of analysis.stats: model, training_data, layer, depth, channel, statistic,
+# value; channel is -1 on layer-level rows.
+
+
+def _model_name(model: str, training_data: str) -> str:
+    """'resnet50 (ImageNet)', but 'resnet50_places365' and 'x-untrained' as they are."""
+    return model if training_data.lower() in model.lower() else f"{model} ({training_data})"
+
+
+def depth_lines(frame: pd.DataFrame, statistic: str, log_y: bool = False) -> go.Figure:
+    """One layer-level statistic against relative depth, a line per model: how two networks differ."""
+    rows = frame[(frame["channel"] == -1) & (frame["statistic"] == statistic)].sort_values("depth", kind="stable")
+    fig = go.Figure()
+    for (model, data), group in rows.groupby(["model", "training_data"], sort=False):
+        fig.add_trace(go.Scatter(
+            x=group["depth"].tolist(), y=group["value"].tolist(), text=group["layer"].tolist(),
+            mode="lines+markers", name=_model_name(model, data),
+            hovertemplate="%{text}<br>depth %{x:.2f}<br>" + statistic + " %{y:.4g}<extra>%{fullData.name}</extra>"))
+    fig.update_layout(title=f"{statistic} per layer", xaxis_title="relative depth (0 = first layer, 1 = class scores)",
+                      yaxis_title=statistic, yaxis_type="log" if log_y else "linear", height=360, margin=_MARGIN,
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def channel_distribution(frame: pd.DataFrame, statistic: str = "mean", kind: str = "violin") -> go.Figure:
+    """The per-channel values of a statistic, one violin (or histogram) per model and layer in the frame.
+
+    Each gets its own panel and axis: an untrained network's values can be a million times smaller
+    than a trained one's, and would vanish on a shared scale. Filter the frame to the layers to
+    show first (e.g. the layer of each model at one depth).
+    """
+    if kind not in ("violin", "histogram"):
+        raise ValueError(f"kind must be 'violin' or 'histogram', not {kind!r}")
+    rows = frame[(frame["channel"] != -1) & (frame["statistic"] == statistic)]
+    groups = list(rows.groupby(["model", "training_data", "layer"], sort=False))
+    names = [f"{_model_name(model, data)} · {layer}" for (model, data, layer), _ in groups]
+    fig = make_subplots(rows=1, cols=max(1, len(groups)), subplot_titles=names)
+    for column, (name, (_, group)) in enumerate(zip(names, groups), start=1):
+        values, channels = group["value"].tolist(), group["channel"].tolist()
+        if kind == "violin":
+            trace = go.Violin(y=values, customdata=channels, name=name, box_visible=True, meanline_visible=True,
+                              points="all", pointpos=0, jitter=0.4, marker={"size": 3},
+                              hovertemplate="channel %{customdata}<br>" + statistic + " %{y:.4g}<extra></extra>")
+        else:
+            trace = go.Histogram(x=values, name=name, nbinsx=40,
+                                 hovertemplate=statistic + " %{x}<br>%{y} channels<extra></extra>")
+        fig.add_trace(trace, row=1, col=column)
+        fig.update_xaxes(showticklabels=kind == "histogram", title_text=f"channel {statistic}" if kind == "histogram"
+                         else None, row=1, col=column)
+        fig.update_yaxes(title_text=("channels" if kind == "histogram" else f"channel {statistic}") if column == 1
+                         else None, row=1, col=column)
+    fig.update_layout(title=f"Channel {statistic}: one value per channel", height=400, margin=_MARGIN,
+                      showlegend=False)
+    return fig
+
+
+def channel_heatmap(frame: pd.DataFrame, model: str, statistic: str = "mean", per_layer_scale: bool = False,
+                    max_channels: int | None = None) -> go.Figure:
+    """Channel x layer heatmap of one model's per-channel statistic; layers left to right by depth.
+
+    Layers have different channel counts: cells past a layer's last channel are empty.
+    per_layer_scale divides each layer by its largest |value| (over all its channels), so shallow and
+    deep layers share one colour scale. max_channels keeps the first channels only, so narrow layers
+    are not squeezed flat by a 1000-channel one.
+    """
+    rows = frame[(frame["model"] == model) & (frame["channel"] != -1) & (frame["statistic"] == statistic)]
+    layers = rows[["layer", "depth"]].drop_duplicates().sort_values("depth", kind="stable")["layer"].tolist()
+    grid = rows.pivot_table(index="channel", columns="layer", values="value", sort=True)
+    grid = grid.reindex(columns=layers)
+    if per_layer_scale:
+        grid = grid / grid.abs().max().replace(0, 1)
+    if max_channels is not None:
+        grid = grid[grid.index < max_channels]
+    z = [[None if pd.isna(v) else float(v) for v in row] for row in grid.to_numpy()]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=layers, y=grid.index.tolist(), colorscale="Viridis", hoverongaps=False,
+        colorbar={"title": f"{statistic} / layer max" if per_layer_scale else statistic},
+        hovertemplate="%{x}<br>channel %{y}<br>%{z:.4g}<extra></extra>"))
+    fig.update_layout(title=f"{model}: channel {statistic} by layer", xaxis_title="layer (low to high)",
+                      yaxis_title="channel", height=460, margin=_MARGIN)
+    return fig
+
+
+# ---------------------------------------------------------------- dataset bias (analysis.bias)
+# These read the frames of analysis.bias: summary() (model, training_data, control, depth, layer, group,
+# share_original, share_dream, ratio), group_shares() (model, control, group, share_original, share_dream)
+# and emergent_counts() (model, control, class_name, dreams). Untrained twins (control) are dashed or grey.
+
+
+def _bias_name(model: str, training_data: str, control: bool) -> str:
+    return _model_name(model, training_data) + (" · control" if control else "")
+
+
+def _ratio_text(ratio: float) -> str:
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
+
+
+def bias_depth(summary: pd.DataFrame) -> go.Figure:
+    """A group's share of the judge's probability in the dreams, against the dreamed layer's depth.
+
+    The originals' share is the baseline (dotted); each point is labelled with dream/original.
+    """
+    group = summary["group"].iloc[0] if len(summary) else ""
+    rows = summary.sort_values("depth", kind="stable")
+    baseline = rows.groupby("depth", sort=True)["share_original"].mean()
+    fig = go.Figure(go.Scatter(
+        x=baseline.index.tolist(), y=(baseline * 100).tolist(), name="originals (baseline)", mode="lines+markers",
+        line={"dash": "dot", "color": "grey"}, marker={"size": 5, "color": "grey"},
+        hovertemplate="originals: %{y:.2g}%<extra></extra>"))
+    for (model, data, control), part in rows.groupby(["model", "training_data", "control"], sort=False):
+        fig.add_trace(go.Scatter(
+            x=part["depth"].tolist(), y=(part["share_dream"] * 100).tolist(), name=_bias_name(model, data, control),
+            mode="lines+markers+text", text=[_ratio_text(r) for r in part["ratio"]], textposition="top center",
+            customdata=list(zip(part["layer"], part["ratio"])), line={"dash": "dash" if control else "solid"},
+            hovertemplate="%{customdata[0]} · depth %{x:g}<br>" + group
+                          + " %{y:.2g}% of the judge's probability<br>%{customdata[1]:.2f}x the originals"
+                          "<extra>%{fullData.name}</extra>"))
+    fig.update_layout(title=f"'{group}' in the dreams vs layer depth (labels: dreams / originals)",
+                      xaxis_title="relative depth of the dreamed layer (0 = first, 1 = last)",
+                      yaxis_title=f"{group}: share of the judge's probability (%)", yaxis_rangemode="tozero",
+                      height=420, margin=_MARGIN, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def bias_groups(shares: pd.DataFrame, depth: float) -> go.Figure:
+    """Every class group's share in the originals and in each model's dreams at one depth."""
+    groups = list(dict.fromkeys(shares["group"]))
+    baseline = shares.groupby("group", sort=False)["share_original"].mean().reindex(groups)
+    fig = go.Figure(go.Bar(y=groups, x=(baseline * 100).tolist(), name="originals (baseline)", orientation="h",
+                           marker={"color": "grey"}, hovertemplate="%{y}: %{x:.2g}%<extra>originals</extra>"))
+    for (model, control), part in shares.groupby(["model", "control"], sort=False):
+        part = part.set_index("group").reindex(groups)
+        fig.add_trace(go.Bar(y=groups, x=(part["share_dream"] * 100).tolist(), name=model + (" · control" if control else ""),
+                             orientation="h", marker={"pattern": {"shape": "/"}} if control else None,
+                             hovertemplate="%{y}: %{x:.2g}%<extra>%{fullData.name}</extra>"))
+    fig.update_layout(title=f"What the dreams are judged to be at depth {depth:g}", barmode="group",
+                      xaxis_title="share of the judge's probability (%)", yaxis={"autorange": "reversed"},
+                      height=max(320, 60 + 26 * len(groups) * max(1, len(fig.data)) // 2), margin=_MARGIN,
+                      legend={"orientation": "h", "y": -0.15})
+    return fig
+
+
+def bias_emergent(counts: pd.DataFrame) -> go.Figure:
+    """The classes that most often emerged in each model's dreams, a bar group per model."""
+    fig = go.Figure()
+    for (model, control), part in counts.groupby(["model", "control"], sort=False):
+        part = part.sort_values("dreams", ascending=True, kind="stable")
+        fig.add_trace(go.Bar(
+            y=[f"{name} · {model}" for name in part["class_name"]], x=part["dreams"].tolist(),
+            text=part["class_name"].tolist(), textposition="inside", insidetextanchor="start", orientation="h",
+            name=model + (" · control" if control else ""),
+            hovertemplate="%{text}: emerged in %{x} dream(s)<extra>%{fullData.name}</extra>"))
+    fig.update_layout(title="Classes that emerged most often (largest gain in the judge's probability)",
+                      xaxis_title="dreams in which the class emerged", yaxis={"showticklabels": False},
+                      height=max(300, 80 + 24 * len(counts)), margin=_MARGIN, legend={"orientation": "h", "y": -0.15},
+                      barmode="overlay")
+    return fig
+
+
+# ---------------------------------------------------------------- feature visualisation (analysis.featviz)
+
+
+def activation_map(frame: pd.DataFrame, title: str, image: Image.Image | None = None) -> go.Figure:
+    """Where one channel fires over an image: a heatmap of its feature map, laid over the picture.
+
+    Reads analysis.featviz.map_frame's frame: row, col, activation (one row per map cell).
+    The cells are stretched to the picture's pixels, so a hot spot sits on what caused it.
+    """
+    import base64
+    import io
+
+    grid = frame.pivot(index="row", columns="col", values="activation").sort_index().sort_index(axis=1)
+    rows, cols = grid.shape
+    width, height = image.size if image is not None else (cols, rows)
+    xs = [(c + 0.5) * width / cols - 0.5 for c in range(cols)]
+    ys = [(r + 0.5) * height / rows - 0.5 for r in range(rows)]
+    fig = go.Figure()
+    if image is not None:
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="PNG")
+        fig.add_trace(go.Image(source="data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(),
+                               hoverinfo="skip"))
+    fig.add_trace(go.Heatmap(
+        z=grid.to_numpy().tolist(), x=xs, y=ys, colorscale="Inferno", opacity=0.5 if image is not None else 1.0,
+        colorbar={"title": {"text": "activation", "side": "top"}, "orientation": "h", "y": -0.02, "yanchor": "top",
+                  "thickness": 10},
+        hovertemplate="map cell (%{customdata[0]}, %{customdata[1]})<br>activation %{z:.3g}<extra></extra>",
+        customdata=[[[r, c] for c in range(cols)] for r in range(rows)]))
+    fig.update_xaxes(visible=False, range=[-0.5, width - 0.5])
+    fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x")
+    fig.update_layout(title=title, height=380, margin={"l": 10, "r": 10, "t": 40, "b": 70})
+    return fig

@@ -1,0 +1,1 @@
+"""The Streamlit shell over the analysis library (see dashboard/app.py)."""

@@ -1,0 +1,22 @@
+"""What a depth means: the one-line reading shown beside each layer."""
+
+from __future__ import annotations
+
+DEPTH_READINGS: tuple[tuple[float, str, str], ...] = (
+    (0.2, "strokes and edges", "lines, colour blobs and edges, laid over the whole picture"),
+    (0.4, "textures", "small repeated motifs: fur, grain, mesh"),
+    (0.6, "patterns", "ornaments, honeycombs, spirals and eye-like spots"),
+    (0.8, "parts", "eyes, snouts, legs, wheels, windows"),
+    (1.01, "objects", "whole animals, buildings and things the network was trained on"),
+)
+
+
+def depth_reading(depth: float) -> str:
+    """A few words: 'strokes and edges', 'textures', 'patterns', 'parts' or 'objects'."""
+    return next(short for limit, short, _ in DEPTH_READINGS if depth < limit)
+
+
+def depth_sentence(depth: float) -> str:
+    """One line: 'textures: small repeated motifs: fur, grain, mesh'."""
+    short, long = next((s, l) for limit, s, l in DEPTH_READINGS if depth < limit)
+    return f"{short}: {long}"

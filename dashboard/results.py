@@ -1,0 +1,92 @@
+"""This session's results, for the Export page, and the grid + bundle downloads every page offers.
+
+Any page that shows a result registers it once, when its job finishes::
+
+    from dashboard import results
+    results.add_result("dream", "Chelsea the cat · block8", result.image, run.metadata)
+
+The metadata should be the run's metadata with a "recipe" (Recipe.to_dict()) so the
+Export page's grids replay to the same pixels; pass `table` for statistics behind the
+picture and `input_bytes` for an uploaded start photo, so bundles can carry it. A page
+that shows several results as a grid offers the same downloads with `export_buttons(grid)`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+import streamlit as st
+import torch
+from PIL import Image
+
+from analysis.export import Grid, GridItem, bundle_zip
+from analysis.images import tensor_to_pil
+
+RESULTS_KEY = "results.registry"
+MAX_RESULTS = 100
+"""The newest results kept per browser session; older ones are dropped to bound memory."""
+
+_IDS = itertools.count(1)
+
+
+@dataclass
+class Result:
+    id: int
+    kind: str  # the page that made it: "dream", "layers", "compare", "bias", "animation", ...
+    title: str
+    image: Image.Image
+    metadata: dict
+    table: pd.DataFrame | None = None
+    input_bytes: bytes | None = field(default=None, repr=False)
+    created: float = field(default_factory=time.time)
+
+    def grid_item(self) -> GridItem:
+        return GridItem(self.image, self.metadata, self.title, self.input_bytes)
+
+
+def add_result(kind: str, title: str, image: torch.Tensor | Image.Image, metadata: dict,
+               table: pd.DataFrame | None = None, input_bytes: bytes | None = None) -> Result:
+    """Keep a result for this session (newest last); returns it."""
+    picture = tensor_to_pil(image) if isinstance(image, torch.Tensor) else image.convert("RGB")
+    result = Result(next(_IDS), kind, title, picture, dict(metadata), table, input_bytes)
+    registry = st.session_state.setdefault(RESULTS_KEY, [])
+    registry.append(result)
+    del registry[:-MAX_RESULTS]
+    return result
+
+
+def list_results(kind: str | None = None) -> list[Result]:
+    """This session's results, oldest first; only one kind when given."""
+    return [r for r in st.session_state.get(RESULTS_KEY, []) if kind is None or r.kind == kind]
+
+
+def clear_results() -> None:
+    st.session_state[RESULTS_KEY] = []
+
+
+def stats_table(chosen: list[Result]) -> pd.DataFrame | None:
+    """The statistics behind the chosen results, one table with a 'result' column (None when none)."""
+    tables = [r.table.assign(result=r.title) for r in chosen if r.table is not None and len(r.table)]
+    return pd.concat(tables, ignore_index=True) if tables else None
+
+
+def export_buttons(grid: Grid, key: str, stats: pd.DataFrame | None = None, file_stem: str = "grid") -> None:
+    """Grid PNG and ZIP bundle downloads; both files are made only when clicked."""
+    left, right, note = st.columns([1, 1, 2])
+    left.download_button("Grid PNG", grid.png, file_name=f"{file_stem}.png", mime="image/png", key=f"{key}.png",
+                         on_click="ignore", icon=":material/grid_view:",
+                         help="The labelled grid; its PNG metadata holds the settings, seeds and the recipe.")
+    right.download_button("Bundle ZIP", lambda: bundle_zip(grid, stats), file_name=f"{file_stem}.zip",
+                          mime="application/zip", key=f"{key}.zip", on_click="ignore",
+                          icon=":material/folder_zip:",
+                          help="Every picture, the grid, the statistics CSV and the recipe JSON.")
+    reasons = grid.unreplayable()
+    if reasons:
+        more = f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""
+        note.caption(f":material/info: The bundle has no recipe, so it cannot be replayed: "
+                     f"{'; '.join(reasons[:3])}{more}.")
+    else:
+        note.caption(":material/replay: The bundle's recipe replays this grid; on the CPU, to identical pixels.")

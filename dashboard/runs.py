@@ -1,0 +1,131 @@
+"""What a page runs: the work functions handed to progress.start, and the results they keep.
+
+Each work function runs in the worker thread while the device lock is held, so it may
+use the model freely (dream, then classify) and must not call st.*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+from analysis.dream import DreamConfig, DreamResult, dream, dream_batch
+from analysis.export import grid_image, png_bytes
+from analysis.images import tensor_to_pil
+from analysis.models import LayerInfo, LoadedModel
+from analysis.objectives import LayerL2, Objective
+from analysis.recipes import Recipe, run_recipe
+from dashboard.readings import depth_reading
+
+TopK = list[tuple[int, str, float]]
+
+
+@dataclass
+class DreamRun:
+    """One dream, everything the result view needs."""
+
+    original: torch.Tensor
+    result: DreamResult
+    recipe: Recipe
+    model_title: str
+    image_title: str
+    objective_text: str
+    top_original: TopK | None = None
+    top_dream: TopK | None = None
+    replayed: bool = False
+    _png: bytes | None = field(default=None, repr=False)
+
+    @property
+    def metadata(self) -> dict:
+        return {**self.result.metadata, "recipe": self.recipe.to_dict()}
+
+    def png(self) -> bytes:
+        """The dream as PNG with its metadata and recipe (encoded once)."""
+        if self._png is None:
+            self._png = png_bytes(self.result.image, self.metadata)
+        return self._png
+
+
+def _top(model: LoadedModel, image: torch.Tensor) -> TopK | None:
+    return model.classify(image) if model.labels is not None else None
+
+
+def dream_work(model: LoadedModel, image: torch.Tensor, objective: Objective, config: DreamConfig,
+               recipe: Recipe, image_title: str, objective_text: str):
+    def work(on_step, should_cancel) -> DreamRun:
+        result = dream(model, image, objective, config, on_step, should_cancel)
+        return DreamRun(image, result, recipe, model.spec.title, image_title, objective_text,
+                        _top(model, image), _top(model, result.image))
+    return work
+
+
+def recipe_work(model: LoadedModel, recipe: Recipe, image: torch.Tensor, image_title: str):
+    def work(on_step, should_cancel) -> DreamRun:
+        result = run_recipe(recipe, model, on_step=on_step, should_cancel=should_cancel)
+        return DreamRun(image, result, recipe, model.spec.title, image_title,
+                        result.metadata.get("objective_text", ""), _top(model, image), _top(model, result.image),
+                        replayed=True)
+    return work
+
+
+@dataclass
+class LayersRun:
+    """The same image dreamed at several layers, low to high."""
+
+    original: torch.Tensor
+    layers: list[LayerInfo]
+    results: list[DreamResult]
+    model_title: str
+    image_title: str
+    config: DreamConfig
+    grid: Image.Image | None = None
+    metadata: dict = field(default_factory=dict)
+    input_bytes: bytes | None = field(default=None, repr=False)  # an uploaded start photo
+    _png: bytes | None = field(default=None, repr=False)
+
+    def png(self) -> bytes:
+        """The grid as PNG with the run's metadata (encoded once)."""
+        if self._png is None:
+            self._png = png_bytes(self.grid, self.metadata)
+        return self._png
+
+    @property
+    def cancelled(self) -> bool:
+        return any(r.cancelled for r in self.results)
+
+
+def layers_grid(run: LayersRun) -> Image.Image:
+    """original | layer 1 | ... | layer N, one labelled row, as a PNG-ready picture."""
+    cells = [[tensor_to_pil(run.original)] + [tensor_to_pil(r.image) for r in run.results]]
+    columns = ["original"] + [f"{info.alias} · depth {info.depth:.2f}\n{depth_reading(info.depth)}"
+                              for info in run.layers]
+    config = run.config
+    title = f"{run.model_title}: {run.image_title} dreamed at {len(run.layers)} layers, low to high"
+    steps = run.results[0].metadata.get("steps", config.total_steps) if run.results else 0
+    footnote = (f"Objective: L2 of each layer. {config.octaves} octaves x{config.octave_scale:g}, "
+                f"{config.iterations} steps each, step {config.step_size * 255:.2g}/255, "
+                f"{config.normalization}, seed {config.seed}"
+                + ("" if steps == config.total_steps else f"; cancelled after {steps} of {config.total_steps} steps")
+                + ". Inceptionism Lab.")
+    return grid_image(cells, col_labels=columns, title=title, footnote=footnote)
+
+
+def layers_work(model: LoadedModel, image: torch.Tensor, layers: list[LayerInfo], config: DreamConfig,
+                image_title: str, input_bytes: bytes | None = None):
+    def work(on_step, should_cancel) -> LayersRun:
+        batch = image[None].repeat(len(layers), 1, 1, 1)
+        objectives = [LayerL2(info.alias) for info in layers]
+        results = dream_batch(model, batch, objectives, config, on_step, should_cancel)
+        title = model.spec.title
+        if model.spec.training_data not in title:
+            title = f"{title} ({model.spec.training_data})"
+        run = LayersRun(image, layers, results, title, image_title, config, input_bytes=input_bytes)
+        meta = dict(results[0].metadata)
+        meta.pop("objective", None)
+        meta.update(layers=[info.alias for info in layers], objective_text="L2 of each layer", image=image_title)
+        run.metadata = meta
+        run.grid = layers_grid(run)
+        return run
+    return work

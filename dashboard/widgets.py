@@ -1,0 +1,380 @@
+"""Small widget groups. Each `*_ui()` draws its widgets and returns the chosen values only.
+
+Keys that start with 'keep.' survive page switches (see state.keep_widget_values); those
+widgets are seeded with state.default() and never pass index=/value= themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+import torch
+from PIL import Image
+
+from analysis import labels as label_files
+from analysis import models
+from analysis.dream import PRESETS, DreamConfig, preset
+from analysis.errors import ConfigError, ImageError
+from analysis.images import load_image, to_rgb
+from analysis.labels import SampleImage
+from analysis.models import LOGITS, LayerInfo, ModelSpec
+from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective
+from analysis.recipes import ImageSource
+from dashboard import state
+from dashboard.readings import depth_sentence
+
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp"]
+UPLOAD_LIMIT_MB = 20  # also server.maxUploadSize in .streamlit/config.toml
+DEFAULT_DEPTH = 0.6  # the default layer: high enough for patterns and parts
+
+
+# ---------------------------------------------------------------- model and layer
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    name: str  # registry name; '<name>-untrained' for the twin
+    spec: ModelSpec
+    runnable: bool
+    reason: str | None = None  # why it cannot run
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+
+def model_label(spec: ModelSpec, present: bool) -> str:
+    """'EfficientNet-Lite0 · ImageNet'; '✗ ' in front when its weight file is missing (short for the sidebar)."""
+    data = "" if spec.training_data in spec.title else f" · {spec.training_data}"
+    return ("" if present else "✗ ") + f"{spec.title}{data}"
+
+
+def model_ui() -> ModelChoice:
+    """Sidebar: every model in the zoo; ones without weights are listed but not runnable."""
+    names = models.model_names()
+    specs = {n: models.get_spec(n) for n in names}
+    present = {n: models.weights_present(s) for n, s in specs.items()}
+    state.default("keep.model", models.DEFAULT_MODEL, names)
+    name = st.sidebar.selectbox(
+        "Model", names, key="keep.model", format_func=lambda n: model_label(specs[n], present[n]),
+        help="✗ = no weight file on this machine yet: the Models page says which file and where to put it. "
+             "Every model's untrained twin runs without one.")
+    twin = st.sidebar.toggle(
+        "Untrained twin (random weights)", key="keep.twin",
+        help="The same architecture with seeded random weights: the control that shows which patterns "
+             "come from the training data and which from the architecture alone.")
+    if twin:
+        spec = specs[name].untrained()
+        return ModelChoice(spec.name, spec, runnable=True)
+    if not present[name]:
+        st.sidebar.caption(":orange[:material/warning: No weight file for this model here: it cannot dream. "
+                           "Turn on the untrained twin, or see the Models page.]")
+        return ModelChoice(name, specs[name], runnable=False, reason=models.missing_weights_message(specs[name]))
+    return ModelChoice(name, specs[name], runnable=True)
+
+
+def dreamable_layers(spec: ModelSpec) -> list[LayerInfo]:
+    """Layers a layer objective can use (the class-score pseudo-layer is left out)."""
+    return [info for info in models.layer_table(spec) if info.name != LOGITS]
+
+
+def layer_label(info: LayerInfo) -> str:
+    """'block10 · 112x14x14 · 0.59': alias, output shape at 224 px, relative depth (short for the sidebar)."""
+    return f"{info.alias} · {'x'.join(map(str, info.shape))} · {info.depth:.2f}"
+
+
+def layer_ui(choice: ModelChoice) -> LayerInfo:
+    """Sidebar: the dream-able layers of the model, with output shape and relative depth."""
+    base = choice.spec.parent or choice.spec.name
+    layers = dreamable_layers(models.get_spec(base))
+    by_name = {info.name: info for info in layers}
+    key = f"keep.layer.{base}"
+    state.default(key, min(layers, key=lambda i: abs(i.depth - DEFAULT_DEPTH)).name, list(by_name))
+    name = st.sidebar.selectbox(
+        "Layer", list(by_name), key=key,
+        format_func=lambda n: layer_label(by_name[n]),
+        help="Output channels x height x width at 224 px, and depth from 0 (first layer) to 1 (last). "
+             "Low layers amplify strokes and edges, high layers parts and objects.")
+    st.sidebar.caption(f"At depth {by_name[name].depth:.2f} a dream shows {depth_sentence(by_name[name].depth)}.")
+    return by_name[name]
+
+
+def device_ui() -> str:
+    """Sidebar: the device choice; returns the device in use ('cpu', 'cuda', 'mps')."""
+    state.default(state.DEVICE_KEY, "auto", state.available_devices())
+    st.sidebar.selectbox("Device", state.available_devices(), key=state.DEVICE_KEY,
+                         help="auto = CUDA GPU, then Apple MPS, then the CPU.")
+    device = state.current_device()
+    st.sidebar.caption(f"Running on **{device}**" + (" · small sizes are quickest" if device == "cpu" else ""))
+    return device
+
+
+# ---------------------------------------------------------------- images
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    kind: str  # "sample" | "file" | "noise"
+    title: str
+    sample: SampleImage | None = None
+    name: str = ""
+    data: bytes | None = field(default=None, repr=False)
+    seed: int = 0
+
+    def source(self, side: int) -> ImageSource:
+        if self.kind == "sample":
+            return ImageSource.sample(self.sample.path.name)
+        if self.kind == "file":
+            if not self.data:
+                raise ImageError("No image uploaded yet: drop a PNG, JPEG or WebP file on the uploader.")
+            return ImageSource.upload(self.name, self.data)
+        return ImageSource("noise", size=(side, side), seed=self.seed)
+
+    def load(self, side: int) -> torch.Tensor:
+        """The start image, longest side at most `side` px (raises ImageError for a bad upload)."""
+        try:
+            return self.source(side).load(side)
+        except ImageError as err:
+            raise named(err, self.name) from None
+
+
+def named(err: ImageError, name: str) -> ImageError:
+    """analysis.images calls raw bytes 'the upload': say the file's name instead."""
+    return ImageError(str(err).replace("the upload", name, 1)) if name else err
+
+
+@functools.lru_cache(maxsize=32)
+def thumbnail(path: Path, side: int = 160) -> Image.Image:
+    """A square, centre-cropped thumbnail, so a row of them lines up."""
+    with Image.open(path) as image:
+        picture = to_rgb(image)
+    crop = min(picture.size)
+    left, top = (picture.width - crop) // 2, (picture.height - crop) // 2
+    return picture.crop((left, top, left + crop, top + crop)).resize((side, side), Image.Resampling.LANCZOS)
+
+
+def sample_name(sample: SampleImage) -> str:
+    """A one-word name for a button: 'Cat', 'Coffee', 'Astronaut'."""
+    return sample.path.stem.split("_")[0].capitalize()
+
+
+def _pick(key: str, value: str) -> None:
+    st.session_state[key] = value
+
+
+def _remember_upload(uploader_key: str, store_key: str) -> None:
+    upload = st.session_state.get(uploader_key)
+    st.session_state[store_key] = (upload.name, upload.getvalue()) if upload is not None else None
+
+
+def sample_picker(prefix: str, key: str, default_file: str = "cat_chelsea.jpg") -> SampleImage:
+    """Bundled photos as thumbnails; a click on a thumbnail's button chooses it."""
+    samples = label_files.sample_images()
+    files = [s.path.name for s in samples]
+    state.default(key, default_file if default_file in files else files[0], files)
+    chosen = st.session_state[key]
+    per_row = 4
+    for start in range(0, len(samples), per_row):
+        columns = st.columns(per_row)
+        for column, sample in zip(columns, samples[start:start + per_row]):
+            with column:
+                picked = sample.path.name == chosen
+                st.image(thumbnail(sample.path), width="stretch")
+                st.button(("✓ " if picked else "") + sample_name(sample), key=f"{prefix}.pick.{sample.path.stem}",
+                          on_click=_pick, args=(key, sample.path.name), type="primary" if picked else "secondary",
+                          width="stretch", help=sample.title)
+    sample = samples[files.index(chosen)]
+    st.caption(f"**{sample.title}** · {sample.licence}")
+    return sample
+
+
+def image_ui(prefix: str, allow_noise: bool = True) -> ImageChoice:
+    """Start image: a bundled sample (thumbnails), an upload (png/jpg/webp, size limit), or noise."""
+    kinds = ["Sample photo", "My image"] + (["Noise"] if allow_noise else [])
+    kind_key = f"keep.{prefix}.image_kind"
+    state.default(kind_key, kinds[0], kinds)
+    kind = st.radio("Start from", kinds, key=kind_key, horizontal=True, label_visibility="collapsed")
+    if kind == "Sample photo":
+        sample = sample_picker(prefix, f"keep.{prefix}.sample")
+        return ImageChoice("sample", sample.title, sample=sample)
+    if kind == "My image":
+        store = f"{prefix}.upload_data"
+        st.file_uploader(
+            f"PNG, JPEG or WebP, up to {UPLOAD_LIMIT_MB} MB (EXIF rotation is applied)", type=UPLOAD_TYPES,
+            key=f"{prefix}.upload", on_change=_remember_upload, args=(f"{prefix}.upload", store),
+            max_upload_size=UPLOAD_LIMIT_MB)
+        stored = st.session_state.get(store)
+        if not stored:
+            return ImageChoice("file", "your image")
+        name, data = stored
+        try:
+            preview = load_image(data, max_side=320)
+            st.image(preview.permute(1, 2, 0).numpy(), caption=name, width=240)
+        except ImageError as err:
+            state.show_error(str(named(err, name)))
+        return ImageChoice("file", name, name=name, data=data)
+    seed_key = f"keep.{prefix}.noise_seed"
+    state.default(seed_key, 0)
+    seed = st.number_input("Noise seed", min_value=0, max_value=2**31 - 1, step=1, key=seed_key,
+                           help="Grey noise: the dream shows what the layer draws from nothing.")
+    return ImageChoice("noise", f"noise (seed {int(seed)})", seed=int(seed))
+
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class SettingsChoice:
+    preset: str
+    size: int
+    overrides: dict = field(default_factory=dict)
+
+    def config(self) -> DreamConfig:
+        """The DreamConfig; raises ConfigError for an impossible combination."""
+        return preset(self.preset, **self.overrides)
+
+
+def settings_ui(prefix: str, default_preset: str = "google", default_size: int = 384,
+                max_size: int = 1024) -> SettingsChoice:
+    """Image size, a preset with its description, or the detailed settings."""
+    size_key, preset_key, detail_key = f"keep.{prefix}.size", f"keep.{prefix}.preset", f"keep.{prefix}.detailed"
+    state.default(size_key, default_size)
+    state.default(preset_key, default_preset, list(PRESETS))
+    size = st.slider("Image size (longest side, px)", 64, max_size, step=32, key=size_key,
+                     help="Larger is slower: the time grows with the number of pixels.")
+    name = st.selectbox("Preset", list(PRESETS), key=preset_key, format_func=str.capitalize)
+    st.caption(PRESETS[name].description)
+    if not st.toggle("Detailed settings", key=detail_key):
+        return SettingsChoice(name, int(size))
+    base = PRESETS[name].config
+    k = f"keep.{prefix}.{name}."
+    for field_name, value in (("octaves", base.octaves), ("octave_scale", base.octave_scale),
+                              ("iterations", base.iterations), ("step255", round(base.step_size * 255, 3)),
+                              ("jitter", base.jitter), ("normalization", base.normalization),
+                              ("seed", base.seed), ("tile_size", base.tile_size)):
+        state.default(k + field_name, value)
+    left, right = st.columns(2)
+    octaves = left.number_input("Octaves", 1, 10, step=1, key=k + "octaves", help="Scales, smallest first.")
+    scale = right.number_input("Octave scale", 1.05, 3.0, step=0.05, key=k + "octave_scale",
+                               help="Size ratio between octaves.")
+    iterations = left.number_input("Steps per octave", 1, 500, step=1, key=k + "iterations")
+    step255 = right.number_input("Step size (/255 per step)", 0.01, 127.0, step=0.1, key=k + "step255",
+                                 help="How far pixels move per step, in 1/255 units.")
+    jitter = left.number_input("Jitter (px)", 0, 256, step=1, key=k + "jitter",
+                               help="Random shift before each step; hides the network's grid.")
+    norm = right.selectbox("Gradient normalisation", ["mean-abs", "std", "laplacian"], key=k + "normalization",
+                           help="laplacian: every scale of detail gets an equal say (crisper).")
+    seed = left.number_input("Seed", 0, 2**31 - 1, step=1, key=k + "seed")
+    tile = right.number_input("Tile size (px, 0 = off)", 0, 4096, step=64, key=k + "tile_size",
+                              help="Dream big images tile by tile to bound memory: 0 or 64 to 4096.")
+    overrides = {"octaves": int(octaves), "octave_scale": float(scale), "iterations": int(iterations),
+                 "step_size": float(step255) / 255, "jitter": int(jitter), "normalization": norm,
+                 "seed": int(seed), "tile_size": int(tile)}
+    return SettingsChoice(name, int(size), overrides)
+
+
+# ---------------------------------------------------------------- objectives
+
+OBJECTIVES = ("Whole layer", "Channels", "Class", "Guide image")
+
+
+@dataclass(frozen=True)
+class ObjectiveChoice:
+    kind: str  # one of OBJECTIVES
+    channels_text: str = ""
+    classes: tuple[int, ...] = ()
+    guide: ImageChoice | None = None
+
+    def build(self, layer: LayerInfo, side: int = 224) -> Objective:
+        """The objective for `layer`; raises ConfigError / ImageError with a clear line."""
+        if self.kind == "Whole layer":
+            return LayerL2(layer.alias)
+        if self.kind == "Channels":
+            return Channels(layer.alias, parse_channels(self.channels_text, layer))
+        if self.kind == "Class":
+            if not self.classes:
+                raise ConfigError("Choose at least one class to dream towards.")
+            return ClassLogit(list(self.classes))
+        if self.guide is None or (self.guide.kind == "file" and not self.guide.data):
+            raise ImageError("Choose a guide image first.")
+        return Guide(layer.alias, self.guide.load(min(side, 512)))
+
+    def describe(self, layer: LayerInfo, labels: list[str] | None) -> str:
+        if self.kind == "Class" and labels:
+            return "class " + ", ".join(labels[c] for c in self.classes if 0 <= c < len(labels))
+        if self.kind == "Channels":
+            return f"channels {self.channels_text.strip()} of {layer.alias}"
+        if self.kind == "Guide image" and self.guide is not None:
+            return f"{layer.alias} guided by {self.guide.title}"
+        return f"all of {layer.alias}"
+
+
+def parse_channels(text: str, layer: LayerInfo) -> list[int]:
+    """'3, 17, 40-42' -> [3, 17, 40, 41, 42], checked against the layer's channel count."""
+    count = layer.shape[0]
+    out: list[int] = []
+    for part in text.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:
+                low, high = (int(v) for v in part.split("-", 1))
+                out.extend(range(low, high + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise ConfigError(f"'{part}' is not a channel number: write numbers such as 3, 17, 40-42.") from None
+    if not out:
+        raise ConfigError(f"Choose at least one channel (0 to {count - 1}).")
+    bad = [c for c in out if not 0 <= c < count]
+    if bad:
+        raise ConfigError(f"Channel {bad[0]} does not exist: {layer.alias} has channels 0 to {count - 1}.")
+    if len(out) > 64:
+        raise ConfigError("Choose at most 64 channels.")
+    return list(dict.fromkeys(out))
+
+
+def objective_ui(prefix: str, choice: ModelChoice, layer: LayerInfo) -> ObjectiveChoice:
+    """What to amplify: the whole layer (Google's L2), some channels, a class, or a guide image."""
+    kind_key = f"keep.{prefix}.objective"
+    state.default(kind_key, OBJECTIVES[0], OBJECTIVES)
+    kind = st.radio("What to amplify", OBJECTIVES, key=kind_key, horizontal=True, label_visibility="collapsed",
+                    captions=["everything the layer sees", "chosen feature detectors", "make it more <class>",
+                              "features of another picture"])
+    if kind == "Channels":
+        channels_key = f"keep.{prefix}.channels"
+        state.default(channels_key, "0")
+        text = st.text_input(f"Channels of {layer.alias} (0 to {layer.shape[0] - 1})", key=channels_key,
+                             help="Comma-separated numbers or ranges, e.g. 3, 17, 40-42.")
+        return ObjectiveChoice(kind, channels_text=text)
+    if kind == "Class":
+        names = models.class_labels(choice.spec.labels)
+        if not names:
+            st.info(f"{choice.title} has no class labels here, so it has no class objective.")
+            return ObjectiveChoice(kind)
+        classes_key = f"keep.{prefix}.classes.{choice.spec.labels}"
+        state.default(classes_key, [])
+        picked = st.multiselect(f"{choice.spec.labels} classes", list(range(len(names))), key=classes_key,
+                                format_func=lambda i: f"{names[i]} ({i})", max_selections=8,
+                                placeholder="Type to search, e.g. golden retriever")
+        return ObjectiveChoice(kind, classes=tuple(picked))
+    if kind == "Guide image":
+        samples = label_files.sample_images()
+        files = [s.path.name for s in samples]
+        guide_key = f"keep.{prefix}.guide"
+        state.default(guide_key, "coffee.jpg" if "coffee.jpg" in files else files[0], files)
+        name = st.selectbox("Guide: a bundled photo", files, key=guide_key,
+                            format_func=lambda f: samples[files.index(f)].title)
+        st.file_uploader("…or your own guide image", type=UPLOAD_TYPES, key=f"{prefix}.guide_upload",
+                         on_change=_remember_upload, args=(f"{prefix}.guide_upload", f"{prefix}.guide_data"),
+                         max_upload_size=UPLOAD_LIMIT_MB)
+        stored = st.session_state.get(f"{prefix}.guide_data")
+        if stored:
+            return ObjectiveChoice(kind, guide=ImageChoice("file", stored[0], name=stored[0], data=stored[1]))
+        sample = samples[files.index(name)]
+        return ObjectiveChoice(kind, guide=ImageChoice("sample", sample.title, sample=sample))
+    return ObjectiveChoice(kind)

@@ -1,0 +1,221 @@
+"""Statistics: how two networks' activations differ layer by layer, and which channels an image excites."""
+
+import streamlit as st
+
+from analysis import compare, figures, models, stats
+from analysis import labels as label_files
+from analysis.errors import ConfigError
+from analysis.export import png_bytes
+from analysis.images import fit_tensor, load_image
+from dashboard import progress, state, widgets
+
+SLOT, RESULT = "statistics.job", "statistics.result"
+DREAM_SLOT, DREAMS = "statistics.dream_job", "statistics.dreams"
+NONE = "(none)"
+MAX_IMAGES = 16
+
+st.title("Activation statistics")
+st.caption("Show the networks some photos and measure every layer: how strongly it responds, how sparse it is, "
+           "how many channels fire, and which channels this picture excites most. Then dream those channels.")
+
+
+def spec_label(name: str) -> str:
+    if name == NONE:
+        return "(no second model)"
+    spec = models.get_spec(name)
+    return widgets.model_label(spec, models.weights_present(spec))
+
+
+setup_models, setup_images = st.columns(2, gap="large")
+with setup_models:
+    st.subheader("1 · Models")
+    names = models.model_names(include_twins=True)
+    pair = compare.suggested_pairs()[0]
+    state.default("keep.statistics.a", pair[0], names)
+    state.default("keep.statistics.b", pair[1], [NONE, *names])
+    name_a = st.selectbox("Model A", names, key="keep.statistics.a", format_func=spec_label)
+    name_b = st.selectbox("Model B", [NONE, *names], key="keep.statistics.b", format_func=spec_label,
+                          help="A second network to line up with the first by relative depth.")
+    chosen = [name_a] + ([name_b] if name_b not in (NONE, name_a) else [])
+    missing = [models.missing_weights_message(models.get_spec(n)) for n in chosen
+               if not models.weights_present(models.get_spec(n))]
+    for message in missing:
+        state.show_error(message)
+with setup_images:
+    st.subheader("2 · Images")
+    samples = label_files.sample_images()
+    files = [s.path.name for s in samples]
+    titles = {s.path.name: s.title for s in samples}
+    state.default("keep.statistics.samples", ["cat_chelsea.jpg"] if "cat_chelsea.jpg" in files else files[:1], None)
+    picked = st.multiselect("Bundled photos", files, key="keep.statistics.samples", format_func=titles.get,
+                            placeholder="Choose photos")
+    uploads = st.file_uploader("…and/or your own (PNG, JPEG or WebP)", type=widgets.UPLOAD_TYPES,
+                               accept_multiple_files=True, key="statistics.uploads",
+                               max_upload_size=widgets.UPLOAD_LIMIT_MB)
+    state.default("keep.statistics.size", 224)
+    size = st.slider("Measured at (longest side, px)", 64, 512, step=32, key="keep.statistics.size",
+                     help="The networks were trained at 224 px.")
+
+
+def start() -> None:
+    with state.user_errors():
+        images = [(titles[f], load_image(label_files.SAMPLES_DIR / f, size)) for f in picked]
+        images += [(u.name, load_image(u.getvalue(), size)) for u in uploads or []]
+        if not images:
+            raise ConfigError("Choose at least one photo or upload one.")
+        if len(images) > MAX_IMAGES:
+            raise ConfigError(f"Choose at most {MAX_IMAGES} images.")
+        loaded = [state.load_model(n) for n in chosen]
+        tensors = [image for _, image in images]
+
+        def work(on_step, should_cancel) -> dict:
+            frame = stats.stats_for_models(loaded, tensors, on_step, should_cancel)
+            return {"frame": frame, "models": [m.name for m in loaded], "images": images}
+
+        progress.start(SLOT, f"Measuring {len(images)} image(s) with {len(loaded)} model(s)", work,
+                       lock=state.device_lock(loaded[0].device), total=len(images) * len(loaded))
+
+
+busy = progress.running(SLOT)
+with setup_images:
+    if st.button("Measure", type="primary", key="statistics.run", icon=":material/query_stats:", width="stretch",
+                 disabled=busy or bool(missing)) and not progress.running(SLOT):
+        start()
+
+
+def keep_result(run: dict) -> None:
+    st.session_state[RESULT] = run
+    st.session_state.pop(DREAMS, None)
+
+
+progress.panel(SLOT, on_done=keep_result)
+run = st.session_state.get(RESULT)
+if run is not None and run["frame"].empty:
+    st.warning("Cancelled before the first image was measured.", icon=":material/stop_circle:")
+elif run is not None:
+    frame = run["frame"]
+    measured = frame["model"].unique().tolist()
+    st.divider()
+    if frame.attrs.get("cancelled"):
+        st.warning(f"Cancelled: these statistics cover {frame.attrs.get('images', 0)} image(s) and "
+                   f"{len(measured)} model(s).", icon=":material/stop_circle:")
+    st.caption(f"{len(run['images'])} image(s): {', '.join(t for t, _ in run['images'])}. "
+               "Sparsity is the share of activations at or below zero; 'active share' the share of channels "
+               "that fire anywhere.")
+
+    st.subheader("Across depth")
+    left, right = st.columns([1, 3])
+    with left:
+        state.default("keep.statistics.line_stat", "std", list(stats.LAYER_STATISTICS))
+        line_stat = st.selectbox("Statistic", list(stats.LAYER_STATISTICS), key="keep.statistics.line_stat",
+                                 help="; ".join(f"{k}: {v}" for k, v in stats.LAYER_STATISTICS.items()))
+        st.caption(stats.LAYER_STATISTICS[line_stat])
+        positive = bool((frame[(frame["channel"] == stats.LAYER_LEVEL) & (frame["statistic"] == line_stat)]["value"]
+                         > 0).all())
+        log_y = st.toggle("Log scale", value=True, key="statistics.log", disabled=not positive,
+                          help="For statistics that are always above zero; it shows an untrained twin's "
+                               "shrinking activations.")
+    right.plotly_chart(figures.depth_lines(frame, line_stat, log_y=log_y and positive), key="statistics.lines")
+
+    st.subheader("Channels of one layer")
+    left, right = st.columns([1, 3])
+    with left:
+        state.default("keep.statistics.depth", widgets.DEFAULT_DEPTH)
+        depth = st.slider("Relative depth", 0.0, 1.0, step=0.05, key="keep.statistics.depth",
+                          help="Each model's measured layer closest to this depth.")
+        layers = {m: stats.matched_layer(frame, m, depth) for m in measured}
+        st.caption("Layers: " + ", ".join(f"**{layer}** ({m})" for m, layer in layers.items()))
+        state.default("keep.statistics.channel_stat", "mean", list(stats.CHANNEL_STATISTICS))
+        channel_stat = st.selectbox("Per-channel statistic", list(stats.CHANNEL_STATISTICS),
+                                    key="keep.statistics.channel_stat")
+        state.default("keep.statistics.kind", "violin", ["violin", "histogram"])
+        kind = st.radio("Plot", ["violin", "histogram"], key="keep.statistics.kind", horizontal=True)
+    chosen_rows = frame[frame["layer"] == frame["model"].map(layers)]
+    right.plotly_chart(figures.channel_distribution(chosen_rows, channel_stat, kind), key="statistics.distribution")
+
+    st.subheader("Channel x layer")
+    left, right = st.columns([1, 3])
+    with left:
+        heat_model = st.selectbox("Model", measured, key="statistics.heat_model")
+        heat_stat = st.selectbox("Per-channel statistic", list(stats.CHANNEL_STATISTICS), key="statistics.heat_stat")
+        scaled = st.toggle("Scale each layer to its largest value", value=True, key="statistics.heat_scaled",
+                           help="Layers differ in range; scaled, every layer's pattern shows.")
+        widest = max(32, int(frame[frame["model"] == heat_model]["channel"].max()) + 1)
+        shown = st.slider("Channels shown", 16, widest, value=min(128, widest), step=16,
+                          key="statistics.heat_channels", help="The first N channels of every layer.")
+    right.plotly_chart(figures.channel_heatmap(frame, heat_model, heat_stat, per_layer_scale=scaled,
+                                               max_channels=int(shown)), key="statistics.heatmap")
+
+    st.subheader("Which channels does this image excite most?")
+    state.default("keep.statistics.top_k", 8)
+    top_k = st.slider("Top channels per layer", 3, 32, key="keep.statistics.top_k")
+    top = stats.top_channels(frame, int(top_k), layers)
+    st.dataframe(top, hide_index=True, width="stretch",
+                 column_config={"depth": st.column_config.NumberColumn(format="%.2f"),
+                                "mean": st.column_config.NumberColumn(format="%.4g"),
+                                "max": st.column_config.NumberColumn(format="%.4g"),
+                                "sparsity": st.column_config.NumberColumn(format="percent")})
+    a, b, _ = st.columns([1, 1, 2])
+    a.download_button("Top channels CSV", top.to_csv(index=False), file_name="top-channels.csv", mime="text/csv",
+                      key="statistics.top_csv", icon=":material/download:")
+    b.download_button("All statistics CSV", frame.to_csv(index=False), file_name="activation-statistics.csv",
+                      mime="text/csv", key="statistics.all_csv", icon=":material/download:",
+                      help="Tidy: model, training_data, layer, depth, channel (-1 = the whole layer), "
+                           "statistic, value.")
+
+    st.subheader("Dream those channels")
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        dream_model = st.selectbox("Model", measured, key="statistics.dream_model")
+        layer = layers[dream_model]
+        count = int(frame[(frame["model"] == dream_model) & (frame["layer"] == layer)]["channel"].max()) + 1
+        best = top[top["model"] == dream_model]["channel"].head(4).tolist()
+        channel_key = f"statistics.channels.{dream_model}.{layer}"
+        state.default(channel_key, best, None)
+        channels = st.multiselect(f"Channels of {layer} (0 to {count - 1})", list(range(count)), key=channel_key,
+                                  max_selections=8, help="Preselected: the channels this image excites most.")
+        image_titles = [t for t, _ in run["images"]]
+        dream_image = st.selectbox("Dream on", range(len(image_titles)), format_func=image_titles.__getitem__,
+                                   key="statistics.dream_image")
+    with right:
+        settings = widgets.settings_ui("statistics_dream", default_preset="quick", default_size=224, max_size=512)
+        st.caption("The dream is never larger than the measured image.")
+
+    def start_dreams() -> None:
+        with state.user_errors():
+            if not channels:
+                raise ConfigError("Choose at least one channel to dream.")
+            config = settings.config()
+            title, image = run["images"][dream_image]
+            image = fit_tensor(image, settings.size)
+            model = state.load_model(dream_model)
+            picked_channels = list(channels)
+
+            def work(on_step, should_cancel) -> dict:
+                results = stats.channel_dreams(model, image, layer, picked_channels, config, on_step, should_cancel)
+                grid = stats.channel_grid(image, results, picked_channels, layer, model.spec.title, title)
+                meta = dict(results[0].metadata)
+                listed = ", ".join(map(str, picked_channels))
+                meta.update(objective_text=f"channels {listed} of {layer}, one per picture")
+                return {"results": results, "channels": picked_channels, "grid": grid, "metadata": meta,
+                        "title": f"{model.spec.title} · {layer}"}
+
+            progress.start(DREAM_SLOT, f"Dreaming {len(picked_channels)} channel(s) of {layer}", work,
+                           lock=state.device_lock(model.device), steps_per_octave=config.iterations,
+                           total=config.total_steps)
+
+    dreaming = progress.running(DREAM_SLOT)
+    with left:
+        if st.button("Dream these channels", type="primary", key="statistics.dream", icon=":material/auto_awesome:",
+                     disabled=dreaming, width="stretch") and not progress.running(DREAM_SLOT):
+            start_dreams()
+    progress.panel(DREAM_SLOT, on_done=lambda dreams: st.session_state.update({DREAMS: dreams}))
+    dreams = st.session_state.get(DREAMS)
+    if dreams is not None:
+        st.markdown(f"**{dreams['title']}**")
+        if any(r.cancelled for r in dreams["results"]):
+            st.warning("Cancelled: these are the partial dreams.", icon=":material/stop_circle:")
+        st.image(dreams["grid"], width="stretch")
+        st.download_button("Download channel grid PNG", png_bytes(dreams["grid"], dreams["metadata"]),
+                           file_name="channels-grid.png", mime="image/png", key="statistics.dream_png",
+                           icon=":material/download:")

@@ -1,0 +1,111 @@
+"""Animation: the endless zoom. Each frame is dreamed from the previous one, zoomed in about the centre."""
+
+import streamlit as st
+
+from analysis.animation import VIDEO_FORMATS, ZoomSettings, contact_sheet, video_bytes, zoom_dream
+from analysis.recipes import Recipe
+from dashboard import progress, results, state, widgets
+
+SLOT, RESULT = "animation.job", "animation.result"
+
+st.title("Animation: the endless zoom")
+st.caption("Each frame is dreamed from the previous one after zooming in a little (and optionally turning), so "
+           "the network keeps hallucinating into the detail it just added. Start from a photo or from noise.")
+
+choice = widgets.model_ui()
+layer = widgets.layer_ui(choice)
+on_cpu = state.current_device() == "cpu"
+
+image_column, settings_column = st.columns([3, 2], gap="large")
+with image_column:
+    st.subheader("1 · Start image")
+    image_choice = widgets.image_ui("animation")
+    st.subheader("2 · What to amplify")
+    objective_choice = widgets.objective_ui("animation", choice, layer)
+with settings_column:
+    st.subheader("3 · The zoom")
+    for key, value in (("frames", 16 if on_cpu else 60), ("zoom", 0.05), ("rotation", 0.0), ("fps", 12)):
+        state.default(f"keep.animation.{key}", value)
+    frames = st.slider("Frames", 2, 240, key="keep.animation.frames",
+                       help="Every frame is a short dream of its own: the time grows with the number of frames.")
+    left, right = st.columns(2)
+    zoom = left.slider("Zoom per frame", 0.0, 0.2, step=0.01, key="keep.animation.zoom",
+                       help="0.05 = 5 % closer each frame, as in Google's 2015 notebook.")
+    rotation = right.slider("Turn per frame (degrees)", -10.0, 10.0, step=0.5, key="keep.animation.rotation",
+                            help="Positive turns counter-clockwise.")
+    fps = st.slider("Frames per second (video)", 2, 30, key="keep.animation.fps")
+    st.subheader("4 · Each frame")
+    settings = widgets.settings_ui("animation", default_preset="quick", default_size=192 if on_cpu else 512,
+                                   max_size=768)
+    with state.user_errors():
+        per_frame = settings.config().total_steps
+        st.caption(f"Each frame takes {per_frame} steps; {int(frames)} frames take {per_frame * int(frames)} steps.")
+
+
+def start() -> None:
+    with state.user_errors():
+        config = settings.config()
+        zoom_settings = ZoomSettings(int(frames), float(zoom), float(rotation), int(fps)).validate()
+        image = image_choice.load(settings.size)
+        objective = objective_choice.build(layer, settings.size)
+        model = state.load_model(choice.name)
+        recipe = Recipe(model.name, objective.to_dict(), config, image_choice.source(settings.size), settings.size)
+        title = f"{model.spec.title}: {objective_choice.describe(layer, model.labels)}, from {image_choice.title}"
+
+        def work(on_step, should_cancel) -> dict:
+            animation = zoom_dream(model, image, objective, config, zoom_settings, on_step, should_cancel)
+            animation.metadata["recipe"] = recipe.to_dict()
+            videos = {suffix: video_bytes(animation.frames, suffix, zoom_settings.fps)
+                      for suffix in VIDEO_FORMATS} if animation.frames else {}
+            return {"animation": animation, "videos": videos, "title": title, "input_bytes": image_choice.data}
+
+        progress.start(SLOT, f"Dreaming {zoom_settings.frames} frames", work, lock=state.device_lock(model.device),
+                       total=zoom_settings.frames * config.total_steps)
+
+
+def keep(run: dict) -> None:
+    """Store the finished (or cancelled) run and put its last frame in the session's results."""
+    st.session_state[RESULT] = run
+    animation = run["animation"]
+    if animation.frames:
+        results.add_result("animation", f"{run['title']} · frame {len(animation.frames)}", animation.frames[-1],
+                           animation.metadata, input_bytes=run["input_bytes"])
+
+
+busy = progress.running(SLOT)
+with settings_column:
+    if not choice.runnable:
+        state.show_error(choice.reason)
+    if st.button("Dream the zoom", type="primary", key="animation.run", icon=":material/animated_images:",
+                 width="stretch", disabled=busy or not choice.runnable) and not progress.running(SLOT):
+        start()
+
+progress.panel(SLOT, on_done=keep)
+run = st.session_state.get(RESULT)
+if run is not None:
+    animation, videos = run["animation"], run["videos"]
+    requested = animation.metadata["animation"]["frames"]
+    st.divider()
+    st.subheader(run["title"])
+    if animation.cancelled:
+        st.warning(f"Cancelled after {len(animation.frames)} of {requested} frames: the videos hold the frames "
+                   "so far.", icon=":material/stop_circle:")
+    if not animation.frames:
+        st.info("No frame finished before the cancel, so there is nothing to show.")
+    else:
+        height, width = animation.frames[0].shape[-2:]
+        movie, sheet = st.columns([2, 3])
+        with movie:
+            st.video(videos[".mp4"], loop=True, autoplay=True, muted=True)
+            st.caption(f"{len(animation.frames)} frames of {width} x {height} px at "
+                       f"{animation.metadata['animation']['fps']} fps · {animation.metadata['seconds']:.0f} s "
+                       f"on {animation.metadata['device']}")
+            a, b = st.columns(2)
+            a.download_button("MP4", videos[".mp4"], file_name="dream-zoom.mp4", mime="video/mp4",
+                              key="animation.mp4", on_click="ignore", icon=":material/movie:", width="stretch")
+            b.download_button("GIF", videos[".gif"], file_name="dream-zoom.gif", mime="image/gif",
+                              key="animation.gif", on_click="ignore", icon=":material/gif_box:", width="stretch")
+        with sheet:
+            grid = contact_sheet(animation, title=run["title"])
+            st.image(grid.render(), caption="Frames, evenly spaced")
+            results.export_buttons(grid, key="animation.sheet", file_stem="dream-zoom-frames")

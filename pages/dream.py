@@ -1,0 +1,101 @@
+"""Dream: one start image, one model and layer, one objective; live progress; result and downloads."""
+
+import hashlib
+
+import streamlit as st
+
+from analysis.errors import ConfigError, ImageError
+from analysis.labels import sample_images
+from analysis.recipes import Recipe
+from dashboard import progress, results, runs, state, views, widgets
+
+SLOT, RESULT = "dream.job", "dream.result"
+
+st.title("Dream")
+st.caption("Pick a start image, what to amplify and how hard, then press **Dream**. "
+           "The model and the layer are in the sidebar.")
+
+choice = widgets.model_ui()
+layer = widgets.layer_ui(choice)
+
+image_column, settings_column = st.columns([3, 2], gap="large")
+with image_column:
+    st.subheader("1 · Start image")
+    image_choice = widgets.image_ui("dream")
+    st.subheader("2 · What to amplify")
+    objective_choice = widgets.objective_ui("dream", choice, layer)
+with settings_column:
+    st.subheader("3 · How hard")
+    settings = widgets.settings_ui("dream", default_preset="google",
+                                   default_size=384 if state.current_device() == "cpu" else 768)
+
+
+def start_dream() -> None:
+    with state.user_errors():
+        config = settings.config()
+        image = image_choice.load(settings.size)
+        objective = objective_choice.build(layer, settings.size)
+        model = state.load_model(choice.name)
+        recipe = Recipe(model.name, objective.to_dict(), config, image_choice.source(settings.size), settings.size)
+        progress.start(SLOT, "Dreaming", runs.dream_work(
+            model, image, objective, config, recipe, image_choice.title,
+            objective_choice.describe(layer, model.labels)),
+            lock=state.device_lock(model.device), steps_per_octave=config.iterations, total=config.total_steps,
+            preview=image)
+
+
+def _image_title(recipe: Recipe) -> str:
+    source = recipe.image
+    if source.kind == "sample":
+        return next((s.title for s in sample_images() if s.path.name == source.name), source.name)
+    return f"noise (seed {source.seed})" if source.kind == "noise" else source.name
+
+
+def start_replay(data: bytes) -> None:
+    with state.user_errors():
+        recipe = Recipe.from_json(data)
+        try:
+            recipe.build_objective()
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f"The recipe's objective is incomplete or malformed ({err}).") from None
+        if recipe.image.kind == "file":
+            stored = st.session_state.get("dream.upload_data")
+            if not stored or hashlib.sha256(stored[1]).hexdigest() != recipe.image.sha256:
+                raise ImageError(f"This recipe dreams your file '{recipe.image.name}': choose 'My image', "
+                                 "upload that same file, then replay.")
+            recipe.image.data = stored[1]
+        image = recipe.image.load(recipe.max_side)
+        model = state.load_model(recipe.model)
+        progress.start(SLOT, "Replaying the recipe", runs.recipe_work(model, recipe, image, _image_title(recipe)),
+                       lock=state.device_lock(model.device), steps_per_octave=recipe.config.iterations,
+                       total=recipe.config.total_steps, preview=image)
+
+
+busy = progress.running(SLOT)
+with settings_column:
+    if not choice.runnable:
+        state.show_error(choice.reason)
+    if st.button("Dream", type="primary", key="dream.run", icon=":material/auto_awesome:", width="stretch",
+                 disabled=busy or not choice.runnable) and not progress.running(SLOT):
+        start_dream()
+    with st.expander("Replay a recipe", icon=":material/replay:"):
+        recipe_file = st.file_uploader("Recipe JSON (from 'Download recipe')", type=["json"],
+                                       key="dream.recipe_upload", max_upload_size=1)
+        if st.button("Replay", key="dream.replay", disabled=busy or recipe_file is None) and recipe_file is not None:
+            if not progress.running(SLOT):
+                start_replay(recipe_file.getvalue())
+
+def keep(run: runs.DreamRun) -> None:
+    """Keep the result for this page and register it for the Export page."""
+    st.session_state[RESULT] = run
+    layers = ", ".join(run.result.metadata.get("layers", []))
+    results.add_result("dream", f"{run.image_title} · {layers}", run.result.image, run.metadata,
+                       input_bytes=run.recipe.image.data if run.recipe.image.kind == "file" else None)
+
+
+progress.panel(SLOT, on_done=keep)
+result = st.session_state.get(RESULT)
+if result is not None:
+    st.divider()
+    st.subheader("Result")
+    views.dream_result(result, key="dream.view")

@@ -1,0 +1,66 @@
+"""Home: what the lab shows, one picture, and a one-click example dream."""
+
+import streamlit as st
+
+from analysis import models
+from analysis.dream import preset
+from analysis.images import tensor_to_pil
+from analysis.objectives import LayerL2
+from analysis.recipes import ImageSource, Recipe
+from dashboard import progress, results, runs, state, views
+
+SLOT, RESULT = "home.job", "home.result"
+EXAMPLE_SAMPLE, EXAMPLE_SIDE, EXAMPLE_PRESET = "cat_chelsea.jpg", 224, "quick"
+EXAMPLE_DEPTH, EXAMPLE_STEP = 0.47, 4 / 255  # a middle layer (eyes and spirals) and a firm step: visible in 10 steps
+
+st.title("Inceptionism Lab")
+st.markdown(
+    "A trained network is asked to **amplify whatever it sees** in a photo, over and over, at several scales: "
+    "that is *DeepDream* (Google, 2015). What comes out shows what a layer has learnt. "
+    "**Low layers** paint strokes, edges and textures; **high layers** hallucinate eyes, fur, dog heads and "
+    "buildings, the things the training photos were full of.")
+st.markdown(
+    "- **Dream**: your photo (or a bundled one, or noise), one model and one layer, with live progress.\n"
+    "- **Layers**: the same photo dreamed at six depths, side by side, from low to high.\n"
+    "- **Models**: the model zoo, which weights are here, and every layer's shape and depth.")
+
+example = ImageSource.sample(EXAMPLE_SAMPLE)
+
+
+def _start() -> None:
+    if progress.running(SLOT):
+        return
+    with state.user_errors():
+        model = state.load_model(models.DEFAULT_MODEL)
+        layer = model.layer_at_depth(EXAMPLE_DEPTH)
+        config = preset(EXAMPLE_PRESET, step_size=EXAMPLE_STEP)
+        image = example.load(EXAMPLE_SIDE)
+        objective = LayerL2(layer.alias)
+        recipe = Recipe(model.name, objective.to_dict(), config, example, EXAMPLE_SIDE)
+        progress.start(SLOT, "Dreaming the cat", runs.dream_work(
+            model, image, objective, config, recipe, "Chelsea the cat", f"all of {layer.alias}"),
+            lock=state.device_lock(model.device), steps_per_octave=config.iterations, total=config.total_steps,
+            preview=image)
+
+
+st.subheader("Try it: one click, a few seconds")
+if st.button("Dream the cat", type="primary", key="home.run", icon=":material/auto_awesome:",
+             disabled=progress.running(SLOT),
+             help=f"{models.get_spec(models.DEFAULT_MODEL).title}, a middle layer, the '{EXAMPLE_PRESET}' preset "
+                  f"(10 steps) with a firmer step, {EXAMPLE_SIDE} px."):
+    _start()
+def keep(run: runs.DreamRun) -> None:
+    st.session_state[RESULT] = run
+    results.add_result("dream", f"{run.image_title} · {run.objective_text}", run.result.image, run.metadata)
+
+
+progress.panel(SLOT, on_done=keep)
+result = st.session_state.get(RESULT)
+if result is None:
+    left, _ = st.columns([1, 1])
+    left.image(tensor_to_pil(example.load(480)), caption="Chelsea the cat (CC0): the photo the example dreams.",
+               width="stretch")
+else:
+    views.dream_result(result, key="home.view", details=False)
+    st.page_link(state.page_path("dream.py"), label="Open the Dream page for your own image, layer and settings",
+                 icon=":material/arrow_forward:")

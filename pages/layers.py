@@ -1,0 +1,115 @@
+"""Layers: the same image dreamed at N layers, low to high, as a labelled grid."""
+
+import streamlit as st
+
+from analysis.errors import ConfigError
+from analysis.images import tensor_to_pil
+from dashboard import progress, results, runs, state, widgets
+from dashboard.readings import depth_reading, depth_sentence
+
+SLOT, RESULT = "layers.job", "layers.result"
+MAX_LAYERS = 12
+
+st.title("Layers: from low to high")
+st.caption("The same picture dreamed at several depths of one network, all at once. Low layers amplify strokes "
+           "and edges, then textures and patterns; high layers hallucinate parts and whole objects.")
+
+choice = widgets.model_ui()
+available = widgets.dreamable_layers(choice.spec)
+
+image_column, settings_column = st.columns([3, 2], gap="large")
+with image_column:
+    st.subheader("1 · Start image")
+    image_choice = widgets.image_ui("layers")
+with settings_column:
+    st.subheader("2 · Layers")
+    mode_key, count_key, pick_key = "keep.layers.mode", "keep.layers.count", f"keep.layers.pick.{choice.spec.parent or choice.spec.name}"
+    state.default(mode_key, "Spread evenly", ["Spread evenly", "Choose"])
+    mode = st.radio("Which layers", ["Spread evenly", "Choose"], key=mode_key, horizontal=True,
+                    label_visibility="collapsed")
+    top = min(MAX_LAYERS, len(available))
+    if mode == "Spread evenly":
+        state.default(count_key, min(6, top))
+        if st.session_state[count_key] > top:
+            st.session_state[count_key] = top
+        count = st.slider("Number of layers", 1, top, key=count_key) if top > 1 else 1
+    else:
+        names = [info.name for info in available]
+        by_name = {info.name: info for info in available}
+        state.default(pick_key, [])
+        picked = st.multiselect("Layers", names, key=pick_key, max_selections=MAX_LAYERS,
+                                format_func=lambda n: by_name[n].label, placeholder="Choose 1 to 12 layers")
+    st.subheader("3 · How hard")
+    settings = widgets.settings_ui("layers", default_preset="google",
+                                   default_size=256 if state.current_device() == "cpu" else 512, max_size=768)
+
+
+def chosen_layers(model):
+    if mode == "Spread evenly":
+        return model.layers_spread(int(count))
+    if not picked:
+        raise ConfigError("Choose at least one layer.")
+    return sorted((model.layer(name) for name in picked), key=lambda info: info.depth)
+
+
+def start() -> None:
+    with state.user_errors():
+        config = settings.config()
+        image = image_choice.load(settings.size)
+        model = state.load_model(choice.name)
+        layers = chosen_layers(model)
+        progress.start(SLOT, f"Dreaming {len(layers)} layers", runs.layers_work(
+            model, image, layers, config, image_choice.title, image_choice.data if image_choice.kind == "file" else None),
+            lock=state.device_lock(model.device),
+            steps_per_octave=config.iterations, total=config.total_steps, preview=image)
+
+
+busy = progress.running(SLOT)
+with settings_column:
+    if not choice.runnable:
+        state.show_error(choice.reason)
+    if st.button("Dream every layer", type="primary", key="layers.run", icon=":material/layers:", width="stretch",
+                 disabled=busy or not choice.runnable) and not progress.running(SLOT):
+        start()
+    st.caption("All layers are dreamed in one batched run, so it takes about as long as a few single dreams.")
+
+def keep(run: runs.LayersRun) -> None:
+    """Keep the sweep for this page; register each layer's dream for the Export page.
+
+    The per-layer results carry no recipe: a batched sweep is not pixel-identical to single dreams.
+    """
+    st.session_state[RESULT] = run
+    for info, result in zip(run.layers, run.results):
+        metadata = {**{k: v for k, v in result.metadata.items() if k != "recipe"}, "image": run.image_title}
+        results.add_result("layers", f"{run.image_title} · {info.alias}", result.image, metadata,
+                           input_bytes=run.input_bytes)
+
+
+progress.panel(SLOT, on_done=keep)
+run = st.session_state.get(RESULT)
+if run is not None:
+    st.divider()
+    st.subheader(f"{run.model_title}: {run.image_title}, from low to high")
+    if run.cancelled:
+        steps = run.results[0].metadata.get("steps", 0)
+        st.warning(f"Cancelled after {steps} of {run.config.total_steps} steps: these are the partial dreams.",
+                   icon=":material/stop_circle:")
+    cells = [(tensor_to_pil(run.original), "**original**", run.image_title)]
+    cells += [(tensor_to_pil(result.image), f"**{info.alias}** · depth {info.depth:.2f}",
+               depth_reading(info.depth)) for info, result in zip(run.layers, run.results)]
+    per_row = 4 if len(cells) > 4 else len(cells)
+    for start in range(0, len(cells), per_row):
+        for column, (picture, label, reading) in zip(st.columns(per_row), cells[start:start + per_row]):
+            column.image(picture, width="stretch")
+            column.markdown(f"{label}  \n{reading}")
+    seen = sorted({depth_reading(info.depth): info.depth for info in run.layers}.items(), key=lambda kv: kv[1])
+    st.markdown("**Reading the depths.** " + " ".join(
+        f"*{depth_sentence(depth).split(': ', 1)[0]}*: {depth_sentence(depth).split(': ', 1)[1]}." for _, depth in seen))
+    st.caption("High layers see the picture at a coarse resolution (7x7 at 224 px): for clearer parts and objects, "
+               "give them a larger image or more steps (the Deep preset).")
+    left, right = st.columns([1, 3])
+    left.download_button("Download grid PNG", run.png(), file_name="layers-grid.png", width="stretch",
+                         mime="image/png", key="layers.download", icon=":material/download:",
+                         help="One labelled image, low to high, with the settings in its metadata.")
+    with right.expander("The grid as it will be saved"):
+        st.image(run.grid, width="stretch")

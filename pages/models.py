@@ -1,0 +1,57 @@
+"""Models: the zoo, what is present, how to add what is missing; the layer browser."""
+
+import pandas as pd
+import streamlit as st
+
+from analysis import models
+from dashboard import charts, widgets
+
+ROW_PX = 35
+
+st.title("Models")
+st.caption("Every network the lab knows. EfficientNet-Lite ships with the lab; the others need a weight file. "
+           "Every model also has an untrained twin (random weights, sidebar toggle) that needs none.")
+
+rows = models.model_table()
+
+
+def _weights(row: dict) -> str:
+    if not row["weights_present"]:
+        return "✗ missing"
+    return f"✓ {row['size_mb']:.1f} MB" if row["size_mb"] is not None else "✓"
+
+
+table = pd.DataFrame([{
+    "model": row["title"], "trained on": row["training_data"], "architecture": row["architecture"],
+    "weights": _weights(row), "name": row["model"],
+} for row in rows])
+st.dataframe(table, hide_index=True, width="stretch", key="models.table", height=ROW_PX * (len(table) + 1) + 3,
+             column_config={"name": st.column_config.TextColumn("name (command line)")})
+
+missing = [row for row in rows if not row["weights_present"]]
+if missing:
+    folder = models.weights_dir()
+    st.subheader("Adding a missing model")
+    st.markdown(f"Download the file, put it in **`{folder}`** (or in the folder named by `INCEPTIONISM_WEIGHTS_DIR`) "
+                "and reload the page. Where this machine is online, `python -m analysis download NAME` does both.")
+    st.dataframe(pd.DataFrame([{"model": row["title"], "file name": row["weights_file"],
+                                "download from": row["download"]} for row in missing]),
+                 hide_index=True, width="stretch", key="models.missing", height=ROW_PX * (len(missing) + 1) + 3,
+                 column_config={"download from": st.column_config.LinkColumn("download from")})
+
+st.divider()
+choice = widgets.model_ui()
+st.subheader(f"Layers of {choice.title}")
+st.caption("The layers a dream can use (change the model in the sidebar): output shape for a 224 px input and "
+           "relative depth, 0 = first layer, 1 = class scores. Traced without loading any weights.")
+frame = charts.layers_frame(models.layer_table(choice.spec))
+left, right = st.columns([2, 3])
+with left:
+    st.dataframe(frame[["layer", "shape", "depth", "module"]], hide_index=True, width="stretch", key="models.layers",
+                 height=min(ROW_PX * (len(frame) + 1) + 3, 640), column_config={
+                     "depth": st.column_config.ProgressColumn("depth", format="%.2f", min_value=0.0, max_value=1.0),
+                     "module": st.column_config.TextColumn("module", help="The module path hooks attach to."),
+                 })
+with right:
+    st.plotly_chart(charts.channels_figure(frame, f"{choice.title}: channels and resolution by depth"),
+                    key="models.chart")

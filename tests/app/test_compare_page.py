@@ -1,0 +1,73 @@
+"""The Compare page in streamlit's AppTest: the offline default pair dreams a grid; mistakes are one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "compare.py")
+
+
+def finish(at: AppTest, slot: str) -> AppTest:
+    """Let the background job in `slot` end, then rerun so the page takes its result."""
+    job = at.session_state[slot]
+    job.thread.join(timeout=300)
+    assert job.finished, job.describe()
+    return at.run()
+
+
+@pytest.fixture
+def page(tmp_path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("INCEPTIONISM_WEIGHTS_DIR", str(tmp_path))  # no Places weights: the offline default
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_default_pair_dreams_a_two_row_grid_with_each_models_readings(page):
+    at = page
+    assert at.selectbox(key="keep.compare.pair").value == "efficientnet_lite0|efficientnet_lite0-untrained"
+    assert not at.error
+    at.slider(key="keep.compare.size").set_value(64)
+    at.slider(key="keep.compare.count").set_value(3)
+    at.button(key="compare.run").click().run()
+    at = finish(at, "compare.job")
+    assert not at.exception and not at.error
+    run = at.session_state["compare.result"]
+    result = run["comparison"]
+    assert [len(result.a.results), len(result.b.results)] == [3, 3]
+    assert [c.depth for c in result.columns] == [0.1, 0.5, 0.9]
+    assert result.a.results[0].metadata["seed"] == result.b.results[0].metadata["seed"]
+    table = at.dataframe[0].value
+    assert table["column"].tolist() == ["depth 0.10", "depth 0.50", "depth 0.90"]
+    assert len(at.get("download_button")) == 1
+    assert run["grid"].width > 4 * 64  # original + 3 dreams per row
+
+
+def test_the_same_model_twice_is_refused_in_one_line(page):
+    at = page
+    at.selectbox(key="keep.compare.pair").set_value("custom").run()
+    at.selectbox(key="keep.compare.b").set_value("efficientnet_lite0").run()
+    at.button(key="compare.run").click().run()
+    assert [e.value for e in at.error] == ["Choose two different models."]
+    assert "compare.result" not in at.session_state
+
+
+def test_a_model_without_weights_says_which_file_and_cannot_run(page):
+    at = page
+    at.selectbox(key="keep.compare.pair").set_value("custom").run()
+    at.selectbox(key="keep.compare.a").set_value("resnet50_places365").run()
+    assert any("resnet50_places365.pth.tar" in e.value for e in at.error)
+    assert at.button(key="compare.run").disabled
+
+
+def test_layers_chosen_per_model_must_pair_up(page):
+    at = page
+    at.radio(key="keep.compare.mode").set_value("Layers per model").run()
+    at.multiselect(key="keep.compare.layers.A.efficientnet_lite0").set_value(["_blocks.3", "_blocks.9"]).run()
+    at.multiselect(key="keep.compare.layers.B.efficientnet_lite0-untrained").set_value(["_blocks.3"]).run()
+    at.button(key="compare.run").click().run()
+    assert len(at.error) == 1 and "as many layers for B as for A" in at.error[0].value

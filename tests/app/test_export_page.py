@@ -1,0 +1,95 @@
+"""The Export page: this session's results as a grid with downloads, and replaying a recipe to the same pixels."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from analysis.dream import DreamConfig
+from analysis.export import Grid, GridItem
+from analysis.images import tensor_to_pil
+from analysis.models import load_model
+from analysis.objectives import LayerL2
+from analysis.recipes import ImageSource, Recipe, run_recipe
+from dashboard.results import RESULTS_KEY, Result
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "export.py")
+TINY = DreamConfig(octaves=1, iterations=2, jitter=4, seed=3)
+
+
+def page() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=120)
+
+
+def fake_results() -> list[Result]:
+    combos = [("net-a", "low"), ("net-a", "high"), ("net-b", "low"), ("net-b", "high")]
+    return [Result(i + 1, "dream", f"{m} {l}", Image.new("RGB", (64, 64), (60 * i, 90, 30)),
+                   {"model": m, "layers": [l], "seed": 0, "config": TINY.to_dict()})
+            for i, (m, l) in enumerate(combos)]
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c for image in at.image for c in image.captions]
+
+
+def test_without_results_the_page_says_where_they_come_from():
+    at = page().run()
+    assert not at.exception
+    assert "No results yet" in at.info[0].value
+
+
+def test_results_become_a_labelled_grid_with_png_and_bundle_downloads():
+    at = page()
+    at.session_state[RESULTS_KEY] = fake_results()
+    at.run()
+    assert not at.exception and not at.error
+    assert [c.label for c in at.checkbox] == ["net-a low", "net-a high", "net-b low", "net-b high"]
+    assert "2 x 2 grid of 4 results" in captions(at)
+    assert [b.label for b in at.get("download_button")] == ["Grid PNG", "Bundle ZIP"]
+    assert any("cannot be replayed" in c.value and "made without a recipe" in c.value for c in at.caption)
+
+    at.checkbox[3].uncheck().run()
+    assert "2 x 2 grid of 3 results" in captions(at)
+    at.selectbox(key="export.rows").set_value("none").run()
+    assert "1 x 3 grid of 3 results" in captions(at)
+    at.button(key="export.clear").click().run()
+    assert "No results yet" in at.info[0].value
+
+
+def wait_for(at: AppTest, key: str, seconds: float = 240) -> None:
+    """Rerun until the background job has handed its result over (the page polls the same way)."""
+    deadline = time.monotonic() + seconds
+    while key not in at.session_state and time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
+    assert key in at.session_state, [e.value for e in at.error]
+
+
+def test_replaying_a_recipe_gives_the_same_pixels():
+    model = load_model("efficientnet_lite0-untrained", device="cpu")
+    recipe = Recipe(model.name, LayerL2("block3").to_dict(), TINY, ImageSource("noise", (64, 64), seed=2), 64)
+    expected = Grid([[GridItem(tensor_to_pil(run_recipe(recipe, model).image))]]).render()
+
+    at = page().run()
+    at.file_uploader(key="export.recipe_upload").set_value(("cell.json", recipe.to_json().encode(), "application/json"))
+    at.run()
+    at.button(key="export.replay").click().run()
+    wait_for(at, "export.replayed")
+    assert not at.exception
+    replayed = at.session_state["export.replayed"]
+    assert np.array_equal(np.asarray(replayed.render()), np.asarray(expected))
+    assert "Replayed grid" in captions(at)
+    assert [b.label for b in at.get("download_button")] == ["Grid PNG", "Bundle ZIP"]
+
+
+def test_a_broken_recipe_is_one_error_line():
+    at = page().run()
+    at.file_uploader(key="export.recipe_upload").set_value(("bad.json", b"{not json", "application/json"))
+    at.run()
+    at.button(key="export.replay").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["The recipe is not valid JSON (JSONDecodeError)."]

@@ -1,0 +1,61 @@
+"""The Layers page in AppTest: N layers low to high in one batched run, a labelled grid, one-line errors."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from analysis.export import read_png_metadata
+from dashboard import results
+from tests.app.conftest import finish_job
+
+SLOT, RESULT = "layers.job", "layers.result"
+
+
+def small(at):
+    at.slider(key="keep.layers.size").set_value(64)
+    at.selectbox(key="keep.layers.preset").set_value("quick")
+    return at.run()
+
+
+def test_layers_spread_low_to_high_as_a_labelled_grid(open_page):
+    at = small(open_page("layers"))
+    assert at.slider(key="keep.layers.count").value == 6  # the default
+    at.slider(key="keep.layers.count").set_value(3).run()
+    at.button(key="layers.run").click().run()
+    assert not at.exception and not at.error
+    at = finish_job(at, SLOT)
+    assert not at.exception and not at.error
+    run = at.session_state[RESULT]
+    depths = [info.depth for info in run.layers]
+    assert depths == sorted(depths) and depths[0] == 0.0 and len(depths) == 3
+    assert len(run.results) == 3 and all(len(r.trace) == 10 for r in run.results)
+    assert len(at.image) >= 4  # original + 3 dreams (+ the grid preview)
+    labels = " ".join(m.value for m in at.markdown)
+    assert "strokes and edges" in labels and "block0" in labels
+    (download,) = at.get("download_button")
+    grid = Image.open(io.BytesIO(run.png()))
+    assert grid.width > 4 * 64
+    assert read_png_metadata(run.png())["layers"] == [info.alias for info in run.layers]
+    assert [r.kind for r in at.session_state[results.RESULTS_KEY]] == ["layers"] * 3
+
+
+def test_chosen_layers_are_sorted_low_to_high(open_page):
+    at = small(open_page("layers"))
+    at.radio(key="keep.layers.mode").set_value("Choose").run()
+    at.button(key="layers.run").click().run()
+    assert [e.value for e in at.error] == ["Choose at least one layer."]
+    at.multiselect(key="keep.layers.pick.efficientnet_lite0").set_value(["_bn1", "_blocks.2"]).run()
+    at.button(key="layers.run").click().run()
+    at = finish_job(at, SLOT)
+    assert not at.error
+    assert [info.alias for info in at.session_state[RESULT].layers] == ["block2", "head"]
+
+
+def test_model_without_weights_cannot_run(open_page):
+    at = open_page("layers")
+    at.selectbox(key="keep.model").set_value("resnet18_places365").run()
+    (message,) = [e.value for e in at.error]
+    assert "resnet18_places365.pth.tar" in message and "places2.csail.mit.edu" in message
+    assert at.button(key="layers.run").disabled

@@ -1,0 +1,120 @@
+"""End to end in a real browser: `streamlit run` on a free port, headless Debian Chromium through
+Playwright, dream the bundled cat photo on the Dream page, wait for the result, keep a screenshot.
+
+Needs /usr/bin/chromium (`make test` installs Debian's package). Where CI=true a missing browser
+is a failure, elsewhere a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+
+def _need(condition: bool, reason: str) -> None:
+    if condition:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: the browser test must run)")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app under `streamlit run`, headless, on a free port; stopped after the module."""
+    _need(CHROMIUM.is_file(), f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _need(False, "playwright is not installed")
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
+    env = {**os.environ, "INCEPTIONISM_WEIGHTS_DIR": str(tmp_path_factory.mktemp("weights"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                    if reply.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(f"streamlit did not start: {Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1400, "height": 2200})
+            tab.set_default_timeout(60_000)
+            yield tab
+        finally:
+            browser.close()
+
+
+def test_dream_the_cat_in_a_real_browser(server, page):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(f"{server}/dream")
+    dream = page.get_by_role("button", name="Dream", exact=True)
+    dream.wait_for()
+    assert page.get_by_role("button", name="✓ Cat").is_visible()  # the bundled cat is the default
+    slider = page.get_by_role("slider").first  # image size: 64 px, then two steps of 32 -> 128 px
+    slider.focus()
+    slider.press("Home")
+    slider.press("ArrowRight")
+    slider.press("ArrowRight")
+    page.get_by_text("128", exact=True).first.wait_for()
+    dream.click()
+    page.locator('[data-testid="stProgress"]').first.wait_for()  # st.status with a progress bar
+    result = page.get_by_text("Dream: EfficientNet-Lite0", exact=False).first
+    result.wait_for(timeout=150_000)
+    page.get_by_role("button", name="Download PNG").wait_for()
+    page.wait_for_timeout(1000)  # let the images and the chart paint
+    page.screenshot(path=str(ARTIFACTS / "e2e-dream.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    images = page.locator('[data-testid="stImage"] img')
+    assert images.count() >= 2 + 7  # 7 sample thumbnails, the original and the dream
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 1
