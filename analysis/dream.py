@@ -135,17 +135,18 @@ def laplacian_normalize(grad: torch.Tensor, levels: int = 4) -> torch.Tensor:
     bands.append(current)
     out = None
     for band in reversed(bands):
-        band = band / (band.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-8)
+        band = band / band.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(torch.finfo(band.dtype).tiny)
         out = band if out is None else F.interpolate(out, size=band.shape[-2:], mode="bilinear", align_corners=False) + band
     return out / len(bands)
 
 
 def normalize_gradient(grad: torch.Tensor, method: str) -> torch.Tensor:
     """Per image in the batch, so every element takes a step of the same size."""
+    tiny = torch.finfo(grad.dtype).tiny  # scale-free: a net whose gradients are 1e-15 still steps
     if method == "mean-abs":
-        return grad / (grad.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)
+        return grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(tiny)
     if method == "std":
-        return grad / (grad.std(dim=(1, 2, 3), keepdim=True) + 1e-8)
+        return grad / grad.std(dim=(1, 2, 3), keepdim=True).clamp_min(tiny)
     return laplacian_normalize(grad)
 
 
