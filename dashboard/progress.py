@@ -18,9 +18,11 @@ Usage in a page::
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,10 +36,11 @@ from analysis.images import tensor_to_pil
 log = logging.getLogger("inceptionism.dashboard")
 
 POLL_SECONDS = 0.5
+EXIT_WAIT_SECONDS = 20
 Work = Callable[[Callable[[int, int, "torch.Tensor | None"], None], Callable[[], bool]], Any]
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity
 class Job:
     """A run in a worker thread. The thread writes these fields; the page only reads them."""
 
@@ -88,6 +91,25 @@ class Job:
         return " · ".join(parts)
 
 
+_LIVE: weakref.WeakSet[Job] = weakref.WeakSet()
+
+
+def stop_all(wait: float = EXIT_WAIT_SECONDS) -> None:
+    """Cancel every running job of this process and wait up to `wait` seconds for them to end."""
+    jobs = [job for job in list(_LIVE) if not job.finished]
+    for job in jobs:
+        job.cancel()
+    deadline = time.monotonic() + wait
+    for job in jobs:
+        if job.thread is not None:
+            job.thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+# A worker thread still inside torch when Python finalises aborts the process ("terminate called
+# without an active exception"): at exit, cancel the jobs (a dream stops within a step) and wait.
+atexit.register(stop_all)
+
+
 def _run(job: Job, work: Work, lock: threading.Lock | None) -> None:
     try:
         if lock is not None:
@@ -106,7 +128,8 @@ def _run(job: Job, work: Work, lock: threading.Lock | None) -> None:
         job.error, job.status = str(err), "failed"
     except Exception as err:  # a bug: keep the traceback in the server log, one line in the page
         log.exception("%s failed", job.title)
-        job.error, job.status = f"Internal error ({type(err).__name__}: {err}). The server log has the details.", "failed"
+        job.error = f"Internal error ({type(err).__name__}: {err}). The server log has the details."
+        job.status = "failed"
 
 
 def start(slot: str, title: str, work: Work, lock: threading.Lock | None = None,
@@ -121,6 +144,7 @@ def start(slot: str, title: str, work: Work, lock: threading.Lock | None = None,
     job = Job(title=title, steps_per_octave=steps_per_octave, total=total, preview=preview)
     job.thread = threading.Thread(target=_run, args=(job, work, lock), name=f"dream-{slot}", daemon=True)
     st.session_state[slot] = job
+    _LIVE.add(job)
     job.thread.start()
     return job
 
@@ -146,7 +170,7 @@ def panel(slot: str, on_done: Callable[[Any], None]) -> None:
         if job.status == "failed":
             st.session_state[_error_key(slot)] = job.error
         elif job.status == "cancelled":
-            st.session_state[_error_key(slot)] = "Cancelled before it started."
+            st.toast("Cancelled before it started.", icon=":material/stop_circle:")
         else:
             on_done(job.result)
         job = None

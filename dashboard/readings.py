@@ -16,7 +16,11 @@ def depth_reading(depth: float) -> str:
     return next(short for limit, short, _ in DEPTH_READINGS if depth < limit)
 
 
+def depth_parts(depth: float) -> tuple[str, str]:
+    """('textures', 'small repeated motifs: fur, grain, mesh')."""
+    return next((short, long) for limit, short, long in DEPTH_READINGS if depth < limit)
+
+
 def depth_sentence(depth: float) -> str:
     """One line: 'textures: small repeated motifs: fur, grain, mesh'."""
-    short, long = next((s, l) for limit, s, l in DEPTH_READINGS if depth < limit)
-    return f"{short}: {long}"
+    return ": ".join(depth_parts(depth))

@@ -72,7 +72,8 @@ def dream_result(run: DreamRun, key: str, details: bool = True) -> None:
     b.download_button("Download recipe", run.recipe.to_json(), file_name=f"{stem}.recipe.json",
                       mime="application/json", key=f"{key}.recipe", icon=":material/receipt_long:", width="stretch",
                       help="Plain JSON: upload it under 'Replay a recipe' to make the same dream again.")
-    c.caption(f"{result.metadata.get('seconds', 0):.1f} s on {result.metadata.get('device', '?')} · "
-              f"seed {result.metadata.get('seed')} · weights sha256 {str(result.metadata.get('weights_sha256'))[:12]}…")
+    meta = result.metadata
+    c.caption(f"{meta.get('seconds', 0):.1f} s on {meta.get('device', '?')} · seed {meta.get('seed')} · "
+              f"weights sha256 {str(meta.get('weights_sha256'))[:12]}…")
     st.plotly_chart(charts.trace_figure(result.trace, config.iterations,
                                         title=f"Objective per step: {run.objective_text}"), key=f"{key}.trace")

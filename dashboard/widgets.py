@@ -18,7 +18,7 @@ from analysis import labels as label_files
 from analysis import models
 from analysis.dream import PRESETS, DreamConfig, preset
 from analysis.errors import ConfigError, ImageError
-from analysis.images import load_image, to_rgb
+from analysis.images import load_image, tensor_to_pil, to_rgb
 from analysis.labels import SampleImage
 from analysis.models import LOGITS, LayerInfo, ModelSpec
 from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective
@@ -191,6 +191,23 @@ def sample_picker(prefix: str, key: str, default_file: str = "cat_chelsea.jpg") 
     return sample
 
 
+def _upload_preview(cache_key: str, name: str, data: bytes) -> tuple[Image.Image | None, str | None]:
+    """A small picture of the upload, or the one-line reason it cannot be read.
+
+    Decoded once per upload (cached in Session State against the very bytes object), not on
+    every rerun.
+    """
+    cached = st.session_state.get(cache_key)
+    if cached is None or cached[0] is not data:
+        try:
+            picture = tensor_to_pil(load_image(data, max_side=320))
+            cached = (data, picture, None)
+        except ImageError as err:
+            cached = (data, None, str(named(err, name)))
+        st.session_state[cache_key] = cached
+    return cached[1], cached[2]
+
+
 def image_ui(prefix: str, allow_noise: bool = True) -> ImageChoice:
     """Start image: a bundled sample (thumbnails), an upload (png/jpg/webp, size limit), or noise."""
     kinds = ["Sample photo", "My image"] + (["Noise"] if allow_noise else [])
@@ -210,11 +227,11 @@ def image_ui(prefix: str, allow_noise: bool = True) -> ImageChoice:
         if not stored:
             return ImageChoice("file", "your image")
         name, data = stored
-        try:
-            preview = load_image(data, max_side=320)
-            st.image(preview.permute(1, 2, 0).numpy(), caption=name, width=240)
-        except ImageError as err:
-            state.show_error(str(named(err, name)))
+        picture, message = _upload_preview(f"{store}.preview", name, data)
+        if message:
+            state.show_error(message)
+        else:
+            st.image(picture, caption=name, width=240)
         return ImageChoice("file", name, name=name, data=data)
     seed_key = f"keep.{prefix}.noise_seed"
     state.default(seed_key, 0)

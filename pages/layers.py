@@ -5,7 +5,7 @@ import streamlit as st
 from analysis.errors import ConfigError
 from analysis.images import tensor_to_pil
 from dashboard import progress, results, runs, state, widgets
-from dashboard.readings import depth_reading, depth_sentence
+from dashboard.readings import depth_parts, depth_reading
 
 SLOT, RESULT = "layers.job", "layers.result"
 MAX_LAYERS = 12
@@ -23,7 +23,8 @@ with image_column:
     image_choice = widgets.image_ui("layers")
 with settings_column:
     st.subheader("2 · Layers")
-    mode_key, count_key, pick_key = "keep.layers.mode", "keep.layers.count", f"keep.layers.pick.{choice.spec.parent or choice.spec.name}"
+    mode_key, count_key = "keep.layers.mode", "keep.layers.count"
+    pick_key = f"keep.layers.pick.{choice.spec.parent or choice.spec.name}"
     state.default(mode_key, "Spread evenly", ["Spread evenly", "Choose"])
     mode = st.radio("Which layers", ["Spread evenly", "Choose"], key=mode_key, horizontal=True,
                     label_visibility="collapsed")
@@ -58,10 +59,11 @@ def start() -> None:
         image = image_choice.load(settings.size)
         model = state.load_model(choice.name)
         layers = chosen_layers(model)
-        progress.start(SLOT, f"Dreaming {len(layers)} layers", runs.layers_work(
-            model, image, layers, config, image_choice.title, image_choice.data if image_choice.kind == "file" else None),
-            lock=state.device_lock(model.device),
-            steps_per_octave=config.iterations, total=config.total_steps, preview=image)
+        upload = image_choice.data if image_choice.kind == "file" else None
+        progress.start(SLOT, f"Dreaming {len(layers)} layers",
+                       runs.layers_work(model, image, layers, config, image_choice.title, upload),
+                       lock=state.device_lock(model.device), steps_per_octave=config.iterations,
+                       total=config.total_steps, preview=image)
 
 
 busy = progress.running(SLOT)
@@ -102,9 +104,8 @@ if run is not None:
         for column, (picture, label, reading) in zip(st.columns(per_row), cells[start:start + per_row]):
             column.image(picture, width="stretch")
             column.markdown(f"{label}  \n{reading}")
-    seen = sorted({depth_reading(info.depth): info.depth for info in run.layers}.items(), key=lambda kv: kv[1])
-    st.markdown("**Reading the depths.** " + " ".join(
-        f"*{depth_sentence(depth).split(': ', 1)[0]}*: {depth_sentence(depth).split(': ', 1)[1]}." for _, depth in seen))
+    seen = list(dict.fromkeys(depth_parts(info.depth) for info in run.layers))  # low to high, once each
+    st.markdown("**Reading the depths.** " + " ".join(f"*{short}*: {long}." for short, long in seen))
     st.caption("High layers see the picture at a coarse resolution (7x7 at 224 px): for clearer parts and objects, "
                "give them a larger image or more steps (the Deep preset).")
     left, right = st.columns([1, 3])

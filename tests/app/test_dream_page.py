@@ -99,6 +99,36 @@ def test_upload_is_dreamed_with_exif_rotation(open_page):
     assert run.recipe.image.kind == "file" and run.recipe.image.name == "wide.jpg"
 
 
+def test_no_upload_yet_is_one_error_line(open_page):
+    at = open_page("dream")
+    at.radio(key="keep.dream.image_kind").set_value("My image").run()
+    at.button(key="dream.run").click().run()
+    assert errors(at) == ["No image uploaded yet: drop a PNG, JPEG or WebP file on the uploader."]
+
+
+def test_recipe_of_an_upload_replays_only_with_that_file(open_page):
+    picture = Image.new("RGB", (60, 40), (30, 160, 60))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    at = small(open_page("dream"))
+    at.radio(key="keep.dream.image_kind").set_value("My image").run()
+    at.file_uploader(key="dream.upload").set_value(("green.png", buffer.getvalue(), "image/png")).run()
+    at.button(key="dream.run").click().run()
+    at = finish_job(at, SLOT)
+    first = at.session_state[RESULT]
+    recipe = first.recipe.to_json().encode()
+    at.session_state["dream.upload_data"] = ("other.png", _png_claiming(8, 8))  # a different file now
+    at.file_uploader(key="dream.recipe_upload").set_value(("green.recipe.json", recipe, "application/json")).run()
+    at.button(key="dream.replay").click().run()
+    assert errors(at) == ["This recipe dreams your file 'green.png': choose 'My image', upload that same file, "
+                          "then replay."]
+    at.session_state["dream.upload_data"] = ("green.png", buffer.getvalue())
+    at.button(key="dream.replay").click().run()
+    at = finish_job(at, SLOT)
+    assert not errors(at)
+    assert torch.equal(at.session_state[RESULT].result.image, first.result.image)
+
+
 def test_model_without_weights_says_which_file_and_cannot_run(open_page):
     at = open_page("dream")
     at.selectbox(key="keep.model").set_value("googlenet").run()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard import progress
 from tests.app.conftest import APP
 
 
@@ -33,6 +34,7 @@ def test_every_page_opens_without_error(no_extra_weights, page):
     assert not at.error, [e.value for e in at.error]
     assert at.title and at.title[0].value
     assert at.selectbox(key="keep.device").value == "auto"  # the sidebar's device picker, on every page
+    progress.stop_all(wait=60)  # a page may start work on opening: stop it
 
 
 def test_my_pages_titles(no_extra_weights):

@@ -118,3 +118,25 @@ def test_dream_the_cat_in_a_real_browser(server, page):
     images = page.locator('[data-testid="stImage"] img')
     assert images.count() >= 2 + 7  # 7 sample thumbnails, the original and the dream
     assert page.locator('[data-testid="stPlotlyChart"]').count() == 1
+
+
+def test_cancel_in_a_real_browser_keeps_the_partial_dream(server, page):
+    """The live panel polls the worker; its Cancel button stops the dream and the partial one is shown."""
+    page.goto(f"{server}/dream")
+    dream = page.get_by_role("button", name="Dream", exact=True)
+    dream.wait_for()
+    page.get_by_text("Detailed settings").click()
+    steps = page.get_by_label("Steps per octave")
+    steps.wait_for()
+    steps.fill("200")
+    steps.press("Enter")
+    page.wait_for_timeout(500)
+    dream.click()
+    page.get_by_text("Dreaming: step", exact=False).first.wait_for()
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("Cancelled after", exact=False).first.wait_for(timeout=60_000)
+    page.get_by_text("(cancelled, partial)", exact=False).first.wait_for()
+    page.get_by_role("button", name="Download PNG").wait_for()
+    page.wait_for_timeout(1500)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(ARTIFACTS / "e2e-cancel.png"), full_page=True)
