@@ -159,19 +159,23 @@ def bias_groups(shares: pd.DataFrame, depth: float) -> go.Figure:
 
 
 def bias_emergent(counts: pd.DataFrame) -> go.Figure:
-    """The classes that most often emerged in each model's dreams, a bar group per model."""
-    fig = go.Figure()
-    for (model, control), part in counts.groupby(["model", "control"], sort=False):
+    """The classes that most often emerged in each model's dreams: one panel of bars per model."""
+    from plotly.subplots import make_subplots
+
+    panels = list(counts.groupby(["model", "control"], sort=False))
+    heights = [max(len(part), 1) for _, part in panels] or [1]
+    fig = make_subplots(rows=len(heights), cols=1, shared_xaxes=True, vertical_spacing=0.12 / max(len(heights), 1),
+                        row_heights=heights, subplot_titles=[m + (" · control" if c else "") for (m, c), _ in panels])
+    for row, ((model, control), part) in enumerate(panels, start=1):
         part = part.sort_values("dreams", ascending=True, kind="stable")
-        fig.add_trace(go.Bar(
-            y=[f"{name} · {model}" for name in part["class_name"]], x=part["dreams"].tolist(),
-            text=part["class_name"].tolist(), textposition="inside", insidetextanchor="start", orientation="h",
-            name=model + (" · control" if control else ""),
-            hovertemplate="%{text}: emerged in %{x} dream(s)<extra>%{fullData.name}</extra>"))
+        fig.add_trace(go.Bar(y=part["class_name"].tolist(), x=part["dreams"].tolist(), orientation="h",
+                             name=model + (" · control" if control else ""),
+                             marker={"pattern": {"shape": "/"}} if control else None,
+                             hovertemplate="%{y}: emerged in %{x} dream(s)<extra>%{fullData.name}</extra>"),
+                      row=row, col=1)
+    fig.update_xaxes(title_text="dreams in which the class emerged", dtick=1, row=len(heights), col=1)
     fig.update_layout(title="Classes that emerged most often (largest gain in the judge's probability)",
-                      xaxis_title="dreams in which the class emerged", yaxis={"showticklabels": False},
-                      height=max(300, 80 + 24 * len(counts)), margin=_MARGIN, legend={"orientation": "h", "y": -0.15},
-                      barmode="overlay")
+                      showlegend=False, height=max(300, 110 + 24 * sum(heights) + 40 * len(heights)), margin=_MARGIN)
     return fig
 
 

@@ -197,7 +197,14 @@ class Sum(Objective):
 
 
 def objective_from_dict(data: dict) -> Objective:
-    """Inverse of to_dict, for recipes. Unknown types are a clear error."""
+    """Inverse of to_dict, for recipes. Unknown or malformed objectives are a clear error."""
+    try:
+        return _objective_from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ConfigError(f"The recipe's objective is malformed ({type(err).__name__}: {err}).") from None
+
+
+def _objective_from_dict(data: dict) -> Objective:
     kind = data.get("type")
     if kind == "layer":
         return LayerL2(data["layer"])
@@ -210,5 +217,5 @@ def objective_from_dict(data: dict) -> Objective:
 
         return Guide(data["layer"], load_image(base64.b64decode(data["guide_png"])))
     if kind == "sum":
-        return Sum([(float(t["weight"]), objective_from_dict(t["objective"])) for t in data["terms"]])
+        return Sum([(float(t["weight"]), _objective_from_dict(t["objective"])) for t in data["terms"]])
     raise ConfigError(f"Unknown objective type '{kind}' in the recipe.")

@@ -7,6 +7,7 @@ A recipe names the model, the objective, the settings and where the image came f
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,9 @@ class ImageSource:
             raise ImageError(f"This recipe dreams the file '{self.name}': give it with --image.")
         if self.sha256 and hashlib.sha256(raw).hexdigest() != self.sha256:
             raise ImageError(f"The image is not the one the recipe was made with ({self.name}, sha256 differs).")
-        return load_image(raw, max_side)
+        named = io.BytesIO(raw)
+        named.name = self.name or "the image"  # errors name the user's file, not "the upload"
+        return load_image(named, max_side)
 
 
 def _sample_path(name: str) -> Path:

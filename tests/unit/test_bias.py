@@ -24,8 +24,8 @@ def twin() -> LoadedModel:
 
 @pytest.fixture(scope="module")
 def study(lite0: LoadedModel, twin: LoadedModel) -> bias.Study:
-    """The cat at 128 px, Google's preset, dreamed at depth 0.6 and 0.2 by Lite0 and its twin."""
-    images = [bias.sample_image("cat_chelsea", 128)]
+    """The cat at 192 px, Google's preset, dreamed at depth 0.6 and 0.2 by Lite0 and its twin."""
+    images = [bias.sample_image("cat_chelsea", 192)]
     return bias.run_study([lite0, twin], [0.6, 0.2], images, [bias.Judge.of(lite0)], preset("google"))
 
 
@@ -33,9 +33,8 @@ def test_at_a_high_layer_the_imagenet_model_dreams_of_dogs(study: bias.Study) ->
     s = bias.summary(study.table, "dogs").set_index(["model", "depth"])
     trained, control = s.loc[("efficientnet_lite0", 0.6)], s.loc[("efficientnet_lite0-untrained", 0.6)]
     assert trained["layer"] == "block10"
-    assert trained["share_dream"] > 3 * trained["share_original"]  # x10 measured; x47 at 320 px
+    assert trained["share_dream"] > 3 * trained["share_original"]  # x11 measured (x1.1 for the twin)
     assert trained["share_dream"] > 3 * control["share_dream"]
-    assert control["ratio"] < trained["ratio"] / 3
 
 
 def test_the_table_is_tidy_and_every_class_counts_once(study: bias.Study) -> None:
@@ -170,3 +169,14 @@ def test_bias_command_errors_are_one_line(tmp_path, capsys) -> None:
     assert "not a list of depths" in capsys.readouterr().err
     assert main(["bias", "coffee", "--judge", "efficientnet_lite0-untrained", "--out", str(tmp_path / "s.csv")]) == 2
     assert "random weights" in capsys.readouterr().err
+
+
+def test_charts_export_as_one_offline_page(study: bias.Study) -> None:
+    from analysis.export import figures_html
+
+    lines = bias.reading(study.table)
+    page = figures_html("Dataset bias <dogs>", [figures.bias_depth(bias.summary(study.table)),
+                                                figures.bias_emergent(bias.emergent_counts(study.table))], lines)
+    assert page.count("plotly.js v") == 1  # the library inlined once, so it opens offline
+    assert page.count('class="plotly-graph-div"') == 2
+    assert "Dataset bias &lt;dogs&gt;" in page and "its untrained twin&#x27;s" in page

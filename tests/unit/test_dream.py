@@ -153,3 +153,10 @@ def test_presets_are_valid_and_described():
         assert item.description
     with pytest.raises(ConfigError, match="Unknown preset"):
         preset("psychedelic")
+
+
+@pytest.mark.parametrize("bad", [{"type": "layer"}, {"type": "channels", "layer": "block3", "channels": "ab"},
+                                 {"type": "sum", "terms": [{"weight": 1}]}, {"type": "spell"}])
+def test_malformed_recipe_objectives_are_clear_errors(bad):
+    with pytest.raises(ConfigError):
+        objective_from_dict(bad)
