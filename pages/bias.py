@@ -4,7 +4,7 @@ import streamlit as st
 
 from analysis import bias, figures, models
 from analysis.errors import ConfigError, ImageError
-from analysis.export import figures_html
+from analysis.export import bundle_zip, figures_html
 from analysis.images import tensor_to_pil
 from analysis.labels import sample_images
 from dashboard import progress, results, state, widgets
@@ -207,6 +207,15 @@ if study is not None:
         grids = st.session_state.setdefault(GALLERY, {})
         if (group, judge) not in grids:
             grids[(group, judge)] = bias.gallery(study, group, judge)
-        results.export_buttons(grids[(group, judge)], "bias.export", stats=table, file_stem="bias-gallery")
+        grid = grids[(group, judge)]
+        png, bundle, note = st.columns([1, 1, 2])
+        png.download_button("Gallery PNG", grid.png, file_name="bias-gallery.png", mime="image/png",
+                            key="bias.gallery.png", on_click="ignore", icon=":material/grid_view:",
+                            help="Every dream with the judge's verdict under it; the settings are in its metadata.")
+        bundle.download_button("Bundle ZIP", lambda: bundle_zip(grid, table), file_name="bias-study.zip",
+                               mime="application/zip", key="bias.gallery.zip", on_click="ignore",
+                               icon=":material/folder_zip:", help="The gallery, every picture and the study CSV.")
+        note.caption(":material/info: A study dreams its depths in batches, which are not bit-identical to single "
+                     "dreams, so the bundle carries each dream's settings and seed but no replayable recipe.")
         with st.expander("Summary table"):
             st.dataframe(summary, hide_index=True, width="stretch")
