@@ -245,7 +245,9 @@ def run_study(dreamers: Sequence[LoadedModel], depths: Sequence[float], images: 
         distinct = list(dict.fromkeys(info.name for info in layer_of.values()))
         for image in images:
             offset = units_done * config.total_steps
-            relay = None if on_step is None else (lambda s, _t, p, o=offset: on_step(o + s, total, p))
+            # a unit's own total depends on whether dream_batch batches (GPU) or not (CPU): scale it
+            relay = None if on_step is None else (
+                lambda s, t, p, o=offset: on_step(o + -(-s * config.total_steps // t), total, p))
             batch = image.pixels[None].repeat(len(distinct), 1, 1, 1)
             results = dream_batch(model, batch, [LayerL2(name) for name in distinct], config, relay, should_cancel)
             if any(r.cancelled for r in results):

@@ -164,7 +164,7 @@ def compare(
 ) -> Comparison:
     """Dream `image` at every column's layer with A, then with B, under the same config.
 
-    Each model's columns are one batched run. Progress counts both runs (A's steps, then B's).
+    Each model's columns are one dream_batch call. Progress counts both (A's steps, then B's).
     A cancel during A skips B; the comparison keeps what was dreamed (partial rows).
     """
     if not columns:
@@ -178,9 +178,9 @@ def compare(
     for index, (model, side) in enumerate(((model_a, comparison.a), (model_b, comparison.b))):
         offset = index * config.total_steps
 
-        def step(done: int, _total: int, preview: torch.Tensor | None, offset: int = offset) -> None:
-            if on_step is not None:
-                on_step(offset + done, total, preview)
+        def step(done: int, run_total: int, preview: torch.Tensor | None, offset: int = offset) -> None:
+            if on_step is not None:  # run_total: one octave loop when batched, one per layer when not
+                on_step(offset + -(-done * config.total_steps // run_total), total, preview)
 
         layers = [c.layer_a if index == 0 else c.layer_b for c in columns]
         batch = image[None].repeat(len(layers), 1, 1, 1)

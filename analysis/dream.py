@@ -221,17 +221,27 @@ def dream_batch(
     on_step: OnStep | None = None,
     should_cancel: ShouldCancel | None = None,
     preview_every: int = 5,
+    batched: bool | None = None,
 ) -> list[DreamResult]:
     """Dream a batch (N, 3, H, W) in [0, 1]; objectives has length 1 (shared) or N.
 
     Returns one DreamResult per image. A cancel stops within one iteration and returns
-    the partial dreams (cancelled=True) at full size.
+    the partial dreams (cancelled=True) at full size; images not reached come back unchanged.
+
+    batched: one optimisation for all images (a layer sweep in one pass), or one image after
+    another. By default batched on GPUs only: on the CPU bench/ measured a batched 6-layer
+    sweep at 1.13x the sequential one at 224 px and 0.65x at 512 px, and sequential sweeps
+    give each layer the very pixels a single dream (and its recipe replay) gives.
     """
     config.validate()
     if images.dim() != 4 or images.shape[1] != 3:
         raise ConfigError("Images must be a batch of RGB tensors (N, 3, H, W).")
     if len(objectives) not in (1, images.shape[0]):
         raise ConfigError("Give one objective, or one per image.")
+    if batched is None:
+        batched = model.device.type != "cpu"
+    if not batched and images.shape[0] > 1:
+        return _one_after_another(model, images, objectives, config, on_step, should_cancel, preview_every)
     bound = [o.bind(model) for o in objectives]
     hooks_before = count_hooks(model.module)
     generator = torch.Generator().manual_seed(config.seed)
@@ -283,6 +293,25 @@ def dream_batch(
             metadata=run_metadata(model, objective, config, seconds, steps_done=step),
             cancelled=cancelled,
         ))
+    return results
+
+
+def _one_after_another(model: LoadedModel, images: torch.Tensor, objectives: Sequence[Objective],
+                       config: DreamConfig, on_step: OnStep | None, should_cancel: ShouldCancel | None,
+                       preview_every: int) -> list[DreamResult]:
+    """The sequential sweep, with progress counted over all images and one cancel for all."""
+    count, per_image = images.shape[0], config.total_steps
+    results: list[DreamResult] = []
+    for i in range(count):
+        objective = objectives[i if len(objectives) > 1 else 0]
+        if results and results[-1].cancelled:
+            untouched = run_metadata(model, objective.bind(model), config, 0.0, steps_done=0)
+            results.append(DreamResult(images[i].detach().float().cpu(), [], untouched, cancelled=True))
+            continue
+        forward = None if on_step is None else (
+            lambda step, _total, preview, done=i * per_image: on_step(done + step, count * per_image, preview))
+        results += dream_batch(model, images[i:i + 1], [objective], config, forward, should_cancel,
+                               preview_every, batched=True)
     return results
 
 

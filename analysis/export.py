@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from analysis.dream import OnStep, ShouldCancel, library_versions
 from analysis.errors import ConfigError, ImageError
@@ -71,7 +71,6 @@ def read_png_metadata(source: Path | bytes) -> dict:
 
 
 def _font(size: int) -> "ImageFont.FreeTypeFont | ImageFont.ImageFont":
-    from PIL import ImageFont
 
     try:
         return ImageFont.load_default(size=size)  # scalable (Pillow >= 10.1 with FreeType)
@@ -130,7 +129,6 @@ def grid_image(
     readable at any size; long labels wrap. Row labels go on the left, column labels on top,
     the title above everything and the footnote below.
     """
-    from PIL import ImageDraw
 
     if not cells or not any(cells):
         raise ImageError("A grid needs at least one picture.")
@@ -212,7 +210,6 @@ def caption_cell(picture: Image.Image, lines: list[str], ink: tuple[int, int, in
     with the same number of lines have the same height and line up in grid_image. Text
     scales with the picture, as grid_image's labels do.
     """
-    from PIL import ImageDraw
 
     picture = picture.convert("RGB")
     text_px = max(12, picture.width // 14)

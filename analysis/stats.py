@@ -217,7 +217,7 @@ def channel_dreams(
     on_step: OnStep | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> list[DreamResult]:
-    """Dream each channel on the same image, in one batched run: what each feature detector draws."""
+    """Dream each channel on the same image (one dream_batch call): what each feature detector draws."""
     if not channels:
         raise ConfigError("Choose at least one channel to dream.")
     if len(channels) > 8:
@@ -231,9 +231,10 @@ def channel_grid(image: torch.Tensor, results: Sequence[DreamResult], channels: 
                  model_title: str, image_title: str) -> Image.Image:
     """original | channel c1 | channel c2 ..., one labelled row, ready to save as PNG."""
     config = DreamConfig.from_dict(results[0].metadata["config"])
-    steps = results[0].metadata.get("steps", config.total_steps)
+    steps = config.total_steps
     cells = [[tensor_to_pil(image)] + [tensor_to_pil(r.image) for r in results]]
-    partial = "" if steps == config.total_steps else f" (cancelled after {steps} of {config.total_steps})"
+    done = sum(r.metadata.get("steps", steps) for r in results)
+    partial = "" if done == steps * len(results) else f" (cancelled after {done} of {steps * len(results)})"
     return grid_image(cells, col_labels=["original"] + [f"channel {c}" for c in channels],
                       title=f"{model_title}: channels of {layer} dreamed on {image_title}",
                       footnote=f"Objective: mean activation of one channel per picture. Seed {config.seed}, "

@@ -11,7 +11,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -118,7 +117,7 @@ def section_sweep(model: LoadedModel, size: int, count: int, repeats: int) -> di
     layers = [info.name for info in model.layers_spread(count)]
     config = DreamConfig(octaves=2, iterations=5)
     batched = median_seconds(lambda: dream_batch(model, image[None].repeat(count, 1, 1, 1),
-                                                 [LayerL2(n) for n in layers], config), repeats)
+                                                 [LayerL2(n) for n in layers], config, batched=True), repeats)
     sequential = median_seconds(lambda: [dream(model, image, LayerL2(n), config) for n in layers], repeats)
     row = {"model": model.name, "layers": count, "size": size, "batched_s": batched, "sequential_s": sequential,
            "speedup": sequential / batched}

@@ -103,11 +103,11 @@ def layers_grid(run: LayersRun) -> Image.Image:
                               for info in run.layers]
     config = run.config
     title = f"{run.model_title}: {run.image_title} dreamed at {len(run.layers)} layers, low to high"
-    steps = run.results[0].metadata.get("steps", config.total_steps) if run.results else 0
+    steps, planned = sum(r.metadata.get("steps", 0) for r in run.results), config.total_steps * len(run.results)
     footnote = (f"Objective: L2 of each layer. {config.octaves} octaves x{config.octave_scale:g}, "
                 f"{config.iterations} steps each, step {config.step_size * 255:.2g}/255, "
                 f"{config.normalization}, seed {config.seed}"
-                + ("" if steps == config.total_steps else f"; cancelled after {steps} of {config.total_steps} steps")
+                + ("" if steps == planned else f"; cancelled after {steps} of {planned} steps")
                 + ". Inceptionism Lab.")
     return grid_image(cells, col_labels=columns, title=title, footnote=footnote)
 

@@ -73,7 +73,8 @@ with settings_column:
     if st.button("Dream every layer", type="primary", key="layers.run", icon=":material/layers:", width="stretch",
                  disabled=busy or not choice.runnable) and not progress.running(SLOT):
         start()
-    st.caption("All layers are dreamed in one batched run, so it takes about as long as a few single dreams.")
+    st.caption("On a GPU all layers are dreamed in one batched run; on the CPU one after another, "
+               "where that is faster and gives each layer exactly the pixels of its single dream.")
 
 def keep(run: runs.LayersRun) -> None:
     """Keep the sweep for this page; register each layer's dream for the Export page.
@@ -93,8 +94,9 @@ if run is not None:
     st.divider()
     st.subheader(f"{run.model_title}: {run.image_title}, from low to high")
     if run.cancelled:
-        steps = run.results[0].metadata.get("steps", 0)
-        st.warning(f"Cancelled after {steps} of {run.config.total_steps} steps: these are the partial dreams.",
+        steps = sum(r.metadata.get("steps", 0) for r in run.results)
+        st.warning(f"Cancelled after {steps} of {run.config.total_steps * len(run.results)} steps: "
+                   "these are the partial dreams.",
                    icon=":material/stop_circle:")
     cells = [(tensor_to_pil(run.original), "**original**", run.image_title)]
     cells += [(tensor_to_pil(result.image), f"**{info.alias}** · depth {info.depth:.2f}",

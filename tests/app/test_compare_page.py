@@ -7,15 +7,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.app.conftest import finish_job
+
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "compare.py")
-
-
-def finish(at: AppTest, slot: str) -> AppTest:
-    """Let the background job in `slot` end, then rerun so the page takes its result."""
-    job = at.session_state[slot]
-    job.thread.join(timeout=300)
-    assert job.finished, job.describe()
-    return at.run()
 
 
 @pytest.fixture
@@ -34,7 +28,7 @@ def test_default_pair_dreams_a_two_row_grid_with_each_models_readings(page):
     at.slider(key="keep.compare.size").set_value(64)
     at.slider(key="keep.compare.count").set_value(3)
     at.button(key="compare.run").click().run()
-    at = finish(at, "compare.job")
+    at = finish_job(at, "compare.job")
     assert not at.exception and not at.error
     run = at.session_state["compare.result"]
     result = run["comparison"]

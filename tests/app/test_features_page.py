@@ -8,18 +8,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.app.conftest import finish_job
+
 from analysis.models import count_hooks
 from dashboard import state
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "features.py")
-
-
-def finish(at: AppTest, slot: str) -> AppTest:
-    """Let the background job in `slot` end, then rerun so the page takes its result."""
-    job = at.session_state[slot]
-    job.thread.join(timeout=300)
-    assert job.finished, job.describe()
-    return at.run()
 
 
 def channel_buttons(at: AppTest) -> list[str]:
@@ -34,7 +28,7 @@ def page(tmp_path, monkeypatch) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.run()
     assert not at.exception and not at.error
-    at = finish(at, "features.measure_job")
+    at = finish_job(at, "features.measure_job")
     assert not at.exception and not at.error
     at.radio(key="keep.features.quality").set_value("Custom").run()
     at.number_input(key="keep.features.size").set_value(64)
@@ -59,14 +53,14 @@ def test_a_page_renders_once_then_comes_from_the_cache(page, tmp_path):
     at = page
     assert at.button(key="features.render").label == "Render 6 channel(s)"
     at.button(key="features.render").click().run()
-    at = finish(at, "features.render_job")
+    at = finish_job(at, "features.render_job")
     assert not at.exception and not at.error
     assert len(list((tmp_path / "cache" / "featviz").glob("*.png"))) == 6
     assert at.button(key="features.render").label == "Page rendered" and at.button(key="features.render").disabled
 
     fresh = AppTest.from_file(PAGE, default_timeout=120)  # a new session: the renders come from disk
     fresh.run()
-    fresh = finish(fresh, "features.measure_job")
+    fresh = finish_job(fresh, "features.measure_job")
     fresh.radio(key="keep.features.quality").set_value("Custom").run()
     fresh.number_input(key="keep.features.size").set_value(64)
     fresh.number_input(key="keep.features.steps").set_value(8)
@@ -89,7 +83,7 @@ def test_a_chosen_channel_is_mapped_dreamed_and_its_top_photos_listed(page):
     image_captions = [c for image in at.get("image") for c in image.captions]
     assert any(c.startswith(f"1. {best} · ") for c in image_captions)
     at.button(key="features.dream").click().run()
-    at = finish(at, "features.dream_job")
+    at = finish_job(at, "features.dream_job")
     assert not at.exception and not at.error
     dreamed = at.session_state["features.dreamed"]
     assert dreamed["key"][:3] == ("efficientnet_lite0", "_blocks.10", 3)
@@ -109,7 +103,7 @@ def test_a_cancelled_render_keeps_its_pictures_caches_none_and_leaves_no_hooks(p
     while job.step < 2 and not job.finished and time.monotonic() < deadline:
         time.sleep(0.05)
     job.cancel()
-    at = finish(at, "features.render_job")
+    at = finish_job(at, "features.render_job")
     assert not at.exception and not at.error
     assert [w.value for w in at.warning][0].startswith("Cancelled: the pictures finished so far are shown")
     last = at.session_state["features.last_renders"]

@@ -8,14 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.app.conftest import finish_job
+
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "activation_statistics.py")
-
-
-def finish(at: AppTest, slot: str) -> AppTest:
-    job = at.session_state[slot]
-    job.thread.join(timeout=300)
-    assert job.finished, job.describe()
-    return at.run()
 
 
 @pytest.fixture
@@ -29,7 +24,7 @@ def measured(tmp_path, monkeypatch) -> AppTest:
     at.multiselect(key="keep.statistics.samples").set_value(["cat_chelsea.jpg", "coffee.jpg"])
     at.slider(key="keep.statistics.size").set_value(64)
     at.button(key="statistics.run").click().run()
-    return finish(at, "statistics.job")
+    return finish_job(at, "statistics.job")
 
 
 def test_two_models_are_measured_and_drawn(measured):
@@ -62,7 +57,7 @@ def test_choosing_channels_dreams_them_on_the_image(measured):
     channel_box.set_value(channel_box.value[:2])
     at.slider(key="keep.statistics_dream.size").set_value(64)
     at.button(key="statistics.dream").click().run()
-    at = finish(at, "statistics.dream_job")
+    at = finish_job(at, "statistics.dream_job")
     assert not at.exception and not at.error
     dreams = at.session_state["statistics.dreams"]
     assert dreams["channels"] == channel_box.value[:2] and len(dreams["results"]) == 2

@@ -140,3 +140,37 @@ def test_cancel_in_a_real_browser_keeps_the_partial_dream(server, page):
     page.wait_for_timeout(1500)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(ARTIFACTS / "e2e-cancel.png"), full_page=True)
+
+
+def _no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+
+
+def test_every_page_opens_in_a_real_browser(server, page):
+    """A new user's first click on each page: no traceback, no error; a screenshot of each."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for file in sorted((ROOT / "pages").glob("*.py")):
+        page.goto(f"{server}/{file.stem}" if file.stem != "home" else server)
+        page.get_by_role("heading").first.wait_for()
+        page.wait_for_timeout(2500)  # pages that start work by themselves show their panel
+        _no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / f"e2e-page-{file.stem}.png"), full_page=True)
+
+
+def test_compare_and_statistics_in_a_real_browser(server, page):
+    """The comparison story: two models dreamed side by side, then their statistics measured."""
+    page.goto(f"{server}/compare")
+    page.get_by_role("button", name="Dream with both").click()
+    page.get_by_role("button", name="Download grid PNG").wait_for(timeout=240_000)
+    page.wait_for_timeout(1000)
+    _no_exception(page)
+    page.screenshot(path=str(ARTIFACTS / "e2e-compare.png"), full_page=True)
+
+    page.goto(f"{server}/activation_statistics")
+    page.get_by_role("button", name="Measure").click()
+    page.get_by_role("button", name="All statistics CSV").wait_for(timeout=240_000)
+    page.wait_for_timeout(1000)
+    _no_exception(page)
+    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 2
+    page.screenshot(path=str(ARTIFACTS / "e2e-statistics.png"), full_page=True)

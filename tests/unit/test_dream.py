@@ -98,14 +98,37 @@ def test_guide_objective_moves_toward_the_guide(lite0, cat_small):
     assert objective_from_dict(result.metadata["objective"]).layer == "_blocks.6"
 
 
-def test_batched_layer_sweep_equals_separate_dreams(lite0, cat_small):
-    """The batched fast path keeps the plain path's results (float tolerance)."""
+def test_layer_sweep_on_the_cpu_gives_each_layer_its_single_dream(lite0, cat_small):
+    """On the CPU a sweep runs one layer after another: the pixels a single dream (or a replay) gives."""
+    layers = ["block2", "block7", "block12"]
+    config = DreamConfig(octaves=2, iterations=3)
+    steps = []
+    sweep = dream_batch(lite0, cat_small[None].repeat(3, 1, 1, 1), [LayerL2(n) for n in layers], config,
+                        on_step=lambda step, total, preview: steps.append((step, total)))
+    assert steps == [(k, 3 * config.total_steps) for k in range(1, 3 * config.total_steps + 1)]
+    for layer, swept in zip(layers, sweep):
+        assert torch.equal(swept.image, dream(lite0, cat_small, LayerL2(layer), config).image)
+
+
+def test_batched_layer_sweep_matches_separate_dreams_within_float_tolerance(lite0, cat_small):
+    """The batched fast path (the GPU default) keeps the plain path's results over a short run."""
     layers = ["block2", "block7", "block12"]
     config = DreamConfig(octaves=1, iterations=3, jitter=0)
-    batch = dream_batch(lite0, cat_small[None].repeat(3, 1, 1, 1), [LayerL2(n) for n in layers], config)
+    batch = dream_batch(lite0, cat_small[None].repeat(3, 1, 1, 1), [LayerL2(n) for n in layers], config,
+                        batched=True)
     for layer, batched in zip(layers, batch):
         alone = dream(lite0, cat_small, LayerL2(layer), config)
         torch.testing.assert_close(batched.image, alone.image, atol=1e-3, rtol=0)  # < 1/4 of an 8-bit level
+
+
+def test_cancelled_sweep_keeps_finished_layers_and_returns_every_image(lite0, cat_small):
+    config = DreamConfig(octaves=1, iterations=3)
+    steps = []
+    sweep = dream_batch(lite0, cat_small[None].repeat(3, 1, 1, 1), [LayerL2(n) for n in ("block2", "block5", "block8")],
+                        config, on_step=lambda s, t, p: steps.append(s), should_cancel=lambda: len(steps) >= 4)
+    assert [r.cancelled for r in sweep] == [False, True, True] and len(sweep[1].trace) == 1
+    assert torch.equal(sweep[2].image, cat_small)
+    assert count_hooks(lite0.module) == 0
 
 
 def test_tiled_dream_covers_the_whole_image_in_bounded_pieces(lite0, cat_path):

@@ -14,7 +14,7 @@ from analysis import models
 from analysis.dream import DreamConfig, dream
 from analysis.errors import CheckpointError, ConfigError, WeightsMissingError
 from analysis.images import load_image
-from analysis.labels import class_groups, sample_images
+from analysis.labels import sample_images
 from analysis.objectives import LayerL2
 
 TINY = DreamConfig(octaves=1, iterations=2, jitter=4)
