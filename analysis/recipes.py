@@ -117,11 +117,13 @@ class Recipe:
         if not 16 <= max_side <= MAX_DREAM_SIDE:
             raise ConfigError(f"Recipe size {max_side} px is out of range (16 to {MAX_DREAM_SIDE}).")
         try:
-            return cls(model=str(data["model"]), objective=dict(data["objective"]),
-                       config=DreamConfig.from_dict(dict(data.get("config", {}))),
-                       image=ImageSource.from_dict(dict(data["image"])), max_side=max_side)
+            recipe = cls(model=str(data["model"]), objective=dict(data["objective"]),
+                         config=DreamConfig.from_dict(dict(data.get("config", {}))),
+                         image=ImageSource.from_dict(dict(data["image"])), max_side=max_side)
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"The recipe is incomplete or malformed ({err}).") from None
+        recipe.build_objective()  # a malformed objective is refused here, not halfway through a run
+        return recipe
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Recipe:

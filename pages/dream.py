@@ -4,7 +4,7 @@ import hashlib
 
 import streamlit as st
 
-from analysis.errors import ConfigError, ImageError
+from analysis.errors import ImageError
 from analysis.labels import sample_images
 from analysis.recipes import Recipe
 from dashboard import progress, results, runs, state, views, widgets
@@ -54,10 +54,6 @@ def _image_title(recipe: Recipe) -> str:
 def start_replay(data: bytes) -> None:
     with state.user_errors():
         recipe = Recipe.from_json(data)
-        try:
-            recipe.build_objective()
-        except (KeyError, TypeError, ValueError) as err:
-            raise ConfigError(f"The recipe's objective is incomplete or malformed ({err}).") from None
         if recipe.image.kind == "file":
             stored = st.session_state.get("dream.upload_data")
             if not stored or hashlib.sha256(stored[1]).hexdigest() != recipe.image.sha256:

@@ -11,7 +11,7 @@ from dashboard import progress, results, runs, state, views
 
 SLOT, RESULT = "home.job", "home.result"
 EXAMPLE_SAMPLE, EXAMPLE_SIDE, EXAMPLE_PRESET = "cat_chelsea.jpg", 224, "quick"
-EXAMPLE_DEPTH, EXAMPLE_STEP = 0.47, 4 / 255  # a middle layer (eyes and spirals) and a firm step: visible in 10 steps
+EXAMPLE_DEPTH = 0.47  # a middle layer (eyes and spirals): visible in the quick preset's 10 bold steps
 
 st.title("Inceptionism Lab")
 st.markdown(
@@ -22,6 +22,11 @@ st.markdown(
 st.markdown(
     "- **Dream**: your photo (or a bundled one, or noise), one model and one layer, with live progress.\n"
     "- **Layers**: the same photo dreamed at six depths, side by side, from low to high.\n"
+    "- **Features**: what every channel of a layer wants to see, rendered from noise.\n"
+    "- **Compare** and **Statistics**: two networks (ImageNet vs Places, or vs an untrained twin) on the "
+    "same image and seed, and their activations layer by layer.\n"
+    "- **Bias**: measure the \"dog effect\": how often each model's dreams are judged to be dogs.\n"
+    "- **Animation** and **Export**: zoom loops, labelled grids, replayable bundles.\n"
     "- **Models**: the model zoo, which weights are here, and every layer's shape and depth.")
 
 example = ImageSource.sample(EXAMPLE_SAMPLE)
@@ -33,7 +38,7 @@ def _start() -> None:
     with state.user_errors():
         model = state.load_model(models.DEFAULT_MODEL)
         layer = model.layer_at_depth(EXAMPLE_DEPTH)
-        config = preset(EXAMPLE_PRESET, step_size=EXAMPLE_STEP)
+        config = preset(EXAMPLE_PRESET)
         image = example.load(EXAMPLE_SIDE)
         objective = LayerL2(layer.alias)
         recipe = Recipe(model.name, objective.to_dict(), config, example, EXAMPLE_SIDE)

@@ -199,7 +199,7 @@ def test_recipe_download_replays_to_the_same_pixels(open_page):
     (b"{not json", "The recipe is not valid JSON (JSONDecodeError)."),
     (json.dumps({"hello": 1}).encode(), "This is not a dream recipe (no 'model')."),
     (json.dumps({"model": "efficientnet_lite0", "objective": {"type": "layer"}, "image": {"kind": "noise"}}).encode(),
-     "The recipe's objective is incomplete or malformed ('layer')."),
+     "The recipe's objective is malformed (KeyError: 'layer')."),
 ])
 def test_bad_recipe_is_one_error_line(open_page, content, expected):
     at = open_page("dream")

@@ -168,7 +168,7 @@ def test_compare_and_statistics_in_a_real_browser(server, page):
     page.screenshot(path=str(ARTIFACTS / "e2e-compare.png"), full_page=True)
 
     page.goto(f"{server}/activation_statistics")
-    page.get_by_role("button", name="Measure").click()
+    page.get_by_role("button", name="Measure", exact=True).click()
     page.get_by_role("button", name="All statistics CSV").wait_for(timeout=240_000)
     page.wait_for_timeout(1000)
     _no_exception(page)
