@@ -121,8 +121,8 @@ with settings_column:
     with state.user_errors():
         steps = settings.config().total_steps
         st.caption(f"{len(dreamers)} model(s) x {len(depths)} depth(s) x {image_count} image(s) = "
-                   f"**{len(dreamers) * len(depths) * image_count} dreams**, in {len(dreamers) * image_count} "
-                   f"batched runs of {steps} steps.")
+                   f"**{len(dreamers) * len(depths) * image_count} dreams** of {steps} steps each "
+                   "(batched per image on a GPU).")
     if st.button("Run the study", type="primary", key="bias.run", icon=":material/pets:", width="stretch",
                  disabled=busy) and not progress.running(SLOT):
         start()
