@@ -160,14 +160,15 @@ def section_featviz(model: LoadedModel, channels: int, steps: int, size: int) ->
 
 
 MEMORY_CHILD = """
-import resource, sys, torch
+import sys, torch
 from analysis.models import load_model
 from analysis.dream import DreamConfig, dream
 from analysis.objectives import LayerL2
 size, tile = int(sys.argv[1]), int(sys.argv[2])
 model = load_model("efficientnet_lite0", device="cpu")
 dream(model, torch.rand(3, size, size), LayerL2("block10"), DreamConfig(octaves=1, iterations=1, jitter=0, tile_size=tile))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so it would report the parent's peak
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024)
 """
 
 
