@@ -387,7 +387,7 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError:
         raise CheckpointError(f"Refused {path.name}: it needs arbitrary code to unpickle, which a plain "
                               "weights file never does. Only weights-only checkpoints are loaded.") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    except Exception as err:  # the weights-only unpickler raises KeyError, IndexError... on arbitrary bytes
         raise CheckpointError(f"{path.name} is not a readable PyTorch checkpoint ({type(err).__name__}).") from None
     state = unwrap_checkpoint(raw)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -577,6 +577,8 @@ class LoadedModel:
         return self.logits(crop).softmax(dim=1)
 
     def classify(self, image01: torch.Tensor, top: int = 5) -> list[tuple[int, str, float]]:
+        if top < 1:
+            raise ConfigError(f"Ask for at least one class (top {top}).")
         probs = self.probabilities(image01)[0]
         values, indices = probs.topk(min(top, probs.numel()))
         return [(int(i), self.labels[int(i)], float(v)) for v, i in zip(values, indices)]
@@ -640,6 +642,8 @@ def load_model(name: str, device: str | torch.device | None = None, folder: Path
             module = he_initialise(spec.build())
         sha = f"untrained-seed-{spec.weights.seed}"
     else:
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            raise WeightsMissingError(f"No checkpoint file at {checkpoint}.")
         path = checkpoint or locate_weights(spec, folder)
         if path is None or not Path(path).is_file():
             raise WeightsMissingError(missing_weights_message(spec, folder))

@@ -17,7 +17,7 @@ import torch
 from analysis import labels
 from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream
 from analysis.errors import ConfigError, ImageError
-from analysis.images import MAX_DREAM_SIDE, load_image, noise_image
+from analysis.images import MAX_DREAM_SIDE, check_side, load_image, noise_image
 from analysis.models import LoadedModel, load_model
 from analysis.objectives import Objective, objective_from_dict
 
@@ -63,6 +63,7 @@ class ImageSource:
 
     def load(self, max_side: int, file: Path | None = None) -> torch.Tensor:
         """The start image at most max_side px. For 'file', pass the file (or keep data)."""
+        check_side(max_side)
         if self.kind == "noise":
             height, width = self.size
             scale = min(1.0, max_side / max(height, width))

@@ -20,12 +20,12 @@ from analysis.recipes import ImageSource, Recipe, run_recipe
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("models", help="list the model zoo and whether weights are present")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.set_defaults(handler=cmd_models)
 
     p = commands.add_parser("layers", help="dream-able layers of a model, with shapes and depth")
-    p.add_argument("model")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("model", help="model name (see 'models')")
+    p.add_argument("--json", action="store_true", help="print the layers as JSON")
     p.set_defaults(handler=cmd_layers)
 
     p = commands.add_parser("download", help="download a model's weights into the weights folder (needs a network)")
@@ -34,14 +34,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("classify", help="top-K classes of images")
     add_model_args(p)
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top", type=int, default=5)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or sample names such as cat_chelsea")
+    p.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
+    p.add_argument("--json", action="store_true", help="print the classes as JSON")
     p.set_defaults(handler=cmd_classify)
 
     p = commands.add_parser("dream", help="octave gradient ascent on an image or noise")
     add_model_args(p)
-    p.add_argument("--layer", help="layer name or alias (see 'layers MODEL')")
+    p.add_argument("--layer", help=f"layer name or alias (see 'layers MODEL'); default: the layer at depth {DEFAULT_DEPTH}")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--image", help="image file, or a bundled sample name such as cat_chelsea")
     source.add_argument("--noise", action="store_true", help="start from seeded noise")
@@ -160,7 +160,11 @@ def cmd_classify(args: argparse.Namespace) -> None:
             print(f"  {t['probability']:7.2%}  {t['index']:4d}  {t['name']}")
 
 
-def build_objective(args: argparse.Namespace) -> Objective:
+DEFAULT_DEPTH = 0.6
+"""Without --layer or --class, dream the layer at this depth: where the ImageNet model's dog effect peaks."""
+
+
+def build_objective(args: argparse.Namespace, model: models.LoadedModel) -> Objective:
     terms: list[Objective] = []
     if args.layer:
         if args.channel:
@@ -174,7 +178,7 @@ def build_objective(args: argparse.Namespace) -> Objective:
     if args.classes:
         terms.append(ClassLogit(args.classes))
     if not terms:
-        raise ConfigError("Say what to dream: --layer L (with --channel C or --guide IMG) and/or --class K.")
+        terms.append(LayerL2(model.layer_at_depth(DEFAULT_DEPTH).name))
     return terms[0] if len(terms) == 1 else Sum([(1.0, t) for t in terms])
 
 
@@ -197,7 +201,7 @@ def cmd_dream(args: argparse.Namespace) -> None:
             else:
                 source, file = image_source(args.image)
             model = load_from_args(args)
-            objective = build_objective(args)
+            objective = build_objective(args, model)
             recipe = Recipe(model.name, objective.bind(model).to_dict(), config, source, args.size)
             image = source.load(args.size, file)
             result = dream(model, image, objective, config, on_step=progress)

@@ -13,7 +13,8 @@ from PIL import Image
 from analysis import models
 from analysis.animation import VIDEO_FORMATS, ZoomSettings, write_video, zoom_dream
 from analysis.cli import print_json
-from analysis.cli.core import Progress, add_config_args, add_model_args, build_objective, config_from_args, image_source
+from analysis.cli.core import (DEFAULT_DEPTH, Progress, add_config_args, add_model_args, build_objective,
+                               config_from_args, image_source)
 from analysis.errors import ConfigError, ImageError
 from analysis.export import (GRID_FIELDS, ONE_ROW, Grid, GridItem, GridRecipe, arrange, bundle_zip, load_grid_recipe,
                              read_png_metadata, replay_grid, save_png)
@@ -24,7 +25,7 @@ from analysis.recipes import ImageSource, Recipe
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("zoom", help="dream animation: each frame dreamed from the last, zoomed in (MP4 or GIF)")
     add_model_args(p)
-    p.add_argument("--layer", help="layer name or alias (see 'layers MODEL')")
+    p.add_argument("--layer", help=f"layer name or alias (see 'layers MODEL'); default: the layer at depth {DEFAULT_DEPTH}")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--image", help="image file, or a bundled sample name such as cat_chelsea")
     source.add_argument("--noise", action="store_true", help="start from seeded noise")
@@ -97,7 +98,7 @@ def cmd_zoom(args: argparse.Namespace) -> None:
     else:
         source, file = image_source(args.image)
     model = models.load_model(args.model, device=args.device, checkpoint=args.weights)
-    objective = build_objective(args)
+    objective = build_objective(args, model)
     start = source.load(args.size, file)
     progress = Progress(f"{settings.frames} frames")
     try:

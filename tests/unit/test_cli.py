@@ -106,3 +106,25 @@ def test_corrupt_image_and_malformed_recipe(tmp_path, capsys):
     assert main(["dream", "--recipe", str(recipe), "--out", str(tmp_path / "o.png")]) == 2
     err = capsys.readouterr().err
     assert "not a readable image" in err and "not valid JSON" in err
+
+
+def test_impossible_numbers_and_bad_checkpoints_are_one_error_line(tmp_path, capsys):
+    text = tmp_path / "notes.pth"
+    text.write_text("hello")
+    out = str(tmp_path / "o.png")
+    cases = [
+        (["dream", "--layer", "block5", "--noise", "--size", "0", "--out", out], "Image size 0 px"),
+        (["classify", "cat_chelsea", "--top", "-2"], "at least one class"),
+        (["classify", "cat_chelsea", "--weights", str(text)], "not a readable PyTorch checkpoint"),
+        (["classify", "cat_chelsea", "--weights", str(tmp_path / "gone.pth")], "No checkpoint file at"),
+    ]
+    for args, message in cases:
+        assert main(args) == 2, args
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines[-1].startswith("error:") and message in lines[-1], (args, lines)
+
+
+def test_dream_without_a_layer_uses_the_default_depth(tmp_path):
+    out = tmp_path / "default.png"
+    assert main(["dream", "--image", "cat_chelsea", "--out", str(out), *FAST]) == 0
+    assert read_png_metadata(out)["layers"] == ["block10"]  # depth 0.59, the nearest to 0.6
