@@ -24,7 +24,7 @@ from analysis.errors import ConfigError, ImageError
 from analysis.images import tensor_to_pil
 from analysis.labels import sample_images
 from analysis.models import LoadedModel, load_model
-from analysis.recipes import Recipe, run_recipe
+from analysis.recipes import Recipe, read_json, run_recipe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -575,11 +575,7 @@ class GridRecipe:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> GridRecipe:
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"The recipe is not valid JSON ({err.__class__.__name__}).") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(text))
 
 
 def replay_grid(recipe: GridRecipe, load: Callable[[str], LoadedModel] = load_model,

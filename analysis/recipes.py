@@ -93,6 +93,14 @@ def _sample_path(name: str) -> Path:
     raise ImageError(f"No bundled sample '{name}'. Samples: {known}.")
 
 
+def read_json(text: str | bytes) -> object:
+    """Parse an untrusted recipe file: anything that is not JSON is one clear error."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"The recipe is not valid JSON ({err.__class__.__name__}).") from None
+
+
 @dataclass
 class Recipe:
     model: str
@@ -128,11 +136,7 @@ class Recipe:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Recipe:
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"The recipe is not valid JSON ({err.__class__.__name__}).") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(text))
 
     def build_objective(self) -> Objective:
         return objective_from_dict(self.objective)

@@ -41,16 +41,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("dream", help="octave gradient ascent on an image or noise")
     add_model_args(p)
-    p.add_argument("--layer", help=f"layer name or alias (see 'layers MODEL'); default: the layer at depth {DEFAULT_DEPTH}")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--image", help="image file, or a bundled sample name such as cat_chelsea")
-    source.add_argument("--noise", action="store_true", help="start from seeded noise")
-    p.add_argument("--size", type=int, default=512, help="longest side in px (default 512)")
+    add_start_args(p, default_size=512)
     p.add_argument("--out", required=True, type=Path, help="output PNG (metadata in text chunks)")
     add_config_args(p)
-    p.add_argument("--channel", type=int, action="append", default=[], help="channel objective (repeatable)")
-    p.add_argument("--class", dest="classes", type=int, action="append", default=[], help="class logit objective (repeatable)")
-    p.add_argument("--guide", help="guide image: dream toward its features at the layer")
     p.add_argument("--recipe-out", type=Path, help="write the recipe JSON here")
     p.add_argument("--recipe", type=Path, help="replay a recipe JSON (other settings are ignored)")
     p.add_argument("--json", action="store_true", help="print the result's metadata as JSON")
@@ -61,6 +54,19 @@ def add_model_args(p: argparse.ArgumentParser, default: str | None = models.DEFA
     p.add_argument("--model", default=default, help=f"model name (default {default}); '-untrained' for a twin")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--weights", type=Path, help="checkpoint file to use instead of the weights folder")
+
+
+def add_start_args(p: argparse.ArgumentParser, default_size: int) -> None:
+    """Where a dream starts and what it amplifies: read back by image_source and build_objective."""
+    p.add_argument("--layer", help=f"layer name or alias (see 'layers MODEL'); default: the layer at depth {DEFAULT_DEPTH}")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--image", help="image file, or a bundled sample name such as cat_chelsea")
+    source.add_argument("--noise", action="store_true", help="start from seeded noise")
+    p.add_argument("--size", type=int, default=default_size, help=f"longest side in px (default {default_size})")
+    p.add_argument("--channel", type=int, action="append", default=[], help="channel objective (repeatable)")
+    p.add_argument("--class", dest="classes", type=int, action="append", default=[],
+                   help="class logit objective (repeatable)")
+    p.add_argument("--guide", help="guide image: dream toward its features at the layer")
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:

@@ -13,7 +13,7 @@ from PIL import Image
 from analysis import models
 from analysis.animation import VIDEO_FORMATS, ZoomSettings, write_video, zoom_dream
 from analysis.cli import print_json
-from analysis.cli.core import (DEFAULT_DEPTH, Progress, add_config_args, add_model_args, build_objective,
+from analysis.cli.core import (Progress, add_config_args, add_model_args, add_start_args, build_objective,
                                config_from_args, image_source)
 from analysis.errors import ConfigError, ImageError
 from analysis.export import (GRID_FIELDS, ONE_ROW, Grid, GridItem, GridRecipe, arrange, bundle_zip, load_grid_recipe,
@@ -25,11 +25,7 @@ from analysis.recipes import ImageSource, Recipe
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("zoom", help="dream animation: each frame dreamed from the last, zoomed in (MP4 or GIF)")
     add_model_args(p)
-    p.add_argument("--layer", help=f"layer name or alias (see 'layers MODEL'); default: the layer at depth {DEFAULT_DEPTH}")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--image", help="image file, or a bundled sample name such as cat_chelsea")
-    source.add_argument("--noise", action="store_true", help="start from seeded noise")
-    p.add_argument("--size", type=int, default=256, help="longest side in px (default 256)")
+    add_start_args(p, default_size=256)
     p.add_argument("--frames", type=int, default=24, help="number of frames (default 24)")
     p.add_argument("--zoom", type=float, default=0.05, help="zoom per frame (default 0.05 = 5%% closer)")
     p.add_argument("--rotate", type=float, default=0.0, help="degrees per frame, counter-clockwise (default 0)")
@@ -38,10 +34,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--frames-dir", type=Path, help="also save every frame as a PNG here")
     add_config_args(p)
     p.set_defaults(preset="quick")  # a frame takes octaves x iterations steps: keep each frame light
-    p.add_argument("--channel", type=int, action="append", default=[], help="channel objective (repeatable)")
-    p.add_argument("--class", dest="classes", type=int, action="append", default=[],
-                   help="class logit objective (repeatable)")
-    p.add_argument("--guide", help="guide image: dream toward its features at the layer")
     p.add_argument("--json", action="store_true", help="print the animation's metadata as JSON")
     p.set_defaults(handler=cmd_zoom)
 
