@@ -136,7 +136,9 @@ def grid_image(
     pictures = [c for row in cells for c in row if c is not None]
     if not pictures:
         raise ImageError("A grid needs at least one picture.")
-    if cell_side:
+    if cell_side is not None and not 16 <= cell_side <= 4096:
+        raise ConfigError(f"Cell size {cell_side} px is out of range: choose 16 to 4096 px.")
+    if cell_side is not None:
         fits = [cell_side / max(p.size) for p in pictures]
         box_w = max(round(p.width * f) for p, f in zip(pictures, fits))
         box_h = max(round(p.height * f) for p, f in zip(pictures, fits))

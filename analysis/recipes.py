@@ -97,7 +97,9 @@ def read_json(text: str | bytes) -> object:
     """Parse an untrusted recipe file: anything that is not JSON is one clear error."""
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError:
+        raise ConfigError("The recipe is not a text file (a recipe is JSON; is this an image or a ZIP?).") from None
+    except json.JSONDecodeError as err:
         raise ConfigError(f"The recipe is not valid JSON ({err.__class__.__name__}).") from None
 
 

@@ -128,3 +128,12 @@ def test_dream_without_a_layer_uses_the_default_depth(tmp_path):
     out = tmp_path / "default.png"
     assert main(["dream", "--image", "cat_chelsea", "--out", str(out), *FAST]) == 0
     assert read_png_metadata(out)["layers"] == ["block10"]  # depth 0.59, the nearest to 0.6
+
+
+def test_a_picture_given_as_recipe_and_a_zero_cell_are_clear(tmp_path, cat_path, capsys):
+    assert main(["dream", "--recipe", str(cat_path), "--out", str(tmp_path / "o.png")]) == 2
+    out = tmp_path / "d.png"
+    assert main(["dream", "--noise", "--out", str(out), *FAST]) == 0
+    assert main(["grid", str(out), "--cell", "0", "--out", str(tmp_path / "g.png")]) == 2
+    err = capsys.readouterr().err
+    assert "not a text file" in err and "Cell size 0 px is out of range" in err
