@@ -23,7 +23,7 @@ from analysis.labels import SampleImage
 from analysis.models import LOGITS, LayerInfo, ModelSpec
 from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective
 from analysis.recipes import ImageSource
-from dashboard import state
+from dashboard import progress, state
 from dashboard.readings import depth_sentence
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp"]
@@ -44,6 +44,18 @@ class ModelChoice:
     @property
     def title(self) -> str:
         return self.spec.title
+
+
+def run_button(label: str, key: str, icon: str, choice: ModelChoice, slot: str) -> bool:
+    """The page's primary button: says why the model cannot run, and is off while the slot's job runs.
+
+    True only on a click that may start a job (the extra check covers a job started by this very rerun).
+    """
+    if not choice.runnable:
+        state.show_error(choice.reason)
+    clicked = st.button(label, type="primary", key=key, icon=icon, width="stretch",
+                        disabled=progress.running(slot) or not choice.runnable)
+    return clicked and not progress.running(slot)
 
 
 def model_label(spec: ModelSpec, present: bool) -> str:

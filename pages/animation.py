@@ -72,12 +72,8 @@ def keep(run: dict) -> None:
                            animation.metadata, input_bytes=run["input_bytes"])
 
 
-busy = progress.running(SLOT)
 with settings_column:
-    if not choice.runnable:
-        state.show_error(choice.reason)
-    if st.button("Dream the zoom", type="primary", key="animation.run", icon=":material/animated_images:",
-                 width="stretch", disabled=busy or not choice.runnable) and not progress.running(SLOT):
+    if widgets.run_button("Dream the zoom", "animation.run", ":material/animated_images:", choice, SLOT):
         start()
 
 progress.panel(SLOT, on_done=keep)

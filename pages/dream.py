@@ -69,10 +69,7 @@ def start_replay(data: bytes) -> None:
 
 busy = progress.running(SLOT)
 with settings_column:
-    if not choice.runnable:
-        state.show_error(choice.reason)
-    if st.button("Dream", type="primary", key="dream.run", icon=":material/auto_awesome:", width="stretch",
-                 disabled=busy or not choice.runnable) and not progress.running(SLOT):
+    if widgets.run_button("Dream", "dream.run", ":material/auto_awesome:", choice, SLOT):
         start_dream()
     with st.expander("Replay a recipe", icon=":material/replay:"):
         recipe_file = st.file_uploader("Recipe JSON (from 'Download recipe')", type=["json"],

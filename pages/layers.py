@@ -66,12 +66,8 @@ def start() -> None:
                        total=config.total_steps, preview=image)
 
 
-busy = progress.running(SLOT)
 with settings_column:
-    if not choice.runnable:
-        state.show_error(choice.reason)
-    if st.button("Dream every layer", type="primary", key="layers.run", icon=":material/layers:", width="stretch",
-                 disabled=busy or not choice.runnable) and not progress.running(SLOT):
+    if widgets.run_button("Dream every layer", "layers.run", ":material/layers:", choice, SLOT):
         start()
     st.caption("On a GPU all layers are dreamed in one batched run; on the CPU one after another, "
                "where that is faster and gives each layer exactly the pixels of its single dream.")
