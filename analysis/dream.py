@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 import torch.nn.functional as F
 
+from analysis import allocator
 from analysis.errors import ConfigError
 from analysis.images import resize
 from analysis.models import LoadedModel, count_hooks
@@ -283,6 +284,8 @@ def dream_batch(
         x = (base + resize(detail, (height, width))).clamp(0, 1) if config.clip else base + resize(detail, (height, width))
     if count_hooks(model.module) != hooks_before:
         raise RuntimeError("A forward hook outlived the dream: this is a bug.")
+    if device.type == "cpu":
+        allocator.release()
     seconds = time.perf_counter() - started
     traces = torch.stack(trace).float().cpu().T.tolist() if trace else [[] for _ in range(base.shape[0])]
     results = []
@@ -291,7 +294,8 @@ def dream_batch(
         results.append(DreamResult(
             image=x[i].detach().float().cpu(),
             trace=traces[i],
-            metadata=run_metadata(model, objective, config, seconds, steps_done=step),
+            metadata={**run_metadata(model, objective, config, seconds, steps_done=step),
+                      "batch_size": base.shape[0]},  # 1: the very pixels its recipe replays to
             cancelled=cancelled,
         ))
     return results
@@ -345,6 +349,7 @@ def run_metadata(model: LoadedModel, objective: Objective, config: DreamConfig, 
         "weights_sha256": model.weights_sha256,
         "versions": library_versions(),
         "device": str(model.device),
+        "precision": model.precision,
         "seconds": round(seconds, 3),
         "steps": steps_done,
     }

@@ -111,14 +111,19 @@ def test_layer_sweep_on_the_cpu_gives_each_layer_its_single_dream(lite0, cat_sma
 
 
 def test_batched_layer_sweep_matches_separate_dreams_within_float_tolerance(lite0, cat_small):
-    """The batched fast path (the GPU default) keeps the plain path's results over a short run."""
+    """The batched fast path (the GPU default) keeps the plain path's step.
+
+    One step, not a whole dream: gradient ascent is chaotic (a 1e-6 nudge to the photo moves
+    a 10-step quick dream by 12/255 on average), so any change in float rounding shows up
+    after a few steps however exact each one is.
+    """
     layers = ["block2", "block7", "block12"]
-    config = DreamConfig(octaves=1, iterations=3, jitter=0)
+    config = DreamConfig(octaves=1, iterations=1, jitter=0)
     batch = dream_batch(lite0, cat_small[None].repeat(3, 1, 1, 1), [LayerL2(n) for n in layers], config,
                         batched=True)
     for layer, batched in zip(layers, batch):
         alone = dream(lite0, cat_small, LayerL2(layer), config)
-        torch.testing.assert_close(batched.image, alone.image, atol=1e-3, rtol=0)  # < 1/4 of an 8-bit level
+        torch.testing.assert_close(batched.image, alone.image, atol=1e-5, rtol=0)
 
 
 def test_cancelled_sweep_keeps_finished_layers_and_returns_every_image(lite0, cat_small):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 from pathlib import Path
@@ -62,6 +63,50 @@ def test_truncated_forward_matches_full_network(lite0, cat_small):
         truncated = lite0.activations(cat_small[None], ["block7"])[layer]
     torch.testing.assert_close(truncated, full["out"])
     assert models.count_hooks(lite0.module) == 0
+
+
+def _plain_step(module: torch.nn.Module, preprocess: torch.nn.Module, image: torch.Tensor, layer: str
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The usual way: the whole network forward, a hook at the layer; returns the layer and d(L2)/d(pixels)."""
+    out: dict[str, torch.Tensor] = {}
+    handle = module.get_submodule(layer).register_forward_hook(lambda m, i, o: out.setdefault("act", o))
+    x = image[None].clone().requires_grad_(True)
+    try:
+        module(preprocess(x))
+    finally:
+        handle.remove()
+    (grad,) = torch.autograd.grad(out["act"].pow(2).mean(), x)
+    return out["act"].detach(), grad
+
+
+def test_channels_last_fast_path_keeps_the_plain_contiguous_step(lite0, cat_small):
+    """The forward runs channels_last (oneDNN's fast kernels): same layer output and same pixel
+    gradient as the plain contiguous network, within float tolerance."""
+    layer = lite0.layer("block10").name
+    plain = copy.deepcopy(lite0.module).to(memory_format=torch.contiguous_format)
+    plain_act, plain_grad = _plain_step(plain, lite0.preprocess, cat_small, layer)
+    x = cat_small[None].clone().requires_grad_(True)
+    fast = lite0.activations(x, [layer])[layer]
+    (fast_grad,) = torch.autograd.grad(fast.pow(2).mean(), x)
+    assert fast.is_contiguous(memory_format=torch.channels_last) and plain_act.is_contiguous()
+    torch.testing.assert_close(fast.detach(), plain_act, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fast_grad, plain_grad, rtol=1e-3, atol=1e-3 * float(plain_grad.abs().max()))
+
+
+def test_bf16_precision_stays_close_to_float32_and_is_recorded(lite0, cat_small):
+    """bf16 autocast (the CUDA default) runs on the CPU too: its layer is within bf16 rounding
+    of float32's, comes back as float32, and a dream says which precision made it."""
+    half = models.load_model("efficientnet_lite0", device="cpu", precision="bf16")
+    layer = half.layer("block7").name
+    with torch.no_grad():
+        exact = lite0.activations(cat_small[None], [layer])[layer]
+        rounded = half.activations(cat_small[None], [layer])[layer]
+    assert rounded.dtype == torch.float32
+    assert float((rounded - exact).norm() / exact.norm()) < 0.05
+    assert dream(half, cat_small, LayerL2(layer), TINY).metadata["precision"] == "bf16"
+    assert dream(lite0, cat_small, LayerL2(layer), TINY).metadata["precision"] == "fp32"
+    with pytest.raises(ConfigError, match="precision"):
+        models.load_model("efficientnet_lite0", device="cpu", precision="fp8")
 
 
 def test_truncated_forward_stops_early(lite0, cat_small):
