@@ -3,12 +3,14 @@
 Each frame is dreamed from the previous one after zooming it a little about the centre (and
 optionally turning it), so the network keeps hallucinating into the detail it just added,
 as in Google's 2015 notebook. Frame i dreams with seed + i, so a run is reproducible from
-its settings. A cancel keeps every finished frame.
+its AnimationRecipe (the first frame's dream recipe plus the zoom settings, as JSON). A cancel
+keeps every finished frame.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 import tempfile
 import time
@@ -23,8 +25,9 @@ from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream, run_metadat
 from analysis.errors import ConfigError
 from analysis.export import Grid, GridItem, settings_footnote
 from analysis.images import tensor_to_pil
-from analysis.models import LoadedModel
+from analysis.models import LoadedModel, load_model
 from analysis.objectives import Objective
+from analysis.recipes import RECIPE_VERSION, Recipe, read_json
 
 VIDEO_FORMATS = (".mp4", ".gif")
 
@@ -50,6 +53,18 @@ class ZoomSettings:
 
     def to_dict(self) -> dict:
         return {"frames": self.frames, "zoom": self.zoom, "rotation": self.rotation, "fps": self.fps}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ZoomSettings:
+        """From a recipe's 'zoom': every value checked, anything else one clear ConfigError."""
+        try:
+            settings = cls(int(data["frames"]), float(data["zoom"]), float(data.get("rotation", 0.0)),
+                           int(data.get("fps", 12)))
+        except KeyError as err:
+            raise ConfigError(f"The animation recipe's zoom settings lack {err}.") from None
+        except (TypeError, ValueError, OverflowError) as err:
+            raise ConfigError(f"The animation recipe's zoom settings are malformed ({err}).") from None
+        return settings.validate()
 
 
 @dataclass
@@ -112,6 +127,59 @@ def zoom_dream(model: LoadedModel, start: torch.Tensor, objective: Objective, co
                             steps_done=len(frames) * per_frame)
     metadata["animation"] = {**settings.to_dict(), "frames_done": len(frames), "seeds": "frame i dreams with seed + i"}
     return Animation(frames, metadata, cancelled)
+
+
+@dataclass
+class AnimationRecipe:
+    """An animation as plain JSON: the first frame's dream recipe (frame i dreams with seed + i) and the zoom."""
+
+    dream: Recipe
+    zoom: ZoomSettings
+
+    def to_dict(self) -> dict:
+        return {"recipe_version": RECIPE_VERSION, "kind": "animation", "zoom": self.zoom.to_dict(),
+                "dream": self.dream.to_dict()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: object) -> AnimationRecipe:
+        if isinstance(data, dict) and "model" in data:
+            raise ConfigError("This is a dream recipe, not an animation recipe: replay it with "
+                              "'python -m analysis dream --recipe'.")
+        if not isinstance(data, dict) or data.get("kind") != "animation":
+            raise ConfigError("This is not an animation recipe (it needs \"kind\": \"animation\").")
+        version = data.get("recipe_version", RECIPE_VERSION)
+        if not isinstance(version, int):
+            raise ConfigError("The animation recipe is malformed (its recipe_version is not a whole number).")
+        if version > RECIPE_VERSION:
+            raise ConfigError("This animation recipe was written by a newer version of the tool.")
+        if not isinstance(data.get("zoom"), dict) or not isinstance(data.get("dream"), dict):
+            raise ConfigError("The animation recipe is incomplete: it needs 'zoom' and 'dream' sections.")
+        zoom = ZoomSettings.from_dict(data["zoom"])
+        return cls(Recipe.from_dict(data["dream"]), zoom)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> AnimationRecipe:
+        return cls.from_dict(read_json(text))
+
+    def finished(self, animation: Animation) -> AnimationRecipe:
+        """This recipe cut to the frames a (possibly cancelled) run finished: it replays exactly those."""
+        return replace(self, zoom=replace(self.zoom, frames=len(animation.frames)))
+
+
+def run_animation_recipe(recipe: AnimationRecipe, model: LoadedModel | None = None, image_file: Path | None = None,
+                         on_step: OnStep | None = None, should_cancel: ShouldCancel | None = None) -> Animation:
+    """Dream an animation recipe. On the CPU a replay's frames equal the original run's."""
+    model = model or load_model(recipe.dream.model)
+    if model.name != recipe.dream.model:
+        raise ConfigError(f"The recipe is for {recipe.dream.model}, not {model.name}.")
+    start = recipe.dream.image.load(recipe.dream.max_side, image_file)
+    animation = zoom_dream(model, start, recipe.dream.build_objective(), recipe.dream.config, recipe.zoom,
+                           on_step, should_cancel)
+    animation.metadata["recipe"] = recipe.dream.to_dict()
+    return animation
 
 
 def contact_sheet(animation: Animation, count: int = 6, title: str = "") -> Grid:

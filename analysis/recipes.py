@@ -120,6 +120,8 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict) -> Recipe:
+        if isinstance(data, dict) and data.get("kind") == "animation":  # an analysis.animation.AnimationRecipe
+            raise ConfigError("This is an animation recipe: replay it with 'python -m analysis zoom --recipe'.")
         if not isinstance(data, dict) or "model" not in data:
             raise ConfigError("This is not a dream recipe (no 'model').")
         if data.get("recipe_version", RECIPE_VERSION) > RECIPE_VERSION:

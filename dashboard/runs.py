@@ -16,7 +16,7 @@ from analysis.export import grid_image, png_bytes
 from analysis.images import tensor_to_pil
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2, Objective
-from analysis.recipes import Recipe, run_recipe
+from analysis.recipes import ImageSource, Recipe, run_recipe
 from dashboard.readings import depth_reading
 
 TopK = list[tuple[int, str, float]]
@@ -113,17 +113,25 @@ def layers_grid(run: LayersRun) -> Image.Image:
 
 
 def layers_work(model: LoadedModel, image: torch.Tensor, layers: list[LayerInfo], config: DreamConfig,
-                image_title: str, input_bytes: bytes | None = None):
+                source: ImageSource, max_side: int, image_title: str, input_bytes: bytes | None = None):
+    """The sweep; `source` and `max_side` say where `image` came from, for the per-layer recipes."""
     def work(on_step, should_cancel) -> LayersRun:
         batch = image[None].repeat(len(layers), 1, 1, 1)
         objectives = [LayerL2(info.alias) for info in layers]
         results = dream_batch(model, batch, objectives, config, on_step, should_cancel)
+        for result in results:
+            # dreamed alone (the CPU): the single-dream recipe replays to these very pixels;
+            # a batched GPU sweep is not pixel-identical to single dreams, so it gets none
+            if result.metadata.get("batch_size") == 1:
+                recipe = Recipe(model.name, result.metadata["objective"], config, source, max_side)
+                result.metadata["recipe"] = recipe.to_dict()
         title = model.spec.title
         if model.spec.training_data not in title:
             title = f"{title} ({model.spec.training_data})"
         run = LayersRun(image, layers, results, title, image_title, config, input_bytes=input_bytes)
         meta = dict(results[0].metadata)
-        meta.pop("objective", None)
+        for key in ("objective", "recipe"):  # the first layer's: the grid's metadata is about all of them
+            meta.pop(key, None)
         meta.update(layers=[info.alias for info in layers], objective_text="L2 of each layer", image=image_title)
         run.metadata = meta
         run.grid = layers_grid(run)

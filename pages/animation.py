@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from analysis.animation import VIDEO_FORMATS, ZoomSettings, contact_sheet, video_bytes, zoom_dream
+from analysis.animation import VIDEO_FORMATS, AnimationRecipe, ZoomSettings, contact_sheet, video_bytes, zoom_dream
 from analysis.recipes import Recipe
 from dashboard import progress, results, state, widgets
 
@@ -49,15 +49,17 @@ def start() -> None:
         image = image_choice.load(settings.size)
         objective = objective_choice.build(layer, settings.size)
         model = state.load_model(choice.name)
-        recipe = Recipe(model.name, objective.to_dict(), config, image_choice.source(settings.size), settings.size)
+        recipe = AnimationRecipe(Recipe(model.name, objective.to_dict(), config, image_choice.source(settings.size),
+                                        settings.size), zoom_settings)
         title = f"{model.spec.title}: {objective_choice.describe(layer, model.labels)}, from {image_choice.title}"
 
         def work(on_step, should_cancel) -> dict:
             animation = zoom_dream(model, image, objective, config, zoom_settings, on_step, should_cancel)
-            animation.metadata["recipe"] = recipe.to_dict()
+            animation.metadata["recipe"] = recipe.dream.to_dict()
             videos = {suffix: video_bytes(animation.frames, suffix, zoom_settings.fps)
                       for suffix in VIDEO_FORMATS} if animation.frames else {}
-            return {"animation": animation, "videos": videos, "title": title, "input_bytes": image_choice.data}
+            return {"animation": animation, "videos": videos, "title": title, "input_bytes": image_choice.data,
+                    "recipe": recipe.finished(animation)}
 
         progress.start(SLOT, f"Dreaming {zoom_settings.frames} frames", work, lock=state.device_lock(model.device),
                        total=zoom_settings.frames * config.total_steps)
@@ -96,11 +98,17 @@ if run is not None:
             st.caption(f"{len(animation.frames)} frames of {width} x {height} px at "
                        f"{animation.metadata['animation']['fps']} fps · {animation.metadata['seconds']:.0f} s "
                        f"on {animation.metadata['device']}")
-            a, b = st.columns(2)
+            a, b, c = st.columns(3)
             a.download_button("MP4", videos[".mp4"], file_name="dream-zoom.mp4", mime="video/mp4",
                               key="animation.mp4", on_click="ignore", icon=":material/movie:", width="stretch")
             b.download_button("GIF", videos[".gif"], file_name="dream-zoom.gif", mime="image/gif",
                               key="animation.gif", on_click="ignore", icon=":material/gif_box:", width="stretch")
+            c.download_button("Recipe", run["recipe"].to_json(), file_name="dream-zoom.recipe.json",
+                              mime="application/json", key="animation.recipe", on_click="ignore",
+                              icon=":material/receipt_long:", width="stretch",
+                              help=f"These {len(animation.frames)} frames' settings as JSON: `python -m analysis "
+                                   "zoom --recipe dream-zoom.recipe.json --out again.mp4` dreams them again (on the "
+                                   "CPU, to identical pixels).")
         with sheet:
             grid = contact_sheet(animation, title=run["title"])
             st.image(grid.render(), caption="Frames, evenly spaced")

@@ -11,7 +11,7 @@ SLOT, RESULT = "layers.job", "layers.result"
 MAX_LAYERS = 12
 
 st.title("Layers: from low to high")
-st.caption("The same picture dreamed at several depths of one network, all at once. Low layers amplify strokes "
+st.caption("The same picture dreamed at several depths of one network, side by side. Low layers amplify strokes "
            "and edges, then textures and patterns; high layers hallucinate parts and whole objects.")
 
 choice = widgets.model_ui()
@@ -60,8 +60,9 @@ def start() -> None:
         model = state.load_model(choice.name)
         layers = chosen_layers(model)
         upload = image_choice.data if image_choice.kind == "file" else None
-        progress.start(SLOT, f"Dreaming {len(layers)} layers",
-                       runs.layers_work(model, image, layers, config, image_choice.title, upload),
+        work = runs.layers_work(model, image, layers, config, image_choice.source(settings.size), settings.size,
+                                image_choice.title, upload)
+        progress.start(SLOT, f"Dreaming {len(layers)} layers", work,
                        lock=state.device_lock(model.device), steps_per_octave=config.iterations,
                        total=config.total_steps, preview=image)
 
@@ -69,18 +70,20 @@ def start() -> None:
 with settings_column:
     if widgets.run_button("Dream every layer", "layers.run", ":material/layers:", choice, SLOT):
         start()
-    st.caption("On a GPU all layers are dreamed in one batched run; on the CPU one after another, "
-               "where that is faster and gives each layer exactly the pixels of its single dream.")
+    st.caption("On a GPU all layers are dreamed in one batched run. On the CPU one after another, where batching "
+               "gains nothing and each layer gets the very pixels of its single dream: each comes with a recipe "
+               "that replays it (Export page).")
 
 def keep(run: runs.LayersRun) -> None:
     """Keep the sweep for this page; register each layer's dream for the Export page.
 
-    The per-layer results carry no recipe: a batched sweep is not pixel-identical to single dreams.
+    A layer dreamed alone (the CPU) carries its recipe, which replays to its very pixels; a batched
+    GPU sweep is not pixel-identical to single dreams, so its layers carry none (runs.layers_work).
     """
     st.session_state[RESULT] = run
     for info, result in zip(run.layers, run.results):
-        metadata = {**{k: v for k, v in result.metadata.items() if k != "recipe"}, "image": run.image_title}
-        results.add_result("layers", f"{run.image_title} · {info.alias}", result.image, metadata,
+        results.add_result("layers", f"{run.image_title} · {info.alias}", result.image,
+                           {**result.metadata, "image": run.image_title},
                            input_bytes=run.input_bytes)
 
 

@@ -88,7 +88,13 @@ def config_from_args(args: argparse.Namespace) -> DreamConfig:
 
 
 def load_from_args(args: argparse.Namespace, name: str | None = None) -> models.LoadedModel:
-    return models.load_model(name or args.model, device=args.device, checkpoint=args.weights)
+    """The model named (or args.model), with --weights; a twin refuses --weights rather than ignore it."""
+    name = name or args.model
+    if args.weights is not None and models.get_spec(name).weights.format == "random":
+        trained = name.removesuffix(models.UNTRAINED_SUFFIX)
+        raise ConfigError(f"{name} is an untrained twin (seeded random weights) and has no weights file: "
+                          f"drop --weights, or use it with {trained}.")
+    return models.load_model(name, device=args.device, checkpoint=args.weights)
 
 
 def image_source(arg: str) -> tuple[ImageSource, Path | None]:

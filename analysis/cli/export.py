@@ -11,10 +11,10 @@ from pathlib import Path
 from PIL import Image
 
 from analysis import models
-from analysis.animation import VIDEO_FORMATS, ZoomSettings, write_video, zoom_dream
+from analysis.animation import VIDEO_FORMATS, AnimationRecipe, ZoomSettings, run_animation_recipe, write_video
 from analysis.cli import print_json
 from analysis.cli.core import (Progress, add_config_args, add_model_args, add_start_args, build_objective,
-                               config_from_args, image_source)
+                               config_from_args, image_source, load_from_args)
 from analysis.errors import ConfigError, ImageError
 from analysis.export import (GRID_FIELDS, ONE_ROW, Grid, GridItem, GridRecipe, arrange, bundle_zip, load_grid_recipe,
                              read_png_metadata, replay_grid, save_png)
@@ -34,6 +34,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--frames-dir", type=Path, help="also save every frame as a PNG here")
     add_config_args(p)
     p.set_defaults(preset="quick")  # a frame takes octaves x iterations steps: keep each frame light
+    p.add_argument("--recipe-out", type=Path, help="write the animation recipe JSON here")
+    p.add_argument("--recipe", type=Path,
+                   help="replay an animation recipe JSON (other dream and zoom settings are ignored)")
     p.add_argument("--json", action="store_true", help="print the animation's metadata as JSON")
     p.set_defaults(handler=cmd_zoom)
 
@@ -78,9 +81,13 @@ class _StopOnInterrupt:
         return self.event.is_set()
 
 
-def cmd_zoom(args: argparse.Namespace) -> None:
-    if args.out.suffix.lower() not in VIDEO_FORMATS:
-        raise ConfigError(f"--out must end in {' or '.join(VIDEO_FORMATS)} (got '{args.out.name}').")
+def _zoom_recipe(args: argparse.Namespace) -> tuple[AnimationRecipe, models.LoadedModel, Path | None]:
+    """The animation recipe to run (read from --recipe, or made from the other arguments), its model and image file."""
+    if args.recipe:
+        if not args.recipe.is_file():
+            raise ConfigError(f"No recipe file at {args.recipe}.")
+        recipe = AnimationRecipe.from_json(args.recipe.read_bytes())
+        return recipe, load_from_args(args, recipe.dream.model), Path(args.image) if args.image else None
     if not args.image and not args.noise:
         raise ConfigError("Give --image PATH (or a sample name) or --noise.")
     config = config_from_args(args)
@@ -89,20 +96,28 @@ def cmd_zoom(args: argparse.Namespace) -> None:
         source, file = ImageSource("noise", size=(args.size, args.size), seed=config.seed), None
     else:
         source, file = image_source(args.image)
-    model = models.load_model(args.model, device=args.device, checkpoint=args.weights)
-    objective = build_objective(args, model)
-    start = source.load(args.size, file)
+    model = load_from_args(args)
+    objective = build_objective(args, model).bind(model)
+    return AnimationRecipe(Recipe(model.name, objective.to_dict(), config, source, args.size), settings), model, file
+
+
+def cmd_zoom(args: argparse.Namespace) -> None:
+    if args.out.suffix.lower() not in VIDEO_FORMATS:
+        raise ConfigError(f"--out must end in {' or '.join(VIDEO_FORMATS)} (got '{args.out.name}').")
+    recipe, model, file = _zoom_recipe(args)
+    settings = recipe.zoom
     progress = Progress(f"{settings.frames} frames")
     try:
         with _StopOnInterrupt() as stop:
-            animation = zoom_dream(model, start, objective, config, settings, progress, stop)
+            animation = run_animation_recipe(recipe, model, file, progress, stop)
     finally:
         progress.close()
-    recipe = Recipe(model.name, objective.bind(model).to_dict(), config, source, args.size)
-    animation.metadata["recipe"] = recipe.to_dict()
     if not animation.frames:
         raise ConfigError("Stopped before the first frame finished: nothing was written.")
     write_video(args.out, animation.frames, settings.fps)
+    if args.recipe_out:
+        args.recipe_out.parent.mkdir(parents=True, exist_ok=True)
+        args.recipe_out.write_text(recipe.finished(animation).to_json())
     if args.frames_dir:
         for i, frame in enumerate(animation.frames):
             save_png(args.frames_dir / f"frame-{i:04d}.png", frame, {**animation.metadata, "frame": i})

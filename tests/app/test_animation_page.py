@@ -1,4 +1,5 @@
-"""The Animation page: a tiny zoom from noise runs in the background and ends as a video, a GIF and a result."""
+"""The Animation page: a tiny zoom from noise runs in the background and ends as a video, a GIF, a replayable
+recipe and a result."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import time
 from pathlib import Path
 
 import imageio.v3 as iio
+import torch
 from streamlit.testing.v1 import AppTest
 
+from analysis.animation import AnimationRecipe, run_animation_recipe
 from dashboard.results import RESULTS_KEY
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "animation.py")
@@ -23,7 +26,7 @@ TINY_SETTINGS = {
 }
 
 
-def test_a_tiny_zoom_becomes_a_video_a_gif_and_a_session_result():
+def test_a_tiny_zoom_becomes_a_video_a_gif_a_recipe_and_a_session_result(lite0):
     at = AppTest.from_file(PAGE, default_timeout=120)
     for key, value in TINY_SETTINGS.items():
         at.session_state[key] = value
@@ -42,10 +45,16 @@ def test_a_tiny_zoom_becomes_a_video_a_gif_and_a_session_result():
     gif = iio.imread(io.BytesIO(run["videos"][".gif"]), index=None, extension=".gif")
     assert gif.shape[:3] == (3, 64, 64)
     assert at.get("video"), "the MP4 is shown as a video"
-    assert [b.label for b in at.get("download_button")] == ["MP4", "GIF", "Grid PNG", "Bundle ZIP"]
+    assert [b.label for b in at.get("download_button")] == ["MP4", "GIF", "Recipe", "Grid PNG", "Bundle ZIP"]
     assert any("3 frames of 64 x 64 px" in c.value for c in at.caption)
     (result,) = at.session_state[RESULTS_KEY]
     assert result.kind == "animation" and result.image.size == (64, 64)
+
+    recipe = AnimationRecipe.from_json(run["recipe"].to_json())  # what the Recipe button downloads
+    assert recipe.zoom.frames == 3 and recipe.dream.image.kind == "noise"
+    again = run_animation_recipe(recipe, lite0)
+    assert len(again.frames) == 3
+    assert all(torch.equal(a, b) for a, b in zip(run["animation"].frames, again.frames))
 
 
 def test_an_impossible_setting_is_one_error_line():

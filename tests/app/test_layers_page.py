@@ -1,13 +1,19 @@
-"""The Layers page in AppTest: N layers low to high in one batched run, a labelled grid, one-line errors."""
+"""The Layers page in AppTest: N layers low to high, a labelled grid, replayable layers, one-line errors."""
 
 from __future__ import annotations
 
+import functools
 import io
 
+import torch
 from PIL import Image
 
+from analysis import dream as dreaming
+from analysis.dream import preset
 from analysis.export import read_png_metadata
-from dashboard import results
+from analysis.images import noise_image
+from analysis.recipes import ImageSource, Recipe, run_recipe
+from dashboard import results, runs
 from tests.app.conftest import finish_job
 
 SLOT, RESULT = "layers.job", "layers.result"
@@ -39,6 +45,30 @@ def test_layers_spread_low_to_high_as_a_labelled_grid(open_page):
     assert grid.width > 4 * 64
     assert read_png_metadata(run.png())["layers"] == [info.alias for info in run.layers]
     assert [r.kind for r in at.session_state[results.RESULTS_KEY]] == ["layers"] * 3
+    assert "recipe" not in read_png_metadata(run.png())  # the grid is about every layer, not the first
+
+
+def test_each_layer_dreamed_on_the_cpu_replays_from_its_recipe(open_page, lite0):
+    at = small(open_page("layers"))
+    at.slider(key="keep.layers.count").set_value(2).run()
+    at.button(key="layers.run").click().run()
+    at = finish_job(at, SLOT)
+    registered = at.session_state[results.RESULTS_KEY]
+    assert all(r.metadata["batch_size"] == 1 and r.metadata["recipe"]["max_side"] == 64 for r in registered)
+    last = registered[-1]  # the high layer: the other one is the same code path
+    replay = run_recipe(Recipe.from_dict(last.metadata["recipe"]), lite0)
+    assert replay.metadata["layers"] == last.metadata["layers"]
+    assert torch.equal(replay.image, at.session_state[RESULT].results[-1].image)
+
+
+def test_a_batched_sweep_carries_no_recipe(lite0, monkeypatch):
+    monkeypatch.setattr(runs, "dream_batch", functools.partial(dreaming.dream_batch, batched=True))  # as on a GPU
+    source = ImageSource("noise", size=(64, 64), seed=1)
+    work = runs.layers_work(lite0, noise_image(64, 1), lite0.layers_spread(2), preset("quick", iterations=2),
+                            source, 64, "noise")
+    run = work(None, None)
+    assert [r.metadata["batch_size"] for r in run.results] == [2, 2]
+    assert not any("recipe" in r.metadata for r in run.results)
 
 
 def test_chosen_layers_are_sorted_low_to_high(open_page):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -60,7 +61,7 @@ def test_dream_writes_png_with_metadata_and_recipe_replays_identically(tmp_path)
     assert json.loads(recipe.read_text())["image"]["name"] == "cat_chelsea.jpg"
     replay = tmp_path / "replay.png"
     assert main(["dream", "--recipe", str(recipe), "--out", str(replay)]) == 0
-    assert list(Image.open(out).getdata()) == list(Image.open(replay).getdata())
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(replay)))
 
 
 def test_dream_from_noise_with_a_class_objective(tmp_path):
@@ -137,3 +138,15 @@ def test_a_picture_given_as_recipe_and_a_zero_cell_are_clear(tmp_path, cat_path,
     assert main(["grid", str(out), "--cell", "0", "--out", str(tmp_path / "g.png")]) == 2
     err = capsys.readouterr().err
     assert "not a text file" in err and "Cell size 0 px is out of range" in err
+
+
+def test_weights_for_an_untrained_twin_is_refused_not_ignored(tmp_path):
+    checkpoint = tmp_path / "some.pth"
+    checkpoint.write_bytes(b"any file: the twin is refused before it is read")
+    done = subprocess.run([sys.executable, "-m", "analysis", "dream", "--model", "efficientnet_lite0-untrained",
+                           "--weights", str(checkpoint), "--noise", "--out", "x.png", *FAST], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2 and not (tmp_path / "x.png").exists()
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: efficientnet_lite0-untrained is an untrained twin") and "--weights" in line
