@@ -642,6 +642,9 @@ def load_model(name: str, device: str | torch.device | None = None, folder: Path
     if target.type == "cpu":
         allocator.keep_freed_buffers()
     if spec.weights.format == "random":
+        if checkpoint is not None:
+            raise ConfigError(f"{name} is an untrained twin (seeded random weights) and takes no weights file: "
+                              f"leave the file out, or use it with {name.removesuffix(UNTRAINED_SUFFIX)}.")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(spec.weights.seed)
             module = he_initialise(spec.build())

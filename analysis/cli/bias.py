@@ -7,7 +7,7 @@ from pathlib import Path
 
 from analysis import bias
 from analysis.cli import print_json
-from analysis.cli.core import Progress, add_config_args, config_from_args, image_source
+from analysis.cli.core import Progress, add_config_args, add_device_args, config_from_args, image_source
 from analysis.cli.study import expand_images
 from analysis.compare import parse_depths
 from analysis.errors import ConfigError
@@ -30,7 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files, folders of images, or sample names")
     p.add_argument("--size", type=int, default=224, help="longest side in px the images are dreamed at (default 224)")
     p.add_argument("--out", required=True, type=Path, help="the tidy study as CSV (one row per dream and group)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    add_device_args(p)
     add_config_args(p)
     p.add_argument("--json", action="store_true", help="print each judge's summary and reading as JSON")
     p.set_defaults(handler=cmd_bias)
@@ -61,7 +61,7 @@ def cmd_bias(args: argparse.Namespace) -> None:
     names = names if args.no_control else bias.with_controls(names)
     loaded: dict[str, LoadedModel] = {}
     for name in dict.fromkeys(names + (args.judge or bias.default_judges())):
-        loaded[name] = load_model(name, device=args.device)
+        loaded[name] = load_model(name, device=args.device, precision=args.precision)
     judges = [bias.Judge.of(loaded[name]) for name in dict.fromkeys(args.judge or bias.default_judges())]
     groups = {judge.name: reading_group(judge, args.group) for judge in judges}
     progress = Progress("bias study")

@@ -52,8 +52,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def add_model_args(p: argparse.ArgumentParser, default: str | None = models.DEFAULT_MODEL) -> None:
     p.add_argument("--model", default=default, help=f"model name (default {default}); '-untrained' for a twin")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    add_device_args(p)
     p.add_argument("--weights", type=Path, help="checkpoint file to use instead of the weights folder")
+
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--precision", default="auto", choices=("auto", *models.PRECISIONS),
+                   help="auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16")
 
 
 def add_start_args(p: argparse.ArgumentParser, default_size: int) -> None:
@@ -88,13 +94,7 @@ def config_from_args(args: argparse.Namespace) -> DreamConfig:
 
 
 def load_from_args(args: argparse.Namespace, name: str | None = None) -> models.LoadedModel:
-    """The model named (or args.model), with --weights; a twin refuses --weights rather than ignore it."""
-    name = name or args.model
-    if args.weights is not None and models.get_spec(name).weights.format == "random":
-        trained = name.removesuffix(models.UNTRAINED_SUFFIX)
-        raise ConfigError(f"{name} is an untrained twin (seeded random weights) and has no weights file: "
-                          f"drop --weights, or use it with {trained}.")
-    return models.load_model(name, device=args.device, checkpoint=args.weights)
+    return models.load_model(name or args.model, device=args.device, checkpoint=args.weights, precision=args.precision)
 
 
 def image_source(arg: str) -> tuple[ImageSource, Path | None]:

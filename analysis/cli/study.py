@@ -10,7 +10,7 @@ import torch
 from analysis import compare as comparing
 from analysis import stats
 from analysis.cli import print_json
-from analysis.cli.core import Progress, add_config_args, config_from_args, image_source
+from analysis.cli.core import Progress, add_config_args, add_device_args, config_from_args, image_source
 from analysis.errors import ConfigError, ImageError
 from analysis.export import save_png
 from analysis.images import load_image
@@ -46,14 +46,15 @@ def add_models_args(p: argparse.ArgumentParser, help_text: str) -> None:
     p.add_argument("--model", action="append", default=[], help=help_text)
     p.add_argument("--weights", type=Path, action="append", default=[],
                    help="checkpoint file per --model, in the same order (default: the weights folder)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    add_device_args(p)
 
 
 def load_models(args: argparse.Namespace, names: list[str]) -> list[LoadedModel]:
     if args.weights and len(args.weights) != len(names):
         raise ConfigError(f"Give one --weights per --model ({len(names)} models, {len(args.weights)} files).")
     files = args.weights or [None] * len(names)
-    return [load_model(name, device=args.device, checkpoint=file) for name, file in zip(names, files)]
+    return [load_model(name, device=args.device, checkpoint=file, precision=args.precision)
+            for name, file in zip(names, files)]
 
 
 def expand_images(items: list[str]) -> list[str]:

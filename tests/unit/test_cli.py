@@ -149,4 +149,4 @@ def test_weights_for_an_untrained_twin_is_refused_not_ignored(tmp_path):
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 2 and not (tmp_path / "x.png").exists()
     (line,) = done.stderr.strip().splitlines()
-    assert line.startswith("error: efficientnet_lite0-untrained is an untrained twin") and "--weights" in line
+    assert line.startswith("error: efficientnet_lite0-untrained is an untrained twin") and "no weights file" in line

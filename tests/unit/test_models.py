@@ -109,6 +109,12 @@ def test_bf16_precision_stays_close_to_float32_and_is_recorded(lite0, cat_small)
         models.load_model("efficientnet_lite0", device="cpu", precision="fp8")
 
 
+def test_an_untrained_twin_refuses_a_checkpoint_rather_than_ignore_it(tmp_path):
+    """Every command that takes weights files (dream, compare, stats, ...) loads through load_model."""
+    with pytest.raises(ConfigError, match="untrained twin"):
+        models.load_model("efficientnet_lite0-untrained", device="cpu", checkpoint=tmp_path / "any.pth")
+
+
 def test_truncated_forward_stops_early(lite0, cat_small):
     """Layers after the deepest requested one never run."""
     ran = []
