@@ -7,6 +7,7 @@ figures taken in the same run, so a busy machine skews both sides alike.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import json
 import os
@@ -22,7 +23,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from analysis.dream import DreamConfig, dream, dream_batch
-from analysis.models import LoadedModel, load_model
+from analysis import allocator
+from analysis.models import LayerInfo, LoadedModel, load_model, pick_precision
 from analysis.objectives import LayerL2
 
 ROOT = Path(__file__).resolve().parent
@@ -61,16 +63,27 @@ def flops_per_step(model: LoadedModel, image: torch.Tensor, layer: str) -> float
     return float(counter.get_total_flops())
 
 
+_PLAIN: dict[str, torch.nn.Module] = {}
+
+
+def plain_network(model: LoadedModel) -> torch.nn.Module:
+    """The network as DeepDream scripts hold it: contiguous (NCHW) tensors, float32."""
+    if model.name not in _PLAIN:
+        _PLAIN[model.name] = copy.deepcopy(model.module).to(memory_format=torch.contiguous_format)
+    return _PLAIN[model.name]
+
+
 def full_network_dream(model: LoadedModel, image: torch.Tensor, layer: str, steps: int) -> torch.Tensor:
     """The usual DeepDream script: the whole network forward, a hook at the layer, one octave."""
-    module = model.module.get_submodule(model.layer(layer).name)
+    network = plain_network(model)
+    module = network.get_submodule(model.layer(layer).name)
     x = image[None].to(model.device).clone()
     store: dict[str, torch.Tensor] = {}
     handle = module.register_forward_hook(lambda _m, _i, out: store.__setitem__("act", out))
     try:
         for _ in range(steps):
             x.requires_grad_(True)
-            model.module(model.preprocess(x))
+            network(model.preprocess(x))
             loss = store["act"].pow(2).mean()
             (grad,) = torch.autograd.grad(loss, x)
             x = (x + 1.5 / 255 * grad / (grad.abs().mean() + 1e-8)).detach().clamp(0, 1)
@@ -83,33 +96,50 @@ def torch_dreams_dream(model: LoadedModel, image_size: int, layer: str, steps: i
     """torch-dreams' Dreamer.render on the same model, layer, size and number of steps."""
     from torch_dreams.dreamer import Dreamer
 
-    module = model.module.get_submodule(model.layer(layer).name)
-    dreamer = Dreamer(torch.nn.Sequential(model.preprocess, model.module), quiet=True, device=str(model.device))
+    network = plain_network(model)
+    module = network.get_submodule(model.layer(layer).name)
+    dreamer = Dreamer(torch.nn.Sequential(model.preprocess, network), quiet=True, device=str(model.device))
     dreamer.render(layers=[module], width=image_size, height=image_size, iters=steps)
 
 
 def section_speed(models: dict[str, LoadedModel], sizes: list[int], steps: int, repeats: int, peak: float,
                   with_torch_dreams: bool) -> list[dict]:
+    """Ours at every precision the device offers; the baselines at its default precision."""
     rows = []
     for name, model in models.items():
         for info in model.layers_spread(3):
             for size in sizes:
-                image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
-                one_octave = DreamConfig(octaves=1, iterations=steps, jitter=32)
-                ours = median_seconds(lambda: dream(model, image, LayerL2(info.name), one_octave), repeats)
-                flops = flops_per_step(model, image, info.name)
-                row = {"model": name, "layer": info.alias, "depth": info.depth, "size": size,
-                       "it_per_s": steps / ours, "gflops_per_s": flops * steps / ours / 1e9}
-                row["share_of_matmul_peak"] = row["gflops_per_s"] / peak
-                if size <= 512:
-                    full = median_seconds(lambda: full_network_dream(model, image, info.name, steps), repeats)
-                    row["speedup_vs_full_network"] = full / ours
-                    if with_torch_dreams:
-                        theirs = median_seconds(lambda: torch_dreams_dream(model, size, info.name, steps), repeats)
-                        row["speedup_vs_torch_dreams"] = theirs / ours
-                rows.append(row)
-                print(_fmt(row), flush=True)
+                for precision in precisions(model.device):
+                    model.precision = precision
+                    rows.append(_speed_row(name, model, info, size, steps, repeats, peak,
+                                           baselines=precision == pick_precision(None, model.device),
+                                           with_torch_dreams=with_torch_dreams))
+                model.precision = pick_precision(None, model.device)
     return rows
+
+
+def precisions(device: torch.device) -> list[str]:
+    """fp32 against bf16 autocast on a GPU; on the CPU bf16 has no fast kernels to measure."""
+    return ["fp32", "bf16"] if device.type == "cuda" else ["fp32"]
+
+
+def _speed_row(name: str, model: LoadedModel, info: LayerInfo, size: int, steps: int, repeats: int, peak: float,
+               baselines: bool, with_torch_dreams: bool) -> dict:
+    image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
+    one_octave = DreamConfig(octaves=1, iterations=steps, jitter=32)
+    ours = median_seconds(lambda: dream(model, image, LayerL2(info.name), one_octave), repeats)
+    flops = flops_per_step(model, image, info.name)
+    row = {"model": name, "layer": info.alias, "depth": info.depth, "size": size,
+           "precision": model.precision, "it_per_s": steps / ours, "gflops_per_s": flops * steps / ours / 1e9}
+    row["share_of_matmul_peak"] = row["gflops_per_s"] / peak
+    if size <= 512 and baselines:
+        full = median_seconds(lambda: full_network_dream(model, image, info.name, steps), repeats)
+        row["speedup_vs_full_network"] = full / ours
+        if with_torch_dreams:
+            theirs = median_seconds(lambda: torch_dreams_dream(model, size, info.name, steps), repeats)
+            row["speedup_vs_torch_dreams"] = theirs / ours
+    print(_fmt(row), flush=True)
+    return row
 
 
 def section_sweep(model: LoadedModel, size: int, count: int, repeats: int) -> dict:
@@ -123,6 +153,118 @@ def section_sweep(model: LoadedModel, size: int, count: int, repeats: int) -> di
            "speedup": sequential / batched}
     print(_fmt(row), flush=True)
     return row
+
+
+def section_allocator(model: LoadedModel, size: int, count: int, repeats: int) -> dict:
+    """The batched sweep with glibc's own big-block policy (mmap and unmap every block over 32 MB)
+    against analysis.allocator's (keep freed blocks for the next step)."""
+    layers = [info.name for info in model.layers_spread(count)]
+    image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
+    config = DreamConfig(octaves=2, iterations=5)
+    batch = lambda: dream_batch(model, image[None].repeat(count, 1, 1, 1), [LayerL2(n) for n in layers], config,
+                                batched=True)
+    libc = allocator._glibc()
+    if libc is None:
+        return {"skipped": "not glibc"}
+    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: glibc's dynamic threshold at its ceiling
+    libc.mallopt(-1, 32 << 20)  # M_TRIM_THRESHOLD
+    try:
+        default = median_seconds(batch, repeats)
+    finally:
+        allocator.keep_freed_buffers.cache_clear()
+        allocator.keep_freed_buffers()
+    kept = median_seconds(batch, repeats)
+    row = {"model": model.name, "layers": count, "size": size, "glibc_default_s": default, "kept_buffers_s": kept,
+           "speedup": default / kept}
+    print(_fmt(row), flush=True)
+    return row
+
+
+def _network_step(network: torch.nn.Module, model: LoadedModel, image: torch.Tensor, layer: str,
+                  memory_format: torch.memory_format) -> torch.Tensor:
+    """One gradient of the whole network with a hook at the layer, input in the given layout."""
+    store: dict[str, torch.Tensor] = {}
+    handle = network.get_submodule(layer).register_forward_hook(lambda _m, _i, out: store.__setitem__("act", out))
+    x = image[None].to(model.device).requires_grad_(True)
+    try:
+        network(model.preprocess(x).contiguous(memory_format=memory_format))
+    finally:
+        handle.remove()
+    return torch.autograd.grad(store["act"].pow(2).mean(), x)[0]
+
+
+def section_layout(models: dict[str, LoadedModel], size: int, repeats: int) -> list[dict]:
+    """channels_last (what load_model does) against contiguous NCHW, the same full network step."""
+    rows = []
+    for name, model in models.items():
+        image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
+        for info in model.layers_spread(3):
+            plain = median_seconds(lambda: _network_step(plain_network(model), model, image, info.name,
+                                                         torch.contiguous_format), repeats)
+            fast = median_seconds(lambda: _network_step(model.module, model, image, info.name,
+                                                        torch.channels_last), repeats)
+            row = {"model": name, "layer": info.alias, "size": size, "contiguous_s": plain, "channels_last_s": fast,
+                   "speedup": plain / fast}
+            rows.append(row)
+            print(_fmt(row), flush=True)
+    return rows
+
+
+def section_compile(models: dict[str, LoadedModel], size: int, repeats: int) -> list[dict]:
+    """torch.compile (inductor, static shapes) of the whole forward with a hook, the unused tail
+    dropped by the compiler, against our eager truncated forward: one step, same image."""
+    rows = []
+    for name, model in models.items():
+        image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0), device=model.device)
+        for info in model.layers_spread(3):
+            objective = LayerL2(info.name).bind(model)
+
+            def step(score: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+                x = image.clone().requires_grad_(True)
+                return torch.autograd.grad(score(x).sum(), x)[0]
+
+            eager_score = lambda x: objective.score(model.activations(x, objective.layers))
+            store: dict[str, torch.Tensor] = {}
+            handle = model.module.get_submodule(info.name).register_forward_hook(
+                lambda _m, _i, out: store.__setitem__(info.name, out))
+
+            def full_score(x: torch.Tensor) -> torch.Tensor:
+                model.module(model.preprocess(x).contiguous(memory_format=torch.channels_last))
+                return objective.score({info.name: store[info.name]})
+
+            try:
+                torch._dynamo.reset()
+                compiled_score = torch.compile(full_score, dynamic=False)
+                start = time.perf_counter()
+                compiled_grad = step(compiled_score)
+                compile_s = time.perf_counter() - start
+                compiled = median_seconds(lambda: step(compiled_score), repeats)
+            finally:
+                handle.remove()
+            eager_grad = step(eager_score)
+            eager = median_seconds(lambda: step(eager_score), repeats)
+            row = {"model": name, "layer": info.alias, "size": size, "eager_s": eager, "compiled_s": compiled,
+                   "speedup": eager / compiled, "first_call_with_compile_s": compile_s,
+                   "gradient_relative_difference": float((compiled_grad - eager_grad).norm() / eager_grad.norm())}
+            rows.append(row)
+            print(_fmt(row), flush=True)
+    return rows
+
+
+def section_goal(model: LoadedModel, size: int, repeats: int) -> list[dict]:
+    """The issue's GPU goal: a whole 4-octave x 10-step dream at 1024 px on a high GoogLeNet layer."""
+    info = model.layers_spread(3)[2]
+    image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
+    rows = []
+    for precision in precisions(model.device):
+        model.precision = precision
+        seconds = median_seconds(lambda: dream(model, image, LayerL2(info.name), DreamConfig()), repeats)
+        row = {"model": model.name, "layer": info.alias, "size": size, "precision": precision,
+               "steps": DreamConfig().total_steps, "dream_s": seconds}
+        rows.append(row)
+        print(_fmt(row), flush=True)
+    model.precision = pick_precision(None, model.device)
+    return rows
 
 
 def section_featviz(model: LoadedModel, channels: int, steps: int, size: int) -> dict:
@@ -225,10 +367,14 @@ def machine() -> dict:
     return info
 
 
+SECTIONS = ("speed", "sweep", "allocator", "layout", "compile", "goal", "featviz", "memory", "app")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
-    parser.add_argument("--only", nargs="*", default=["speed", "sweep", "featviz", "memory", "app"])
+    parser.add_argument("--only", nargs="*", choices=SECTIONS, default=list(SECTIONS), metavar="SECTION",
+                        help=f"sections to run (default all): {' '.join(SECTIONS)}")
     args = parser.parse_args()
     repeats = 2 if args.quick else 3
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -248,6 +394,14 @@ def main() -> None:
         report["speed"] = section_speed(models, sizes, 5, repeats, report["matmul_peak_gflops"], with_torch_dreams)
     if "sweep" in args.only:
         report["sweep"] = [section_sweep(models["efficientnet_lite0"], size, 6, repeats) for size in (224, 512)]
+    if "allocator" in args.only:
+        report["allocator"] = section_allocator(models["efficientnet_lite0"], 512, 6, repeats)
+    if "layout" in args.only:
+        report["layout"] = section_layout(models, 512, repeats)
+    if "compile" in args.only:
+        report["compile"] = section_compile(models, 512, repeats)
+    if "goal" in args.only:
+        report["goal"] = section_goal(models["googlenet (random weights)"], 1024, repeats if device.type == "cuda" else 1)
     if "featviz" in args.only:
         report["featviz"] = section_featviz(models["efficientnet_lite0"], 8, 32, 96)
     if "memory" in args.only:
@@ -257,8 +411,10 @@ def main() -> None:
         report["app"] = section_app()
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"{report['date']}-{platform.node() or 'machine'}-{device.type}.json"
-    (RESULTS / name).write_text(json.dumps(report, indent=2))
-    print(f"wrote {RESULTS / name}")
+    path = RESULTS / name
+    earlier = json.loads(path.read_text()) if path.is_file() else {}  # a run of some sections keeps the others
+    path.write_text(json.dumps({**earlier, **report}, indent=2))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
