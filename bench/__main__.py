@@ -23,7 +23,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from analysis.dream import DreamConfig, dream, dream_batch
-from analysis import allocator
 from analysis.models import LayerInfo, LoadedModel, load_model, pick_precision
 from analysis.objectives import LayerL2
 
@@ -155,29 +154,43 @@ def section_sweep(model: LoadedModel, size: int, count: int, repeats: int) -> di
     return row
 
 
-def section_allocator(model: LoadedModel, size: int, count: int, repeats: int) -> dict:
-    """The batched sweep with glibc's own big-block policy (mmap and unmap every block over 32 MB)
-    against analysis.allocator's (keep freed blocks for the next step)."""
-    layers = [info.name for info in model.layers_spread(count)]
-    image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
-    config = DreamConfig(octaves=2, iterations=5)
-    batch = lambda: dream_batch(model, image[None].repeat(count, 1, 1, 1), [LayerL2(n) for n in layers], config,
-                                batched=True)
-    libc = allocator._glibc()
-    if libc is None:
-        return {"skipped": "not glibc"}
-    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: glibc's dynamic threshold at its ceiling
-    libc.mallopt(-1, 32 << 20)  # M_TRIM_THRESHOLD
-    try:
-        default = median_seconds(batch, repeats)
-    finally:
-        allocator.keep_freed_buffers.cache_clear()
-        allocator.keep_freed_buffers()
-    kept = median_seconds(batch, repeats)
-    row = {"model": model.name, "layers": count, "size": size, "glibc_default_s": default, "kept_buffers_s": kept,
-           "speedup": default / kept}
-    print(_fmt(row), flush=True)
-    return row
+ALLOCATOR_CHILD = """
+import statistics, sys, time, torch
+from analysis import allocator
+if sys.argv[1] == "glibc":
+    allocator.keep_freed_buffers = lambda: False  # glibc's own policy: mmap and unmap every block over 32 MB
+from analysis.models import load_model
+from analysis.dream import DreamConfig, dream, dream_batch
+from analysis.objectives import LayerL2
+model = load_model("efficientnet_lite0", device="cpu")
+size, count, repeats = (int(v) for v in sys.argv[2:5])
+image = torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(0))
+layers = [LayerL2(i.name) for i in model.layers_spread(count)] if count > 1 else [LayerL2("block8")]
+run = lambda: dream_batch(model, image, layers, DreamConfig(octaves=1, iterations=3, jitter=0), batched=True)
+run()
+times = []
+for _ in range(repeats):
+    start = time.perf_counter(); run(); times.append(time.perf_counter() - start)
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
+print(statistics.median(times), peak)
+"""
+
+
+def section_allocator(repeats: int) -> list[dict]:
+    """analysis.allocator (freed big blocks kept for the next step) against glibc's own policy,
+    each in a fresh process: a 1024 and a 2048 px dream, and a batched 6-layer sweep at 512 px."""
+    rows = []
+    for size, count in ((1024, 1), (2048, 1), (512, 6)):
+        row: dict = {"model": "efficientnet_lite0", "size": size, "images": count, "steps": 3}
+        for policy in ("glibc", "kept"):
+            done = subprocess.run([sys.executable, "-c", ALLOCATOR_CHILD, policy, str(size), str(count), str(repeats)],
+                                  capture_output=True, text=True, cwd=ROOT.parent, timeout=1800)
+            seconds, peak = (float(v) for v in done.stdout.split()[-2:])
+            row[f"{policy}_s"], row[f"{policy}_peak_rss_mb"] = seconds, peak
+        row["speedup"] = row["glibc_s"] / row["kept_s"]
+        rows.append(row)
+        print(_fmt(row), flush=True)
+    return rows
 
 
 def _network_step(network: torch.nn.Module, model: LoadedModel, image: torch.Tensor, layer: str,
@@ -395,7 +408,7 @@ def main() -> None:
     if "sweep" in args.only:
         report["sweep"] = [section_sweep(models["efficientnet_lite0"], size, 6, repeats) for size in (224, 512)]
     if "allocator" in args.only:
-        report["allocator"] = section_allocator(models["efficientnet_lite0"], 512, 6, repeats)
+        report["allocator"] = section_allocator(repeats)
     if "layout" in args.only:
         report["layout"] = section_layout(models, 512, repeats)
     if "compile" in args.only:
