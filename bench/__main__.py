@@ -193,31 +193,42 @@ def section_allocator(repeats: int) -> list[dict]:
     return rows
 
 
-def _network_step(network: torch.nn.Module, model: LoadedModel, image: torch.Tensor, layer: str,
-                  memory_format: torch.memory_format) -> torch.Tensor:
-    """One gradient of the whole network with a hook at the layer, input in the given layout."""
+class _Stop(Exception):
+    pass
+
+
+def _truncated_step(network: torch.nn.Module, model: LoadedModel, image: torch.Tensor, layer: str,
+                    memory_format: torch.memory_format) -> torch.Tensor:
+    """One gradient of the network cut after the layer, input in the given layout."""
     store: dict[str, torch.Tensor] = {}
-    handle = network.get_submodule(layer).register_forward_hook(lambda _m, _i, out: store.__setitem__("act", out))
+
+    def capture(_m: torch.nn.Module, _i: object, out: torch.Tensor) -> None:
+        store["act"] = out
+        raise _Stop
+
+    handle = network.get_submodule(layer).register_forward_hook(capture)
     x = image[None].to(model.device).requires_grad_(True)
     try:
         network(model.preprocess(x).contiguous(memory_format=memory_format))
+    except _Stop:
+        pass
     finally:
         handle.remove()
     return torch.autograd.grad(store["act"].pow(2).mean(), x)[0]
 
 
 def section_layout(models: dict[str, LoadedModel], size: int, repeats: int) -> list[dict]:
-    """channels_last (what load_model does) against contiguous NCHW, the same full network step."""
+    """channels_last (what load_model does) against contiguous NCHW: one truncated step per depth."""
     rows = []
     for name, model in models.items():
         image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
-        for info in model.layers_spread(3):
-            plain = median_seconds(lambda: _network_step(plain_network(model), model, image, info.name,
-                                                         torch.contiguous_format), repeats)
-            fast = median_seconds(lambda: _network_step(model.module, model, image, info.name,
-                                                        torch.channels_last), repeats)
-            row = {"model": name, "layer": info.alias, "size": size, "contiguous_s": plain, "channels_last_s": fast,
-                   "speedup": plain / fast}
+        for info in model.layers_spread(7):
+            plain = median_seconds(lambda: _truncated_step(plain_network(model), model, image, info.name,
+                                                           torch.contiguous_format), repeats)
+            fast = median_seconds(lambda: _truncated_step(model.module, model, image, info.name,
+                                                          torch.channels_last), repeats)
+            row = {"model": name, "layer": info.alias, "depth": info.depth, "size": size, "contiguous_s": plain,
+                   "channels_last_s": fast, "speedup": plain / fast}
             rows.append(row)
             print(_fmt(row), flush=True)
     return rows
