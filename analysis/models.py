@@ -23,6 +23,7 @@ from torchvision.models import get_weight as torchvision_weights
 from analysis import allocator
 from analysis import labels as label_files
 from analysis.errors import CheckpointError, ConfigError, WeightsMissingError
+from analysis.fusion import fold_batch_norms
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 UNTRAINED_SUFFIX = "-untrained"
@@ -630,11 +631,13 @@ def he_initialise(module: nn.Module) -> nn.Module:
 
 
 def load_model(name: str, device: str | torch.device | None = None, folder: Path | None = None,
-               checkpoint: Path | None = None, precision: str | None = None) -> LoadedModel:
+               checkpoint: Path | None = None, precision: str | None = None,
+               fold_batch_norm: bool = True) -> LoadedModel:
     """Build, load weights safely, freeze, and move to the device.
 
     checkpoint overrides where the file is looked for (a file brought from outside);
-    precision is "fp32", "bf16" or None for the device's default (see pick_precision).
+    precision is "fp32", "bf16" or None for the device's default (see pick_precision);
+    fold_batch_norm=False keeps the network as its authors wrote it (the plain path, for comparisons).
     """
     spec = get_spec(name)
     target = device if isinstance(device, torch.device) else pick_device(device)
@@ -660,10 +663,14 @@ def load_model(name: str, device: str | torch.device | None = None, folder: Path
         load_state(module, fit_state_dict(spec, read_checkpoint(path)), path.name)
         sha = file_sha256(path)
     module.eval().requires_grad_(False)
+    preprocess, layers = Preprocess(spec.convention), layer_table(spec)
+    if fold_batch_norm:
+        example = preprocess(torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
+        module = fold_batch_norms(module, example, [info.name for info in layers if info.name != LOGITS])
     module = module.to(target, memory_format=torch.channels_last)
     return LoadedModel(
-        spec=spec, module=module, preprocess=Preprocess(spec.convention).to(target),
-        layers=layer_table(spec), labels=class_labels(spec.labels), weights_sha256=sha, device=target,
+        spec=spec, module=module, preprocess=preprocess.to(target),
+        layers=layers, labels=class_labels(spec.labels), weights_sha256=sha, device=target,
         precision=chosen_precision,
     )
 

@@ -7,7 +7,6 @@ figures taken in the same run, so a busy machine skews both sides alike.
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import json
 import os
@@ -65,11 +64,14 @@ def flops_per_step(model: LoadedModel, image: torch.Tensor, layer: str) -> float
 _PLAIN: dict[str, torch.nn.Module] = {}
 
 
-def plain_network(model: LoadedModel) -> torch.nn.Module:
-    """The network as DeepDream scripts hold it: contiguous (NCHW) tensors, float32."""
-    if model.name not in _PLAIN:
-        _PLAIN[model.name] = copy.deepcopy(model.module).to(memory_format=torch.contiguous_format)
-    return _PLAIN[model.name]
+def plain_network(model: LoadedModel, memory_format: torch.memory_format = torch.contiguous_format
+                  ) -> torch.nn.Module:
+    """The network as DeepDream scripts hold it: as its authors wrote it (BatchNorms kept), NCHW, float32."""
+    key = f"{model.name}-{memory_format}"
+    if key not in _PLAIN:
+        plain = load_model(model.name, device=model.device, fold_batch_norm=False).module
+        _PLAIN[key] = plain.to(memory_format=memory_format)
+    return _PLAIN[key]
 
 
 def full_network_dream(model: LoadedModel, image: torch.Tensor, layer: str, steps: int) -> torch.Tensor:
@@ -218,17 +220,22 @@ def _truncated_step(network: torch.nn.Module, model: LoadedModel, image: torch.T
 
 
 def section_layout(models: dict[str, LoadedModel], size: int, repeats: int) -> list[dict]:
-    """channels_last (what load_model does) against contiguous NCHW: one truncated step per depth."""
+    """What load_model does to the network, one step at a time: the network as written (NCHW),
+    channels_last, then channels_last with BatchNorms folded; one truncated step per depth."""
     rows = []
     for name, model in models.items():
         image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
         for info in model.layers_spread(7):
-            plain = median_seconds(lambda: _truncated_step(plain_network(model), model, image, info.name,
-                                                           torch.contiguous_format), repeats)
-            fast = median_seconds(lambda: _truncated_step(model.module, model, image, info.name,
-                                                          torch.channels_last), repeats)
-            row = {"model": name, "layer": info.alias, "depth": info.depth, "size": size, "contiguous_s": plain,
-                   "channels_last_s": fast, "speedup": plain / fast}
+            seconds = {form: median_seconds(lambda: _truncated_step(network, model, image, info.name, layout), repeats)
+                       for form, network, layout in (
+                           ("as_written", plain_network(model), torch.contiguous_format),
+                           ("channels_last", plain_network(model, torch.channels_last), torch.channels_last),
+                           ("channels_last_folded", model.module, torch.channels_last))}
+            row = {"model": name, "layer": info.alias, "depth": info.depth, "size": size,
+                   **{f"{form}_s": value for form, value in seconds.items()},
+                   "channels_last_speedup": seconds["as_written"] / seconds["channels_last"],
+                   "folding_speedup": seconds["channels_last"] / seconds["channels_last_folded"],
+                   "speedup": seconds["as_written"] / seconds["channels_last_folded"]}
             rows.append(row)
             print(_fmt(row), flush=True)
     return rows

@@ -79,18 +79,22 @@ def _plain_step(module: torch.nn.Module, preprocess: torch.nn.Module, image: tor
     return out["act"].detach(), grad
 
 
-def test_channels_last_fast_path_keeps_the_plain_contiguous_step(lite0, cat_small):
-    """The forward runs channels_last (oneDNN's fast kernels): same layer output and same pixel
-    gradient as the plain contiguous network, within float tolerance."""
+def test_fast_path_keeps_the_plain_networks_step(lite0, cat_small):
+    """The forward runs channels_last with BatchNorms folded into the convolutions: the same layer
+    output as the network as written (NCHW, BatchNorm kept) within float tolerance, and the same
+    pixel gradient within float32 rounding (about 1e-3 of its norm: ReLU6 gates near 0 and 6 flip)."""
     layer = lite0.layer("block10").name
-    plain = copy.deepcopy(lite0.module).to(memory_format=torch.contiguous_format)
-    plain_act, plain_grad = _plain_step(plain, lite0.preprocess, cat_small, layer)
+    plain = models.load_model("efficientnet_lite0", device="cpu", fold_batch_norm=False)
+    network = plain.module.to(memory_format=torch.contiguous_format)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in lite0.module.modules())
+    plain_act, plain_grad = _plain_step(network, plain.preprocess, cat_small, layer)
     x = cat_small[None].clone().requires_grad_(True)
     fast = lite0.activations(x, [layer])[layer]
     (fast_grad,) = torch.autograd.grad(fast.pow(2).mean(), x)
     assert fast.is_contiguous(memory_format=torch.channels_last) and plain_act.is_contiguous()
     torch.testing.assert_close(fast.detach(), plain_act, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(fast_grad, plain_grad, rtol=1e-3, atol=1e-3 * float(plain_grad.abs().max()))
+    assert float((fast_grad - plain_grad).norm() / plain_grad.norm()) < 1e-2
 
 
 def test_bf16_precision_stays_close_to_float32_and_is_recorded(lite0, cat_small):

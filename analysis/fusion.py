@@ -1,0 +1,97 @@
+"""Folding eval-mode BatchNorm into the convolution that feeds it.
+
+A frozen BatchNorm is a per-channel scale and shift, so it can live in the convolution's
+weights and bias; every dream step then skips one memory-bound pass forward and one backward
+per convolution. bench/ measured 1.13-1.18x on GoogLeNet and 1.43-1.82x on EfficientNet-Lite0
+a step. The maths is exact (float64 gradients agree to 1e-15); in float32 the rounding moves
+a step's gradient by about 1e-3 of its norm, the same order as any change of kernels.
+
+Which BatchNorm follows which convolution is read from a traced forward, not from module
+order, and the folded network is checked against the original at every hooked layer: a
+network where that check fails is left as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+TOLERANCE = 1e-4  # relative, per layer output, float32
+
+
+def conv_norm_pairs(module: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
+    """(conv, batch norm) names where the norm's only input is the conv's output, both called once."""
+    leaves = {name: m for name, m in module.named_modules() if not any(m.children())}
+    calls: Counter[str] = Counter()
+    made_by: dict[int, str] = {}  # id of a conv's output -> the conv
+    used_by: defaultdict[str, list[str]] = defaultdict(list)  # conv -> leaves its output went into
+    keep_alive: list[torch.Tensor] = []  # so that no id is reused during the trace
+    handles = []
+
+    def before(name: str, inputs: tuple) -> None:
+        calls[name] += 1
+        for value in inputs:
+            if isinstance(value, torch.Tensor) and id(value) in made_by:
+                used_by[made_by[id(value)]].append(name)
+
+    def after(name: str, output: object) -> None:
+        if isinstance(output, torch.Tensor):
+            made_by[id(output)] = name
+            keep_alive.append(output)
+
+    try:
+        for name, leaf in leaves.items():
+            handles.append(leaf.register_forward_pre_hook(lambda _m, inputs, name=name: before(name, inputs)))
+            if isinstance(leaf, nn.Conv2d):
+                handles.append(leaf.register_forward_hook(lambda _m, _i, out, name=name: after(name, out)))
+        with torch.no_grad():
+            module(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    pairs = []
+    for conv, users in used_by.items():
+        if len(users) == 1 and isinstance(leaves[users[0]], nn.BatchNorm2d) and calls[conv] == calls[users[0]] == 1:
+            pairs.append((conv, users[0]))
+    return pairs
+
+
+def _layer_outputs(module: nn.Module, example: torch.Tensor, layers: Sequence[str]) -> list[torch.Tensor]:
+    outputs: dict[str, torch.Tensor] = {}
+    handles = [module.get_submodule(name).register_forward_hook(
+        lambda _m, _i, out, name=name: outputs.__setitem__(name, out)) for name in layers]
+    try:
+        with torch.no_grad():
+            final = module(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    found = [outputs[name] for name in layers if name in outputs]
+    return found + [final] if isinstance(final, torch.Tensor) else found
+
+
+def fold_batch_norms(module: nn.Module, example: torch.Tensor, layers: Sequence[str]) -> nn.Module:
+    """A copy of the eval-mode module with its BatchNorms folded, or the module itself when
+    nothing folds or the folded copy does not reproduce every named layer's output.
+
+    A conv that is itself a named layer keeps its norm: folded, it would output the normalised values."""
+    pairs = [(conv, norm) for conv, norm in conv_norm_pairs(module, example) if conv not in layers]
+    if not pairs:
+        return module
+    folded = copy.deepcopy(module)
+    for conv_name, norm_name in pairs:
+        conv = folded.get_submodule(conv_name)
+        fused = fuse_conv_bn_eval(conv, folded.get_submodule(norm_name))
+        conv.weight, conv.bias = fused.weight, fused.bias
+        parent, _, child = norm_name.rpartition(".")
+        setattr(folded.get_submodule(parent), child, nn.Identity())
+    folded.requires_grad_(False)
+    for before, after in zip(_layer_outputs(module, example, layers), _layer_outputs(folded, example, layers)):
+        if float((after - before).norm()) > TOLERANCE * float(before.norm()) + 1e-12:
+            return module
+    return folded

@@ -1,0 +1,59 @@
+"""BatchNorm folding: folds where a norm only reads a convolution, and never changes what a network computes."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from analysis.fusion import conv_norm_pairs, fold_batch_norms
+
+
+def _frozen_norm(channels: int, seed: int) -> nn.BatchNorm2d:
+    """A norm with non-trivial running statistics, as a trained network has."""
+    generator = torch.Generator().manual_seed(seed)
+    norm = nn.BatchNorm2d(channels)
+    norm.running_mean = torch.randn(channels, generator=generator)
+    norm.running_var = torch.rand(channels, generator=generator) + 0.5
+    norm.weight.data = torch.randn(channels, generator=generator)
+    norm.bias.data = torch.randn(channels, generator=generator)
+    return norm.eval()
+
+
+class Plain(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.norm = _frozen_norm(8, 1)
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.norm(self.conv(x))))
+
+
+class Residual(nn.Module):
+    """The conv's output feeds the norm and, outside any module, a skip connection: folding would change the sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.norm = _frozen_norm(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.norm(y) + y
+
+
+def test_a_norm_after_a_conv_is_folded_and_outputs_stay_the_same():
+    torch.manual_seed(0)
+    net, x = Plain().eval().requires_grad_(False), torch.randn(2, 3, 16, 16)
+    assert conv_norm_pairs(net, x) == [("conv", "norm")]
+    folded = fold_batch_norms(net, x, ["norm", "head"])
+    assert isinstance(folded.norm, nn.Identity) and isinstance(net.norm, nn.BatchNorm2d)  # the original is untouched
+    torch.testing.assert_close(folded(x), net(x), rtol=1e-5, atol=1e-5)
+    assert fold_batch_norms(net, x, ["conv", "head"]) is net  # a dream at the raw conv needs its own output
+
+
+def test_a_conv_output_also_used_elsewhere_is_left_alone():
+    torch.manual_seed(0)
+    net, x = Residual().eval().requires_grad_(False), torch.randn(1, 3, 16, 16)
+    assert fold_batch_norms(net, x, ["conv", "norm"]) is net
