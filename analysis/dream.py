@@ -232,7 +232,7 @@ def dream_batch(
 
     batched: one optimisation for all images (a layer sweep in one pass), or one image after
     another. By default batched on GPUs only: on the CPU bench/ measured a batched 6-layer
-    sweep at only 1.24x the sequential one at 224 px and 1.10x at 512 px (the same FLOPs, and
+    sweep at only 1.20x the sequential one at 224 px and 1.09x at 512 px (the same FLOPs, and
     two cores are already busy at batch 1), while sequential sweeps give each layer the very
     pixels a single dream (and its recipe replay) gives.
     """

@@ -2,8 +2,8 @@
 
 A frozen BatchNorm is a per-channel scale and shift, so it can live in the convolution's
 weights and bias; every dream step then skips one memory-bound pass forward and one backward
-per convolution. bench/ measured 1.13-1.18x on GoogLeNet and 1.43-1.82x on EfficientNet-Lite0
-a step. The maths is exact (float64 gradients agree to 1e-15); in float32 the rounding moves
+per convolution. bench/ measured 1.11-1.16x on GoogLeNet and 1.40-1.66x on EfficientNet-Lite0
+a step at 512 px. The maths is exact (float64 gradients agree to 1e-15); in float32 the rounding moves
 a step's gradient by about 1e-3 of its norm, the same order as any change of kernels.
 
 Which BatchNorm follows which convolution is read from a traced forward, not from module
