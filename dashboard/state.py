@@ -26,6 +26,7 @@ log = logging.getLogger("inceptionism.dashboard")
 
 KEEP = "keep."
 DEVICE_KEY = "keep.device"
+PRECISION_KEY = "keep.precision"
 
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
@@ -79,17 +80,25 @@ def current_device() -> str:
         return "cpu"
 
 
+def current_precision() -> str:
+    """The sidebar's precision, resolved for the current device ('auto' -> bf16 on CUDA, else fp32)."""
+    try:
+        return models.pick_precision(st.session_state.get(PRECISION_KEY, "auto"), torch.device(current_device()))
+    except ConfigError:
+        return "fp32"
+
+
 @st.cache_resource(show_spinner=False, max_entries=6)
-def _cached_model(name: str, device: str) -> models.LoadedModel:
-    log.info("loading %s on %s", name, device)
-    return models.load_model(name, device=device)
+def _cached_model(name: str, device: str, precision: str) -> models.LoadedModel:
+    log.info("loading %s on %s (%s)", name, device, precision)
+    return models.load_model(name, device=device, precision=precision)
 
 
 def load_model(name: str, device: str | None = None) -> models.LoadedModel:
     """The shared LoadedModel; raises LabError (e.g. WeightsMissingError) for the caller to show."""
     device = device or current_device()
     with st.spinner(f"Loading {name} on {device}…"):
-        return _cached_model(name, device)
+        return _cached_model(name, device, current_precision())
 
 
 @contextmanager

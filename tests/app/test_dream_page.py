@@ -216,7 +216,7 @@ def test_two_sessions_dreaming_at_once_get_the_results_they_would_get_alone(open
     for at in sessions:
         at.button(key="dream.run").click().run()
     runs = [finish_job(at, SLOT).session_state[RESULT] for at in sessions]
-    model = state._cached_model("efficientnet_lite0", "cpu")
+    model = state._cached_model("efficientnet_lite0", "cpu", "fp32")
     assert count_hooks(model.module) == 0
     assert runs[0].result.metadata["layers"] == ["block10"] and runs[1].result.metadata["layers"] == ["block4"]
     from analysis.recipes import run_recipe
@@ -252,3 +252,13 @@ def test_huge_image_is_refused_in_one_line(open_page, side, expected):
     assert errors(at) == [expected]
     at.button(key="dream.run").click().run()
     assert not at.exception and SLOT not in at.session_state
+
+
+def test_the_sidebar_precision_choice_dreams_in_bf16_and_says_so(open_page):
+    """bf16 is opt-in on the CPU (faster only where it has bf16 units); the result records it."""
+    at = small(open_page("dream"))
+    at.session_state[state.PRECISION_KEY] = "bf16"  # the sidebar's picker (drawn by dashboard/app.py)
+    at.button(key="dream.run").click().run()
+    at = finish_job(at, SLOT)
+    assert not at.exception and not errors(at)
+    assert at.session_state[RESULT].result.metadata["precision"] == "bf16"

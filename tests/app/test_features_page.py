@@ -92,9 +92,9 @@ def test_a_chosen_channel_is_mapped_dreamed_and_its_top_photos_listed(page):
 
 def test_a_cancelled_render_keeps_its_pictures_caches_none_and_leaves_no_hooks(page, tmp_path):
     at = page
-    model = state._cached_model("efficientnet_lite0", "cpu")  # the page's own instance (a process-wide cache)
+    model = state._cached_model("efficientnet_lite0", "cpu", "fp32")  # the page's own instance (a process-wide cache)
     assert at.session_state["features.measured"]["beside"]["model"] is state._cached_model(
-        "efficientnet_lite0-untrained", "cpu")
+        "efficientnet_lite0-untrained", "cpu", "fp32")
     hooks = count_hooks(model.module)
     at.number_input(key="keep.features.steps").set_value(400).run()
     at.button(key="features.render").click().run()

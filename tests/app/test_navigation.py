@@ -34,6 +34,7 @@ def test_every_page_opens_without_error(no_extra_weights, page):
     assert not at.error, [e.value for e in at.error]
     assert at.title and at.title[0].value
     assert at.selectbox(key="keep.device").value == "auto"  # the sidebar's device picker, on every page
+    assert at.selectbox(key="keep.precision").value == "auto" and any("in fp32" in c.value for c in at.sidebar.caption)
     progress.stop_all(wait=60)  # a page may start work on opening: stop it
 
 
