@@ -122,6 +122,9 @@ class Recipe:
     def from_dict(cls, data: dict) -> Recipe:
         if isinstance(data, dict) and data.get("kind") == "animation":  # an analysis.animation.AnimationRecipe
             raise ConfigError("This is an animation recipe: replay it with 'python -m analysis zoom --recipe'.")
+        if isinstance(data, dict) and "cells" in data and "model" not in data:  # an analysis.export.GridRecipe
+            raise ConfigError("This is a grid recipe (a bundle's recipe.json): replay it with "
+                              "'python -m analysis grid --recipe' or on the dashboard's Export page.")
         if not isinstance(data, dict) or "model" not in data:
             raise ConfigError("This is not a dream recipe (no 'model').")
         if data.get("recipe_version", RECIPE_VERSION) > RECIPE_VERSION:

@@ -73,9 +73,14 @@ def stats_table(chosen: list[Result]) -> pd.DataFrame | None:
     return pd.concat(tables, ignore_index=True) if tables else None
 
 
-def export_buttons(grid: Grid, key: str, stats: pd.DataFrame | None = None, file_stem: str = "grid") -> None:
-    """Grid PNG and ZIP bundle downloads; both files are made only when clicked."""
-    left, right, note = st.columns([1, 1, 2])
+def export_buttons(grid: Grid, key: str, stats: pd.DataFrame | None = None, file_stem: str = "grid",
+                   note: str | None = None) -> None:
+    """Grid PNG and ZIP bundle downloads; both files are made only when clicked.
+
+    `note` replaces the line on whether the bundle replays, where the page offers its own
+    recipe beside the grid (an animation's frames replay from the animation recipe).
+    """
+    left, right, note_column = st.columns([1, 1, 2])
     left.download_button("Grid PNG", grid.png, file_name=f"{file_stem}.png", mime="image/png", key=f"{key}.png",
                          on_click="ignore", icon=":material/grid_view:",
                          help="The labelled grid; its PNG metadata holds the settings, seeds and the recipe.")
@@ -83,10 +88,14 @@ def export_buttons(grid: Grid, key: str, stats: pd.DataFrame | None = None, file
                           mime="application/zip", key=f"{key}.zip", on_click="ignore",
                           icon=":material/folder_zip:",
                           help="Every picture, the grid, the statistics CSV and the recipe JSON.")
+    if note:
+        note_column.caption(note)
+        return
     reasons = grid.unreplayable()
     if reasons:
         more = f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""
-        note.caption(f":material/info: The bundle has no recipe, so it cannot be replayed: "
-                     f"{'; '.join(reasons[:3])}{more}.")
+        note_column.caption(f":material/info: The bundle has no recipe, so it cannot be replayed: "
+                            f"{'; '.join(reasons[:3])}{more}.")
     else:
-        note.caption(":material/replay: The bundle's recipe replays this grid; on the CPU, to identical pixels.")
+        note_column.caption(":material/replay: The bundle's recipe replays this grid; on the CPU, to identical "
+                            "pixels.")

@@ -51,15 +51,17 @@ def start() -> None:
         model = state.load_model(choice.name)
         recipe = AnimationRecipe(Recipe(model.name, objective.to_dict(), config, image_choice.source(settings.size),
                                         settings.size), zoom_settings)
-        title = f"{model.spec.title}: {objective_choice.describe(layer, model.labels)}, from {image_choice.title}"
+        what = objective_choice.describe(layer, model.labels)
+        title = f"{model.spec.title}: {what}, from {image_choice.title}"
+        short = f"{image_choice.title} · {what} · zoom"  # the Export page's label: what tells results apart first
 
         def work(on_step, should_cancel) -> dict:
             animation = zoom_dream(model, image, objective, config, zoom_settings, on_step, should_cancel)
             animation.metadata["recipe"] = recipe.dream.to_dict()
             videos = {suffix: video_bytes(animation.frames, suffix, zoom_settings.fps)
                       for suffix in VIDEO_FORMATS} if animation.frames else {}
-            return {"animation": animation, "videos": videos, "title": title, "input_bytes": image_choice.data,
-                    "recipe": recipe.finished(animation)}
+            return {"animation": animation, "videos": videos, "title": title, "short_title": short,
+                    "input_bytes": image_choice.data, "recipe": recipe.finished(animation)}
 
         progress.start(SLOT, f"Dreaming {zoom_settings.frames} frames", work, lock=state.device_lock(model.device),
                        total=zoom_settings.frames * config.total_steps)
@@ -70,7 +72,7 @@ def keep(run: dict) -> None:
     st.session_state[RESULT] = run
     animation = run["animation"]
     if animation.frames:
-        results.add_result("animation", f"{run['title']} · frame {len(animation.frames)}", animation.frames[-1],
+        results.add_result("animation", f"{run['short_title']} frame {len(animation.frames)}", animation.frames[-1],
                            animation.metadata, input_bytes=run["input_bytes"])
 
 
@@ -112,4 +114,6 @@ if run is not None:
         with sheet:
             grid = contact_sheet(animation, title=run["title"])
             st.image(grid.render(), caption="Frames, evenly spaced")
-            results.export_buttons(grid, key="animation.sheet", file_stem="dream-zoom-frames")
+            results.export_buttons(grid, key="animation.sheet", file_stem="dream-zoom-frames",
+                                   note=":material/replay: These frames are stills: the **Recipe** beside the video "
+                                        "replays the whole animation.")

@@ -32,10 +32,10 @@ with build_tab:
                      width="stretch")
         for start in range(0, len(found), PER_ROW):
             for column, result in zip(st.columns(PER_ROW), found[start:start + PER_ROW]):
-                with column:
-                    st.image(result.image, width="stretch")
-                    st.checkbox(result.title, value=True, key=f"export.pick.{result.id}",
-                                help=f"{result.title} ({result.kind})")
+                with column:  # the title as a caption: it wraps, where a checkbox label would be cut short
+                    st.image(result.image, width="stretch", caption=result.title)
+                    st.checkbox("In the grid", value=True, key=f"export.pick.{result.id}",
+                                help=f"From the {result.kind.capitalize()} page")
         chosen = [r for r in found if st.session_state.get(f"export.pick.{r.id}", True)]
 
         st.subheader("Layout")

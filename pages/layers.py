@@ -31,8 +31,7 @@ with settings_column:
     top = min(MAX_LAYERS, len(available))
     if mode == "Spread evenly":
         state.default(count_key, min(6, top))
-        if st.session_state[count_key] > top:
-            st.session_state[count_key] = top
+        st.session_state[count_key] = min(st.session_state[count_key], top)
         count = st.slider("Number of layers", 1, top, key=count_key) if top > 1 else 1
     else:
         names = [info.name for info in available]
@@ -70,9 +69,13 @@ def start() -> None:
 with settings_column:
     if widgets.run_button("Dream every layer", "layers.run", ":material/layers:", choice, SLOT):
         start()
-    st.caption("On a GPU all layers are dreamed in one batched run. On the CPU one after another, where batching "
-               "gains nothing and each layer gets the very pixels of its single dream: each comes with a recipe "
-               "that replays it (Export page).")
+    if state.current_device() == "cpu":
+        st.caption("Layers are dreamed one after another. Each layer's dream goes to the Export page with a recipe "
+                   "that replays it to the same pixels.")
+    else:
+        st.caption("All layers are dreamed in one batched run: quicker, but a batch is not pixel-identical to "
+                   "single dreams, so these dreams carry no recipe. Each goes to the Export page.")
+
 
 def keep(run: runs.LayersRun) -> None:
     """Keep the sweep for this page; register each layer's dream for the Export page.
@@ -100,7 +103,7 @@ if run is not None:
     cells = [(tensor_to_pil(run.original), "**original**", run.image_title)]
     cells += [(tensor_to_pil(result.image), f"**{info.alias}** · depth {info.depth:.2f}",
                depth_reading(info.depth)) for info, result in zip(run.layers, run.results)]
-    per_row = 4 if len(cells) > 4 else len(cells)
+    per_row = min(len(cells), 4)
     for start in range(0, len(cells), per_row):
         for column, (picture, label, reading) in zip(st.columns(per_row), cells[start:start + per_row]):
             column.image(picture, width="stretch")
@@ -115,3 +118,6 @@ if run is not None:
                          help="One labelled image, low to high, with the settings in its metadata.")
     with right.expander("The grid as it will be saved"):
         st.image(run.grid, width="stretch")
+    replayable = any("recipe" in r.metadata for r in run.results)
+    st.caption(":material/ios_share: Each layer's dream is also on the **Export** page: lay them out your way and "
+               "download them as a bundle" + (" with the recipe that replays them." if replayable else "."))

@@ -47,7 +47,9 @@ def test_results_become_a_labelled_grid_with_png_and_bundle_downloads():
     at.session_state[RESULTS_KEY] = fake_results()
     at.run()
     assert not at.exception and not at.error
-    assert [c.label for c in at.checkbox] == ["net-a low", "net-a high", "net-b low", "net-b high"]
+    # each result's full title under its picture (a checkbox label would be cut short), a tick for the grid
+    assert captions(at)[:4] == ["net-a low", "net-a high", "net-b low", "net-b high"]
+    assert [c.label for c in at.checkbox] == ["In the grid"] * 4
     assert "2 x 2 grid of 4 results" in captions(at)
     assert [b.label for b in at.get("download_button")] == ["Grid PNG", "Bundle ZIP"]
     assert any("cannot be replayed" in c.value and "made without a recipe" in c.value for c in at.caption)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import io
 
+import pytest
 import torch
 from PIL import Image
 
 from analysis import dream as dreaming
 from analysis.dream import preset
-from analysis.export import read_png_metadata
+from analysis.errors import ConfigError
+from analysis.export import arrange, read_png_metadata
 from analysis.images import noise_image
 from analysis.recipes import ImageSource, Recipe, run_recipe
 from dashboard import results, runs
@@ -40,7 +42,7 @@ def test_layers_spread_low_to_high_as_a_labelled_grid(open_page):
     assert len(at.image) >= 4  # original + 3 dreams (+ the grid preview)
     labels = " ".join(m.value for m in at.markdown)
     assert "strokes and edges" in labels and "block0" in labels
-    (download,) = at.get("download_button")
+    (_download,) = at.get("download_button")  # exactly one: the grid PNG
     grid = Image.open(io.BytesIO(run.png()))
     assert grid.width > 4 * 64
     assert read_png_metadata(run.png())["layers"] == [info.alias for info in run.layers]
@@ -59,6 +61,12 @@ def test_each_layer_dreamed_on_the_cpu_replays_from_its_recipe(open_page, lite0)
     replay = run_recipe(Recipe.from_dict(last.metadata["recipe"]), lite0)
     assert replay.metadata["layers"] == last.metadata["layers"]
     assert torch.equal(replay.image, at.session_state[RESULT].results[-1].image)
+    assert any("recipe that replays it" in c.value for c in at.caption)  # the page says so, on the CPU
+
+    grid = arrange([r.grid_item() for r in registered])  # as the Export page lays them out and bundles them
+    assert [cell.to_dict() for _, _, cell in grid.recipe().recipes()] == [r.metadata["recipe"] for r in registered]
+    with pytest.raises(ConfigError, match="grid recipe.*analysis grid --recipe"):
+        Recipe.from_dict(grid.recipe().to_dict())  # `dream --recipe` on a bundle's recipe.json says what to run
 
 
 def test_a_batched_sweep_carries_no_recipe(lite0, monkeypatch):
