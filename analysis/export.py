@@ -284,7 +284,7 @@ def field_labels(items: Sequence[GridItem], name: str) -> list[str]:
         configs = [{**(item.metadata.get("config") or {}), **_motion(item.metadata)} for item in items]
         keys = [k for k in dict.fromkeys(k for c in configs for k in c)
                 if k != "seed" and len({json.dumps(c.get(k)) for c in configs}) > 1]
-        return [", ".join(_config_phrase(k, c.get(k)) for k in keys) for c in configs]
+        return [", ".join(_config_phrase(k, c[k]) for k in keys if c.get(k) is not None) for c in configs]
     return [_label(item, name) for item in items]
 
 

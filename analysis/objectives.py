@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from analysis.errors import ConfigError
 from analysis.models import LOGITS, LoadedModel
+
+LayerLabel = Callable[[str], str]
 
 Activations = dict[str, torch.Tensor]
 
@@ -35,7 +37,8 @@ class Objective:
     def to_dict(self) -> dict:
         raise NotImplementedError
 
-    def describe(self) -> str:
+    def describe(self, label: LayerLabel = str) -> str:
+        """In words; label turns a layer's module name into what the user calls it (its alias)."""
         raise NotImplementedError
 
     def __add__(self, other: Objective) -> Objective:
@@ -66,8 +69,8 @@ class LayerL2(Objective):
     def to_dict(self) -> dict:
         return {"type": "layer", "layer": self.layer}
 
-    def describe(self) -> str:
-        return f"L2 of {self.layer}"
+    def describe(self, label: LayerLabel = str) -> str:
+        return f"L2 of {label(self.layer)}"
 
 
 @dataclass
@@ -96,8 +99,8 @@ class Channels(Objective):
     def to_dict(self) -> dict:
         return {"type": "channels", "layer": self.layer, "channels": list(self.channels)}
 
-    def describe(self) -> str:
-        return f"channels {', '.join(map(str, self.channels))} of {self.layer}"
+    def describe(self, label: LayerLabel = str) -> str:
+        return f"channels {', '.join(map(str, self.channels))} of {label(self.layer)}"
 
 
 @dataclass
@@ -126,7 +129,7 @@ class ClassLogit(Objective):
     def to_dict(self) -> dict:
         return {"type": "class", "classes": list(self.classes)}
 
-    def describe(self) -> str:
+    def describe(self, label: LayerLabel = str) -> str:
         return f"class {', '.join(map(str, self.classes))}"
 
 
@@ -166,8 +169,8 @@ class Guide(Objective):
         tensor_to_pil(self.guide_image).save(buffer, format="PNG")
         return {"type": "guide", "layer": self.layer, "guide_png": base64.b64encode(buffer.getvalue()).decode()}
 
-    def describe(self) -> str:
-        return f"guide image at {self.layer}"
+    def describe(self, label: LayerLabel = str) -> str:
+        return f"guide image at {label(self.layer)}"
 
 
 @dataclass
@@ -192,8 +195,8 @@ class Sum(Objective):
     def to_dict(self) -> dict:
         return {"type": "sum", "terms": [{"weight": w, "objective": t.to_dict()} for w, t in self.terms]}
 
-    def describe(self) -> str:
-        return " + ".join(f"{w:g}×{t.describe()}" for w, t in self.terms)
+    def describe(self, label: LayerLabel = str) -> str:
+        return " + ".join(f"{w:g}×{t.describe(label)}" for w, t in self.terms)
 
 
 def objective_from_dict(data: dict) -> Objective:

@@ -96,6 +96,7 @@ def test_guide_objective_moves_toward_the_guide(lite0, cat_small):
     result = dream(lite0, cat_small, Guide("block6", guide_image), QUICK)
     assert result.trace[-1] > result.trace[0]
     assert objective_from_dict(result.metadata["objective"]).layer == "_blocks.6"
+    assert result.metadata["objective_text"] == "guide image at block6"  # the name the user chose, not the module path
 
 
 def test_layer_sweep_on_the_cpu_gives_each_layer_its_single_dream(lite0, cat_small):

@@ -120,6 +120,9 @@ def test_arrange_never_puts_two_results_in_one_cell():
     turns = [GridItem(solid(COLOURS[i]), meta("net", "low", animation={"frames": 6, "zoom": 0.05, "rotation": r}))
              for i, r in enumerate([0.0, 3.0])]
     assert arrange(turns).col_labels == ["turn 0°", "turn 3°"]
+    still_and_frame = [GridItem(solid(COLOURS[0]), meta("net", "low")),
+                       GridItem(solid(COLOURS[1]), meta("net", "low", animation={"frames": 6, "zoom": 0.05, "rotation": 0}))]
+    assert not any("None" in label for label in arrange(still_and_frame).col_labels)  # a still has no motion to name
     with pytest.raises(ConfigError):
         arrange([])
     with pytest.raises(ConfigError):
