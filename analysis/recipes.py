@@ -93,6 +93,9 @@ def _sample_path(name: str) -> Path:
     raise ImageError(f"No bundled sample '{name}'. Samples: {known}.")
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def read_json(text: str | bytes) -> object:
     """Parse an untrusted recipe file: anything that is not JSON is one clear error."""
     try:
@@ -143,6 +146,14 @@ class Recipe:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Recipe:
+        """From recipe JSON, or from a result PNG, which carries its recipe in its metadata."""
+        if isinstance(text, bytes) and text.startswith(PNG_SIGNATURE):
+            from analysis.export import read_png_metadata  # export builds on recipes: imported here, not above
+
+            recipe = read_png_metadata(text).get("recipe")
+            if not isinstance(recipe, dict):
+                raise ConfigError("This PNG carries no recipe (only dreams made by this tool on one image do).")
+            return cls.from_dict(recipe)
         return cls.from_dict(read_json(text))
 
     def build_objective(self) -> Objective:

@@ -72,8 +72,8 @@ with settings_column:
     if widgets.run_button("Dream", "dream.run", ":material/auto_awesome:", choice, SLOT):
         start_dream()
     with st.expander("Replay a recipe", icon=":material/replay:"):
-        recipe_file = st.file_uploader("Recipe JSON (from 'Download recipe')", type=["json"],
-                                       key="dream.recipe_upload", max_upload_size=1)
+        recipe_file = st.file_uploader("Recipe JSON (from 'Download recipe'), or a result PNG", type=["json", "png"],
+                                       key="dream.recipe_upload", max_upload_size=64)
         if st.button("Replay", key="dream.replay", disabled=busy or recipe_file is None) and recipe_file is not None:
             if not progress.running(SLOT):
                 start_replay(recipe_file.getvalue())

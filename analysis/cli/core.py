@@ -45,7 +45,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="output PNG (metadata in text chunks)")
     add_config_args(p)
     p.add_argument("--recipe-out", type=Path, help="write the recipe JSON here")
-    p.add_argument("--recipe", type=Path, help="replay a recipe JSON (other settings are ignored)")
+    p.add_argument("--recipe", type=Path, help="replay a recipe JSON, or the dream PNG that carries it (other settings are ignored)")
     p.add_argument("--json", action="store_true", help="print the result's metadata as JSON")
     p.set_defaults(handler=cmd_dream)
 

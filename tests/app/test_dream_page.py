@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from analysis.export import png_bytes
 from analysis.models import count_hooks
 from dashboard import results, state
 from tests.app.conftest import finish_job
@@ -178,13 +179,18 @@ def test_every_objective_dreams(open_page, objective):
     assert run.recipe.image.kind == "noise"
 
 
-def test_recipe_download_replays_to_the_same_pixels(open_page):
+@pytest.mark.parametrize("form", ["recipe JSON", "result PNG"])
+def test_recipe_download_replays_to_the_same_pixels(open_page, form):
     at = small(open_page("dream"))
     at.button(key="dream.run").click().run()
     at = finish_job(at, SLOT)
     first = at.session_state[RESULT]
-    recipe = first.recipe.to_json()
-    at.file_uploader(key="dream.recipe_upload").set_value(("cat.recipe.json", recipe.encode(), "application/json"))
+    if form == "recipe JSON":
+        upload = ("cat.recipe.json", first.recipe.to_json().encode(), "application/json")
+    else:  # the PNG the page offers: its metadata carries the recipe
+        registered = at.session_state[results.RESULTS_KEY][-1]
+        upload = ("cat.png", png_bytes(registered.image, registered.metadata), "image/png")
+    at.file_uploader(key="dream.recipe_upload").set_value(upload)
     at.run()
     at.button(key="dream.replay").click().run()
     assert not errors(at)

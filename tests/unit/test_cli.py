@@ -81,6 +81,19 @@ def test_dream_a_user_file_and_replay_needs_the_same_file(tmp_path, cat_path):
     assert main(["dream", "--recipe", str(recipe), "--image", str(other), "--out", str(tmp_path / "b.png")]) == 2
 
 
+def test_a_dream_png_replays_from_the_recipe_it_carries(tmp_path, capsys):
+    """The PNG is enough: its metadata holds the recipe; a PNG without one is a one-line error."""
+    first, again = tmp_path / "first.png", tmp_path / "again.png"
+    assert main(["dream", "--layer", "block4", "--image", "cat_chelsea", "--out", str(first), *FAST]) == 0
+    assert main(["dream", "--recipe", str(first), "--out", str(again)]) == 0
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (32, 32), "red").save(plain)
+    capsys.readouterr()
+    assert main(["dream", "--recipe", str(plain), "--out", str(tmp_path / "x.png")]) == 2
+    assert "carries no recipe" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["dream", "--layer", "block5", "--image", "no/such.png", "--out", "x.png"], "No image file"),
     (["dream", "--layer", "nolayer", "--noise", "--out", "x.png"], "no dream-able layer"),
