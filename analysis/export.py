@@ -627,8 +627,14 @@ def _cell_file(grid: Grid, r: int, c: int) -> str:
     return "-".join([f"r{r + 1:02d}c{c + 1:02d}"] + [_slug(p) for p in parts if p])
 
 
-def bundle_zip(grid: Grid, stats: pd.DataFrame | None = None) -> bytes:
-    """A ZIP to share: the grid, every picture, the statistics CSV, the recipe JSON, the start photos."""
+def bundle_zip(grid: Grid, stats: pd.DataFrame | None = None,
+               attachments: dict[str, tuple[str | bytes, str]] | None = None) -> bytes:
+    """A ZIP to share: the grid, every picture, the statistics CSV, the recipe JSON, the start photos.
+
+    attachments: more files, name -> (content, what it is: a line for the README), such as the
+    animation recipe beside an animation's frames.
+    """
+    attachments = attachments or {}
     recipe = grid.recipe()
     inputs = grid.inputs()
     buffer = io.BytesIO()
@@ -643,8 +649,11 @@ def bundle_zip(grid: Grid, stats: pd.DataFrame | None = None) -> bytes:
             archive.writestr("recipe.json", recipe.to_json())
         for name, data in inputs.items():
             archive.writestr(f"inputs/{name}", data, compress_type=zipfile.ZIP_STORED)
-        archive.writestr("README.txt", _readme(grid, recipe is not None, stats is not None and len(stats) > 0,
-                                               bool(inputs)))
+        for name, (content, _) in attachments.items():
+            archive.writestr(name, content)
+        readme = _readme(grid, recipe is not None, stats is not None and len(stats) > 0, bool(inputs))
+        readme += "".join(f"\n{name}\n    {about}\n" for name, (_, about) in attachments.items())
+        archive.writestr("README.txt", readme)
     return buffer.getvalue()
 
 

@@ -74,17 +74,18 @@ def stats_table(chosen: list[Result]) -> pd.DataFrame | None:
 
 
 def export_buttons(grid: Grid, key: str, stats: pd.DataFrame | None = None, file_stem: str = "grid",
-                   note: str | None = None) -> None:
+                   note: str | None = None, attachments: dict[str, tuple[str | bytes, str]] | None = None) -> None:
     """Grid PNG and ZIP bundle downloads; both files are made only when clicked.
 
     `note` replaces the line on whether the bundle replays, where the page offers its own
-    recipe beside the grid (an animation's frames replay from the animation recipe).
+    recipe beside the grid (an animation's frames replay from the animation recipe), which
+    `attachments` puts into the bundle too (see analysis.export.bundle_zip).
     """
     left, right, note_column = st.columns([1, 1, 2])
     left.download_button("Grid PNG", grid.png, file_name=f"{file_stem}.png", mime="image/png", key=f"{key}.png",
                          on_click="ignore", icon=":material/grid_view:",
                          help="The labelled grid; its PNG metadata holds the settings, seeds and the recipe.")
-    right.download_button("Bundle ZIP", lambda: bundle_zip(grid, stats), file_name=f"{file_stem}.zip",
+    right.download_button("Bundle ZIP", lambda: bundle_zip(grid, stats, attachments), file_name=f"{file_stem}.zip",
                           mime="application/zip", key=f"{key}.zip", on_click="ignore",
                           icon=":material/folder_zip:",
                           help="Every picture, the grid, the statistics CSV and the recipe JSON.")

@@ -114,6 +114,9 @@ if run is not None:
         with sheet:
             grid = contact_sheet(animation, title=run["title"])
             st.image(grid.render(), caption="Frames, evenly spaced")
+            recipe_about = ("the animation recipe: `python -m analysis zoom --recipe dream-zoom.recipe.json "
+                            "--out again.mp4` dreams these frames again (on the CPU, to identical pixels)")
             results.export_buttons(grid, key="animation.sheet", file_stem="dream-zoom-frames",
-                                   note=":material/replay: These frames are stills: the **Recipe** beside the video "
-                                        "replays the whole animation.")
+                                   note=":material/replay: These frames are stills: the **Recipe** beside the video, "
+                                        "also in the bundle, replays the whole animation.",
+                                   attachments={"dream-zoom.recipe.json": (run["recipe"].to_json(), recipe_about)})

@@ -192,6 +192,15 @@ def test_bundle_holds_every_image_the_grid_the_stats_and_the_recipe(dreamed_grid
         assert "python -m analysis grid --recipe" in archive.read("README.txt").decode()
 
 
+def test_a_bundle_carries_attachments_and_says_what_they_are(dreamed_grid):
+    """An animation's contact sheet takes its animation recipe along."""
+    attachments = {"dream-zoom.recipe.json": ('{"kind": "animation"}', "the animation recipe: zoom --recipe")}
+    with zipfile.ZipFile(io.BytesIO(bundle_zip(dreamed_grid, attachments=attachments))) as archive:
+        assert archive.read("dream-zoom.recipe.json") == b'{"kind": "animation"}'
+        readme = archive.read("README.txt").decode()
+        assert "dream-zoom.recipe.json\n    the animation recipe: zoom --recipe" in readme
+
+
 def test_replaying_the_bundle_gives_identical_pixels_on_the_cpu(dreamed_grid, models):
     recipe, inputs = load_grid_recipe(bundle_zip(dreamed_grid))
     steps = []
