@@ -99,7 +99,8 @@ def test_dream_the_cat_in_a_real_browser(server, page):
     page.goto(f"{server}/dream")
     dream = page.get_by_role("button", name="Dream", exact=True)
     dream.wait_for()
-    assert page.get_by_role("button", name="✓ Cat").is_visible()  # the bundled cat is the default
+    page.get_by_role("button", name="✓ Cat").wait_for(state="visible")  # the bundled cat is the default (waits:
+    # the page draws its widgets over several messages, and the Dream button may come first)
     slider = page.get_by_role("slider").first  # image size: 64 px, then two steps of 32 -> 128 px
     slider.focus()
     slider.press("Home")
