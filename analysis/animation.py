@@ -27,7 +27,7 @@ from analysis.export import Grid, GridItem, settings_footnote
 from analysis.images import tensor_to_pil
 from analysis.models import LoadedModel, load_model
 from analysis.objectives import Objective
-from analysis.recipes import RECIPE_VERSION, Recipe, read_json
+from analysis.recipes import RECIPE_VERSION, Recipe, check_model, read_json
 
 VIDEO_FORMATS = (".mp4", ".gif")
 
@@ -172,9 +172,7 @@ class AnimationRecipe:
 def run_animation_recipe(recipe: AnimationRecipe, model: LoadedModel | None = None, image_file: Path | None = None,
                          on_step: OnStep | None = None, should_cancel: ShouldCancel | None = None) -> Animation:
     """Dream an animation recipe. On the CPU a replay's frames equal the original run's."""
-    model = model or load_model(recipe.dream.model)
-    if model.name != recipe.dream.model:
-        raise ConfigError(f"The recipe is for {recipe.dream.model}, not {model.name}.")
+    model = check_model(recipe.dream, model or load_model(recipe.dream.model, precision=recipe.dream.precision))
     start = recipe.dream.image.load(recipe.dream.max_side, image_file)
     animation = zoom_dream(model, start, recipe.dream.build_objective(), recipe.dream.config, recipe.zoom,
                            on_step, should_cancel)

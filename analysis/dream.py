@@ -243,8 +243,19 @@ def dream_batch(
         raise ConfigError("Give one objective, or one per image.")
     if batched is None:
         batched = model.device.type != "cpu"
-    if not batched and images.shape[0] > 1:
-        return _one_after_another(model, images, objectives, config, on_step, should_cancel, preview_every)
+    try:
+        if not batched and images.shape[0] > 1:
+            return _one_after_another(model, images, objectives, config, on_step, should_cancel, preview_every)
+        return _dream_together(model, images, objectives, config, on_step, should_cancel, preview_every)
+    finally:
+        if model.device.type == "cpu":
+            allocator.release()  # once per run, also after an error: a long-lived dashboard keeps no spare heap
+
+
+def _dream_together(model: LoadedModel, images: torch.Tensor, objectives: Sequence[Objective], config: DreamConfig,
+                    on_step: OnStep | None, should_cancel: ShouldCancel | None, preview_every: int
+                    ) -> list[DreamResult]:
+    """One optimisation for the whole batch, each image with its own objective."""
     bound = [o.bind(model) for o in objectives]
     hooks_before = count_hooks(model.module)
     generator = torch.Generator().manual_seed(config.seed)
@@ -285,8 +296,6 @@ def dream_batch(
         x = (base + resize(detail, (height, width))).clamp(0, 1) if config.clip else base + resize(detail, (height, width))
     if count_hooks(model.module) != hooks_before:
         raise RuntimeError("A forward hook outlived the dream: this is a bug.")
-    if device.type == "cpu":
-        allocator.release()
     seconds = time.perf_counter() - started
     traces = torch.stack(trace).float().cpu().T.tolist() if trace else [[] for _ in range(base.shape[0])]
     results = []
@@ -316,8 +325,7 @@ def _one_after_another(model: LoadedModel, images: torch.Tensor, objectives: Seq
             continue
         forward = None if on_step is None else (
             lambda step, _total, preview, done=i * per_image: on_step(done + step, count * per_image, preview))
-        results += dream_batch(model, images[i:i + 1], [objective], config, forward, should_cancel,
-                               preview_every, batched=True)
+        results += _dream_together(model, images[i:i + 1], [objective], config, forward, should_cancel, preview_every)
     return results
 
 

@@ -61,10 +61,18 @@ def read_png_metadata(source: Path | bytes) -> dict:
     """The metadata a result PNG carries ({} when it has none)."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as picture:
-            text = picture.text.get(METADATA_KEY) if hasattr(picture, "text") else None
-    except (OSError, SyntaxError, ValueError) as err:
+            text = picture.info.get(METADATA_KEY)  # text chunks before the pixels: no need to decode the image
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageError(f"Not a readable PNG ({type(err).__name__}).") from None
-    return json.loads(text) if text else {}
+    if not text:
+        return {}
+    try:
+        metadata = json.loads(text)
+    except json.JSONDecodeError:
+        raise ImageError("The PNG's metadata is not valid JSON.") from None
+    if not isinstance(metadata, dict):
+        raise ImageError("The PNG's metadata is not what this tool writes.")
+    return metadata
 
 
 # ---------------------------------------------------------------- grids

@@ -80,6 +80,8 @@ def fold_batch_norms(module: nn.Module, example: torch.Tensor, layers: Sequence[
     nothing folds or the folded copy does not reproduce every named layer's output.
 
     A conv that is itself a named layer keeps its norm: folded, it would output the normalised values."""
+    if not any(isinstance(m, nn.BatchNorm2d) for m in module.modules()):
+        return module  # VGG, AlexNet, the Caffe and lucent GoogLeNets: nothing to trace
     pairs = [(conv, norm) for conv, norm in conv_norm_pairs(module, example) if conv not in layers]
     if not pairs:
         return module

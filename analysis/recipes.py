@@ -18,7 +18,7 @@ from analysis import labels
 from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream
 from analysis.errors import ConfigError, ImageError
 from analysis.images import MAX_DREAM_SIDE, check_side, load_image, noise_image
-from analysis.models import LoadedModel, load_model
+from analysis.models import PRECISIONS, LoadedModel, load_model
 from analysis.objectives import Objective, objective_from_dict
 
 RECIPE_VERSION = 1
@@ -113,10 +113,12 @@ class Recipe:
     config: DreamConfig
     image: ImageSource
     max_side: int = 512
+    precision: str = "fp32"  # replays give the same pixels only at the same precision
 
     def to_dict(self) -> dict:
         return {"recipe_version": RECIPE_VERSION, "model": self.model, "objective": self.objective,
-                "config": self.config.to_dict(), "image": self.image.to_dict(), "max_side": self.max_side}
+                "config": self.config.to_dict(), "image": self.image.to_dict(), "max_side": self.max_side,
+                "precision": self.precision}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -130,15 +132,18 @@ class Recipe:
                               "'python -m analysis grid --recipe' or on the dashboard's Export page.")
         if not isinstance(data, dict) or "model" not in data:
             raise ConfigError("This is not a dream recipe (no 'model').")
-        if data.get("recipe_version", RECIPE_VERSION) > RECIPE_VERSION:
-            raise ConfigError("This recipe was written by a newer version of the tool.")
-        max_side = int(data.get("max_side", 512))
-        if not 16 <= max_side <= MAX_DREAM_SIDE:
-            raise ConfigError(f"Recipe size {max_side} px is out of range (16 to {MAX_DREAM_SIDE}).")
         try:
+            version, max_side = int(data.get("recipe_version", RECIPE_VERSION)), int(data.get("max_side", 512))
+            if version > RECIPE_VERSION:
+                raise ConfigError("This recipe was written by a newer version of the tool.")
+            if not 16 <= max_side <= MAX_DREAM_SIDE:
+                raise ConfigError(f"Recipe size {max_side} px is out of range (16 to {MAX_DREAM_SIDE}).")
+            precision = str(data.get("precision", "fp32"))
+            if precision not in PRECISIONS:
+                raise ConfigError(f"Unknown precision '{precision}' in the recipe.")
             recipe = cls(model=str(data["model"]), objective=dict(data["objective"]),
                          config=DreamConfig.from_dict(dict(data.get("config", {}))),
-                         image=ImageSource.from_dict(dict(data["image"])), max_side=max_side)
+                         image=ImageSource.from_dict(dict(data["image"])), max_side=max_side, precision=precision)
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"The recipe is incomplete or malformed ({err}).") from None
         recipe.build_objective()  # a malformed objective is refused here, not halfway through a run
@@ -150,22 +155,40 @@ class Recipe:
         if isinstance(text, bytes) and text.startswith(PNG_SIGNATURE):
             from analysis.export import read_png_metadata  # export builds on recipes: imported here, not above
 
-            recipe = read_png_metadata(text).get("recipe")
-            if not isinstance(recipe, dict):
+            metadata = read_png_metadata(text)
+            if "animation" in metadata:
+                raise ConfigError("This is a frame of an animation: replay the animation from its recipe "
+                                  "(the Recipe beside its video) with 'python -m analysis zoom --recipe'.")
+            if "grid_recipe" in metadata:
+                raise ConfigError("This is a grid: replay it with 'python -m analysis grid --recipe' "
+                                  "(its bundle ZIP) or on the dashboard's Export page.")
+            if not isinstance(metadata.get("recipe"), dict):
                 raise ConfigError("This PNG carries no recipe (only dreams made by this tool on one image do).")
-            return cls.from_dict(recipe)
+            recipe = cls.from_dict(metadata["recipe"])
+            if metadata.get("steps", recipe.config.total_steps) != recipe.config.total_steps:
+                raise ConfigError(f"This dream was stopped after {metadata['steps']} of "
+                                  f"{recipe.config.total_steps} steps: its recipe would dream all of them.")
+            return recipe
         return cls.from_dict(read_json(text))
 
     def build_objective(self) -> Objective:
         return objective_from_dict(self.objective)
 
 
+def check_model(recipe: Recipe, model: LoadedModel) -> LoadedModel:
+    """The model a replay runs on must be the recipe's, at the recipe's precision, or the pixels differ."""
+    if model.name != recipe.model:
+        raise ConfigError(f"The recipe is for {recipe.model}, not {model.name}.")
+    if model.precision != recipe.precision:
+        raise ConfigError(f"This recipe was dreamed in {recipe.precision}, not {model.precision}: replay it in "
+                          f"{recipe.precision} (--precision {recipe.precision}, or the sidebar's Precision).")
+    return model
+
+
 def run_recipe(recipe: Recipe, model: LoadedModel | None = None, image_file: Path | None = None,
                on_step: OnStep | None = None, should_cancel: ShouldCancel | None = None) -> DreamResult:
     """Replay a recipe. On the CPU the pixels equal the original run's."""
-    model = model or load_model(recipe.model)
-    if model.name != recipe.model:
-        raise ConfigError(f"The recipe is for {recipe.model}, not {model.name}.")
+    model = check_model(recipe, model or load_model(recipe.model, precision=recipe.precision))
     image = recipe.image.load(recipe.max_side, image_file)
     result = dream(model, image, recipe.build_objective(), recipe.config, on_step, should_cancel)
     result.metadata["recipe"] = recipe.to_dict()

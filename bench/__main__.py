@@ -22,7 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from analysis.dream import DreamConfig, dream, dream_batch
-from analysis.models import LayerInfo, LoadedModel, load_model, pick_precision
+from analysis.models import PRECISIONS, LayerInfo, LoadedModel, load_model, pick_precision
 from analysis.objectives import LayerL2
 
 ROOT = Path(__file__).resolve().parent
@@ -105,24 +105,18 @@ def torch_dreams_dream(model: LoadedModel, image_size: int, layer: str, steps: i
 
 def section_speed(models: dict[str, LoadedModel], sizes: list[int], steps: int, repeats: int, peak: float,
                   with_torch_dreams: bool) -> list[dict]:
-    """Ours at every precision the device offers; the baselines at its default precision."""
+    """Ours at fp32 and bf16; the baselines (float32, the network as written) in the default precision's row."""
     rows = []
     for name, model in models.items():
         for info in model.layers_spread(3):
             for size in sizes:
-                for precision in precisions(model.device):
+                for precision in PRECISIONS:
                     model.precision = precision
                     rows.append(_speed_row(name, model, info, size, steps, repeats, peak,
                                            baselines=precision == pick_precision(None, model.device),
                                            with_torch_dreams=with_torch_dreams))
                 model.precision = pick_precision(None, model.device)
     return rows
-
-
-def precisions(device: torch.device) -> list[str]:
-    """fp32 against bf16 autocast: tensor cores on a GPU, AMX on a recent Xeon; a CPU without
-    bf16 units shows it slower, which is worth knowing too."""
-    return ["fp32", "bf16"]
 
 
 def _speed_row(name: str, model: LoadedModel, info: LayerInfo, size: int, steps: int, repeats: int, peak: float,
@@ -158,7 +152,7 @@ def section_sweep(model: LoadedModel, size: int, count: int, repeats: int) -> di
 
 
 ALLOCATOR_CHILD = """
-import statistics, sys, time, torch
+import statistics, sys, threading, time, torch
 from analysis import allocator
 if sys.argv[1] == "glibc":
     allocator.keep_freed_buffers = lambda: False  # glibc's own policy: mmap and unmap every block over 32 MB
@@ -170,10 +164,15 @@ size, count, repeats = (int(v) for v in sys.argv[2:5])
 image = torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(0))
 layers = [LayerL2(i.name) for i in model.layers_spread(count)] if count > 1 else [LayerL2("block8")]
 run = lambda: dream_batch(model, image, layers, DreamConfig(octaves=1, iterations=3, jitter=0), batched=True)
-run()
 times = []
-for _ in range(repeats):
-    start = time.perf_counter(); run(); times.append(time.perf_counter() - start)
+def measure():
+    run()
+    for _ in range(repeats):
+        start = time.perf_counter(); run(); times.append(time.perf_counter() - start)
+if sys.argv[5] == "thread":  # as the dashboard runs dreams
+    worker = threading.Thread(target=measure); worker.start(); worker.join()
+else:
+    measure()
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
 print(statistics.median(times), peak)
 """
@@ -181,12 +180,14 @@ print(statistics.median(times), peak)
 
 def section_allocator(repeats: int) -> list[dict]:
     """analysis.allocator (freed big blocks kept for the next step) against glibc's own policy,
-    each in a fresh process: a 1024 and a 2048 px dream, and a batched 6-layer sweep at 512 px."""
+    each in a fresh process: a 1024 and a 2048 px dream, and a batched 6-layer sweep at 512 px, in the
+    main thread (the CLI), and a 1024 px dream in a worker thread (the dashboard)."""
     rows = []
-    for size, count in ((1024, 1), (2048, 1), (512, 6)):
-        row: dict = {"model": "efficientnet_lite0", "size": size, "images": count, "steps": 3}
+    for size, count, thread in ((1024, 1, "main"), (2048, 1, "main"), (512, 6, "main"), (1024, 1, "thread")):
+        row: dict = {"model": "efficientnet_lite0", "size": size, "images": count, "steps": 3, "thread": thread}
         for policy in ("glibc", "kept"):
-            done = subprocess.run([sys.executable, "-c", ALLOCATOR_CHILD, policy, str(size), str(count), str(repeats)],
+            done = subprocess.run([sys.executable, "-c", ALLOCATOR_CHILD, policy, str(size), str(count), str(repeats),
+                                   thread],
                                   capture_output=True, text=True, cwd=ROOT.parent, timeout=1800)
             seconds, peak = (float(v) for v in done.stdout.split()[-2:])
             row[f"{policy}_s"], row[f"{policy}_peak_rss_mb"] = seconds, peak
@@ -244,9 +245,10 @@ def section_layout(models: dict[str, LoadedModel], size: int, repeats: int) -> l
 
 def section_compile(models: dict[str, LoadedModel], size: int, repeats: int) -> list[dict]:
     """torch.compile (inductor, static shapes) of the whole forward with a hook, the unused tail
-    dropped by the compiler, against our eager truncated forward: one step, same image."""
+    dropped by the compiler, against our eager truncated forward: one step, same image, both float32."""
     rows = []
     for name, model in models.items():
+        model.precision = "fp32"  # the compiled forward runs without autocast: like against like
         image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0), device=model.device)
         for info in model.layers_spread(3):
             objective = LayerL2(info.name).bind(model)
@@ -280,6 +282,7 @@ def section_compile(models: dict[str, LoadedModel], size: int, repeats: int) -> 
                    "gradient_relative_difference": float((compiled_grad - eager_grad).norm() / eager_grad.norm())}
             rows.append(row)
             print(_fmt(row), flush=True)
+        model.precision = pick_precision(None, model.device)
     return rows
 
 
@@ -288,7 +291,7 @@ def section_goal(model: LoadedModel, size: int, repeats: int) -> list[dict]:
     info = model.layers_spread(3)[2]
     image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
     rows = []
-    for precision in precisions(model.device):
+    for precision in PRECISIONS:
         model.precision = precision
         seconds = median_seconds(lambda: dream(model, image, LayerL2(info.name), DreamConfig()), repeats)
         row = {"model": model.name, "layer": info.alias, "size": size, "precision": precision,

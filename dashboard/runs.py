@@ -123,7 +123,7 @@ def layers_work(model: LoadedModel, image: torch.Tensor, layers: list[LayerInfo]
             # dreamed alone (the CPU): the single-dream recipe replays to these very pixels;
             # a batched GPU sweep is not pixel-identical to single dreams, so it gets none
             if result.metadata.get("batch_size") == 1:
-                recipe = Recipe(model.name, result.metadata["objective"], config, source, max_side)
+                recipe = Recipe(model.name, result.metadata["objective"], config, source, max_side, model.precision)
                 result.metadata["recipe"] = recipe.to_dict()
         title = model.spec.title
         if model.spec.training_data not in title:

@@ -80,10 +80,10 @@ def current_device() -> str:
         return "cpu"
 
 
-def current_precision() -> str:
-    """The sidebar's precision, resolved for the current device ('auto' -> bf16 on CUDA, else fp32)."""
+def current_precision(device: str | None = None) -> str:
+    """The sidebar's precision, resolved for the device (default: the sidebar's; 'auto' -> bf16 on CUDA, else fp32)."""
     try:
-        return models.pick_precision(st.session_state.get(PRECISION_KEY, "auto"), torch.device(current_device()))
+        return models.pick_precision(st.session_state.get(PRECISION_KEY, "auto"), torch.device(device or current_device()))
     except ConfigError:
         return "fp32"
 
@@ -94,11 +94,13 @@ def _cached_model(name: str, device: str, precision: str) -> models.LoadedModel:
     return models.load_model(name, device=device, precision=precision)
 
 
-def load_model(name: str, device: str | None = None) -> models.LoadedModel:
-    """The shared LoadedModel; raises LabError (e.g. WeightsMissingError) for the caller to show."""
+def load_model(name: str, device: str | None = None, precision: str | None = None) -> models.LoadedModel:
+    """The shared LoadedModel, at the sidebar's precision unless one is given (a recipe's);
+    raises LabError (e.g. WeightsMissingError) for the caller to show."""
     device = device or current_device()
+    precision = precision or current_precision(device)
     with st.spinner(f"Loading {name} on {device}…"):
-        return _cached_model(name, device, current_precision())
+        return _cached_model(name, device, precision)
 
 
 @contextmanager

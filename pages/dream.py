@@ -36,7 +36,8 @@ def start_dream() -> None:
         image = image_choice.load(settings.size)
         objective = objective_choice.build(layer, settings.size)
         model = state.load_model(choice.name)
-        recipe = Recipe(model.name, objective.to_dict(), config, image_choice.source(settings.size), settings.size)
+        recipe = Recipe(model.name, objective.to_dict(), config, image_choice.source(settings.size), settings.size,
+                        model.precision)
         progress.start(SLOT, "Dreaming", runs.dream_work(
             model, image, objective, config, recipe, image_choice.title,
             objective_choice.describe(layer, model.labels)),
@@ -61,7 +62,7 @@ def start_replay(data: bytes) -> None:
                                  "upload that same file, then replay.")
             recipe.image.data = stored[1]
         image = recipe.image.load(recipe.max_side)
-        model = state.load_model(recipe.model)
+        model = state.load_model(recipe.model, precision=recipe.precision)
         progress.start(SLOT, "Replaying the recipe", runs.recipe_work(model, recipe, image, _image_title(recipe)),
                        lock=state.device_lock(model.device), steps_per_octave=recipe.config.iterations,
                        total=recipe.config.total_steps, preview=image)

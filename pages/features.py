@@ -307,7 +307,8 @@ with dream_column:
             dream_config = preset(preset_name)
             start_image = image_choice.load(dream_side)
             objective = Channels(layer.alias, [channel]).bind(model)
-            recipe = Recipe(model.name, objective.to_dict(), dream_config, image_choice.source(dream_side), dream_side)
+            recipe = Recipe(model.name, objective.to_dict(), dream_config, image_choice.source(dream_side), dream_side,
+                            model.precision)
             upload = image_choice.data if image_choice.kind == "file" else None
 
             def work(on_step, should_cancel) -> dict:

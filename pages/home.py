@@ -41,7 +41,7 @@ def _start() -> None:
         config = preset(EXAMPLE_PRESET)
         image = example.load(EXAMPLE_SIDE)
         objective = LayerL2(layer.alias)
-        recipe = Recipe(model.name, objective.to_dict(), config, example, EXAMPLE_SIDE)
+        recipe = Recipe(model.name, objective.to_dict(), config, example, EXAMPLE_SIDE, model.precision)
         progress.start(SLOT, "Dreaming the cat", runs.dream_work(
             model, image, objective, config, recipe, "Chelsea the cat", f"all of {layer.alias}"),
             lock=state.device_lock(model.device), steps_per_octave=config.iterations, total=config.total_steps,

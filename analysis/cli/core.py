@@ -93,8 +93,11 @@ def config_from_args(args: argparse.Namespace) -> DreamConfig:
                   tile_size=args.tile)
 
 
-def load_from_args(args: argparse.Namespace, name: str | None = None) -> models.LoadedModel:
-    return models.load_model(name or args.model, device=args.device, checkpoint=args.weights, precision=args.precision)
+def load_from_args(args: argparse.Namespace, name: str | None = None, recipe_precision: str | None = None
+                   ) -> models.LoadedModel:
+    """The model named (or --model) on --device at --precision; a replay's auto precision is its recipe's."""
+    precision = recipe_precision if args.precision == "auto" and recipe_precision else args.precision
+    return models.load_model(name or args.model, device=args.device, checkpoint=args.weights, precision=precision)
 
 
 def image_source(arg: str) -> tuple[ImageSource, Path | None]:
@@ -202,7 +205,7 @@ def cmd_dream(args: argparse.Namespace) -> None:
                 raise ConfigError(f"No recipe file at {args.recipe}.")
             recipe = Recipe.from_json(args.recipe.read_bytes())
             file = Path(args.image) if args.image else None
-            model = load_from_args(args, recipe.model)
+            model = load_from_args(args, recipe.model, recipe.precision)
             result = run_recipe(recipe, model, file, on_step=progress)
         else:
             if not args.image and not args.noise:
@@ -214,7 +217,7 @@ def cmd_dream(args: argparse.Namespace) -> None:
                 source, file = image_source(args.image)
             model = load_from_args(args)
             objective = build_objective(args, model)
-            recipe = Recipe(model.name, objective.bind(model).to_dict(), config, source, args.size)
+            recipe = Recipe(model.name, objective.bind(model).to_dict(), config, source, args.size, model.precision)
             image = source.load(args.size, file)
             result = dream(model, image, objective, config, on_step=progress)
             result.metadata["recipe"] = recipe.to_dict()

@@ -54,6 +54,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--cell", type=int, help="cell size in px, longest side (default: the largest picture)")
     p.add_argument("--inputs", type=Path, help="folder with the photos a recipe JSON dreams (default: beside it)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (replays: cpu gives identical pixels)")
+    p.add_argument("--precision", default="auto", choices=("auto", *models.PRECISIONS),
+                   help="auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16: a recipe's cells replay "
+                        "only at the precision they were dreamed in")
     p.add_argument("--json", action="store_true", help="print the grid's metadata as JSON")
     p.set_defaults(handler=cmd_grid)
 
@@ -87,7 +90,8 @@ def _zoom_recipe(args: argparse.Namespace) -> tuple[AnimationRecipe, models.Load
         if not args.recipe.is_file():
             raise ConfigError(f"No recipe file at {args.recipe}.")
         recipe = AnimationRecipe.from_json(args.recipe.read_bytes())
-        return recipe, load_from_args(args, recipe.dream.model), Path(args.image) if args.image else None
+        model = load_from_args(args, recipe.dream.model, recipe.dream.precision)
+        return recipe, model, Path(args.image) if args.image else None
     if not args.image and not args.noise:
         raise ConfigError("Give --image PATH (or a sample name) or --noise.")
     config = config_from_args(args)
@@ -98,7 +102,8 @@ def _zoom_recipe(args: argparse.Namespace) -> tuple[AnimationRecipe, models.Load
         source, file = image_source(args.image)
     model = load_from_args(args)
     objective = build_objective(args, model).bind(model)
-    return AnimationRecipe(Recipe(model.name, objective.to_dict(), config, source, args.size), settings), model, file
+    return AnimationRecipe(Recipe(model.name, objective.to_dict(), config, source, args.size, model.precision),
+                           settings), model, file
 
 
 def cmd_zoom(args: argparse.Namespace) -> None:
@@ -169,7 +174,8 @@ def cmd_grid(args: argparse.Namespace) -> None:
         device = models.pick_device(args.device)
         progress = Progress(f"replaying {len(recipe.recipes())} dreams")
         try:
-            grid = replay_grid(recipe, lambda name: models.load_model(name, device=device), inputs, on_step=progress)
+            grid = replay_grid(recipe, lambda name: models.load_model(name, device=device, precision=args.precision),
+                               inputs, on_step=progress)
         finally:
             progress.close()
     elif args.pngs:

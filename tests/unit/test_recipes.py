@@ -1,0 +1,64 @@
+"""Recipes from untrusted files: every malformed one is one clear error, and a replay is refused
+where it could not give the original pixels (another precision, a frame, a stopped dream)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from PIL import Image, PngImagePlugin
+
+from analysis.dream import DreamConfig
+from analysis.errors import LabError
+from analysis.export import METADATA_KEY, png_bytes
+from analysis.models import load_model
+from analysis.recipes import ImageSource, Recipe, run_recipe
+
+TINY = DreamConfig(octaves=1, iterations=2, jitter=0)
+
+
+def _recipe(precision: str = "fp32") -> Recipe:
+    return Recipe("efficientnet_lite0", {"type": "layer", "layer": "_blocks.3"}, TINY,
+                  ImageSource("noise", size=(48, 48), seed=1), 48, precision)
+
+
+def _png_with_text(text: str) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_text(METADATA_KEY, text)
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("content, message", [
+    (_png_with_text("{not json"), "metadata is not valid JSON"),
+    (_png_with_text("[1, 2]"), "not what this tool writes"),
+    (_png_with_text(json.dumps({"recipe": "nope"})), "carries no recipe"),
+    (json.dumps({**_recipe().to_dict(), "recipe_version": "x"}).encode(), "malformed"),
+    (json.dumps({**_recipe().to_dict(), "max_side": None}).encode(), "malformed"),
+    (json.dumps({**_recipe().to_dict(), "precision": "fp8"}).encode(), "Unknown precision"),
+])
+def test_a_malformed_recipe_or_png_is_one_clear_error(content, message):
+    with pytest.raises(LabError, match=message):
+        Recipe.from_json(content)
+
+
+def test_a_png_replays_only_what_its_recipe_would_give(cat_small):
+    recipe = _recipe()
+    whole = {"recipe": recipe.to_dict(), "steps": TINY.total_steps}
+    assert Recipe.from_json(png_bytes(cat_small, whole)) == recipe
+    with pytest.raises(LabError, match="stopped after 1 of 2 steps"):
+        Recipe.from_json(png_bytes(cat_small, {**whole, "steps": 1}))
+    with pytest.raises(LabError, match="frame of an animation"):
+        Recipe.from_json(png_bytes(cat_small, {**whole, "animation": {"frames": 4}}))
+
+
+def test_a_recipe_replays_at_its_own_precision(lite0):
+    """Loaded for the recipe, the model takes its precision; given one at another, the replay is refused."""
+    half = _recipe("bf16")
+    assert Recipe.from_json(half.to_json()).precision == "bf16"
+    assert run_recipe(half).metadata["precision"] == "bf16"
+    with pytest.raises(LabError, match="dreamed in bf16, not fp32"):
+        run_recipe(half, lite0)
+    assert load_model("efficientnet_lite0", device="cpu").precision == "fp32"
