@@ -24,7 +24,7 @@ from analysis.errors import ConfigError, ImageError
 from analysis.images import tensor_to_pil
 from analysis.labels import sample_images
 from analysis.models import LoadedModel, load_model
-from analysis.recipes import Recipe, read_json, run_recipe
+from analysis.recipes import Recipe, read_json, replay_obstacle, run_recipe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -399,16 +399,13 @@ class Grid:
     def unreplayable(self) -> list[str]:
         """Why the pictures that cannot be replayed cannot (no recipe, cancelled part-way, ...), one line per reason."""
         names: dict[str, list[str]] = {}
+        reasons = {"animation": "a frame of an animation (its settings are in the PNG metadata)",
+                   "no recipe": "made without a recipe", "stopped": "cancelled part-way"}
         for r, c, item in self.items():
-            recipe = item.metadata.get("recipe")
-            if "animation" in item.metadata:
-                reason = "a frame of an animation (its settings are in the PNG metadata)"
-            elif not recipe:
-                reason = "made without a recipe"
-            elif item.metadata.get("steps") not in (None, _recipe_steps(recipe)):
-                reason = "cancelled part-way"
-            else:
+            obstacle = replay_obstacle(item.metadata)
+            if obstacle is None:
                 continue
+            reason = reasons[obstacle]
             names.setdefault(reason, []).append(item.title or f"row {r + 1}, column {c + 1}")
         return [f"{', '.join(who)}: {reason}" for reason, who in names.items()]
 
@@ -451,11 +448,6 @@ class Grid:
 
     def png(self) -> bytes:
         return png_bytes(self.render(), self.metadata())
-
-
-def _recipe_steps(recipe: dict) -> int | None:
-    config = recipe.get("config") or {}
-    return config["octaves"] * config["iterations"] if "octaves" in config and "iterations" in config else None
 
 
 def _cell_summary(item: GridItem) -> dict:

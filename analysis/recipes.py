@@ -156,16 +156,17 @@ class Recipe:
             from analysis.export import read_png_metadata  # export builds on recipes: imported here, not above
 
             metadata = read_png_metadata(text)
-            if "animation" in metadata:
+            obstacle = replay_obstacle(metadata)
+            if obstacle == "animation":
                 raise ConfigError("This is a frame of an animation: replay the animation from its recipe "
                                   "(the Recipe beside its video) with 'python -m analysis zoom --recipe'.")
             if "grid_recipe" in metadata:
                 raise ConfigError("This is a grid: replay it with 'python -m analysis grid --recipe' "
                                   "(its bundle ZIP) or on the dashboard's Export page.")
-            if not isinstance(metadata.get("recipe"), dict):
+            if obstacle == "no recipe":
                 raise ConfigError("This PNG carries no recipe (only dreams made by this tool on one image do).")
             recipe = cls.from_dict(metadata["recipe"])
-            if metadata.get("steps", recipe.config.total_steps) != recipe.config.total_steps:
+            if obstacle == "stopped":
                 raise ConfigError(f"This dream was stopped after {metadata['steps']} of "
                                   f"{recipe.config.total_steps} steps: its recipe would dream all of them.")
             return recipe
@@ -173,6 +174,19 @@ class Recipe:
 
     def build_objective(self) -> Objective:
         return objective_from_dict(self.objective)
+
+
+def replay_obstacle(metadata: dict) -> str | None:
+    """Why a result's recipe would not give the result's pixels: "animation" (a frame: its recipe is the
+    animation's first dream), "no recipe", "stopped" (cancelled part-way), or None when it replays."""
+    recipe = metadata.get("recipe")
+    if "animation" in metadata:
+        return "animation"
+    if not isinstance(recipe, dict):
+        return "no recipe"
+    config = recipe.get("config") or {}
+    total = config["octaves"] * config["iterations"] if "octaves" in config and "iterations" in config else None
+    return "stopped" if metadata.get("steps") not in (None, total) else None
 
 
 def check_model(recipe: Recipe, model: LoadedModel) -> LoadedModel:
