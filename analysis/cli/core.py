@@ -56,10 +56,11 @@ def add_model_args(p: argparse.ArgumentParser, default: str | None = models.DEFA
     p.add_argument("--weights", type=Path, help="checkpoint file to use instead of the weights folder")
 
 
-def add_device_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+def add_device_args(p: argparse.ArgumentParser, note: str = "") -> None:
+    """--device and --precision; note ends both help texts (what they mean for this command)."""
+    p.add_argument("--device", default="auto", help=f"auto, cpu, cuda or mps{note}")
     p.add_argument("--precision", default="auto", choices=("auto", *models.PRECISIONS),
-                   help="auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16")
+                   help=f"auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16{note}")
 
 
 def add_start_args(p: argparse.ArgumentParser, default_size: int) -> None:

@@ -13,8 +13,8 @@ from PIL import Image
 from analysis import models
 from analysis.animation import VIDEO_FORMATS, AnimationRecipe, ZoomSettings, run_animation_recipe, write_video
 from analysis.cli import print_json
-from analysis.cli.core import (Progress, add_config_args, add_model_args, add_start_args, build_objective,
-                               config_from_args, image_source, load_from_args)
+from analysis.cli.core import (Progress, add_config_args, add_device_args, add_model_args, add_start_args,
+                               build_objective, config_from_args, image_source, load_from_args)
 from analysis.errors import ConfigError, ImageError
 from analysis.export import (GRID_FIELDS, ONE_ROW, Grid, GridItem, GridRecipe, arrange, bundle_zip, load_grid_recipe,
                              read_png_metadata, replay_grid, save_png)
@@ -53,10 +53,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--title", help="title above the grid (default: from the labels)")
     p.add_argument("--cell", type=int, help="cell size in px, longest side (default: the largest picture)")
     p.add_argument("--inputs", type=Path, help="folder with the photos a recipe JSON dreams (default: beside it)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (replays: cpu gives identical pixels)")
-    p.add_argument("--precision", default="auto", choices=("auto", *models.PRECISIONS),
-                   help="auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16: a recipe's cells replay "
-                        "only at the precision they were dreamed in")
+    add_device_args(p, note=" (a recipe replays to identical pixels on the cpu, at the precision it was dreamed in)")
     p.add_argument("--json", action="store_true", help="print the grid's metadata as JSON")
     p.set_defaults(handler=cmd_grid)
 
