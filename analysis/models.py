@@ -24,6 +24,7 @@ from analysis import allocator
 from analysis import labels as label_files
 from analysis.errors import CheckpointError, ConfigError, WeightsMissingError
 from analysis.fusion import fold_batch_norms
+from analysis.polyphase import use_polyphase_gradients
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 UNTRAINED_SUFFIX = "-untrained"
@@ -632,12 +633,14 @@ def he_initialise(module: nn.Module) -> nn.Module:
 
 def load_model(name: str, device: str | torch.device | None = None, folder: Path | None = None,
                checkpoint: Path | None = None, precision: str | None = None,
-               fold_batch_norm: bool = True) -> LoadedModel:
+               fast_paths: bool = True) -> LoadedModel:
     """Build, load weights safely, freeze, and move to the device.
 
     checkpoint overrides where the file is looked for (a file brought from outside);
     precision is "fp32", "bf16" or None for the device's default (see pick_precision);
-    fold_batch_norm=False keeps the network as its authors wrote it (the plain path, for comparisons).
+    fast_paths=False keeps the network as its authors wrote it (the plain path, for comparisons);
+    by default BatchNorms are folded into convolutions and, on the CPU, the stem's pixel
+    gradient comes from a polyphase convolution (analysis/fusion.py, analysis/polyphase.py).
     """
     spec = get_spec(name)
     target = device if isinstance(device, torch.device) else pick_device(device)
@@ -664,9 +667,11 @@ def load_model(name: str, device: str | torch.device | None = None, folder: Path
         sha = file_sha256(path)
     module.eval().requires_grad_(False)
     preprocess, layers = Preprocess(spec.convention), layer_table(spec)
-    if fold_batch_norm:
+    if fast_paths:
         example = preprocess(torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
         module = fold_batch_norms(module, example, [info.name for info in layers if info.name != LOGITS])
+        if target.type == "cpu":
+            use_polyphase_gradients(module)
     module = module.to(target, memory_format=torch.channels_last)
     return LoadedModel(
         spec=spec, module=module, preprocess=preprocess.to(target),

@@ -7,6 +7,7 @@ figures taken in the same run, so a busy machine skews both sides alike.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import json
 import os
@@ -24,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from analysis.dream import DreamConfig, dream, dream_batch
 from analysis.models import PRECISIONS, LayerInfo, LoadedModel, load_model, pick_precision
 from analysis.objectives import LayerL2
+from analysis.polyphase import PolyphaseConv2d
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -53,11 +55,10 @@ def matmul_peak_gflops(device: torch.device, repeats: int) -> float:
 
 
 def flops_per_step(model: LoadedModel, image: torch.Tensor, layer: str) -> float:
-    """Forward + backward FLOPs of one step (FlopCounterMode needs .backward(), not autograd.grad)."""
-    x = image[None].to(model.device).requires_grad_(True)
-    objective = LayerL2(layer).bind(model)
+    """Forward + backward FLOPs of one step of the network as written: the work a step needs, not
+    the work our path happens to do (the polyphase stem gradient multiplies some zero taps)."""
     with FlopCounterMode(display=False) as counter:
-        objective.score(model.activations(x, objective.layers)).sum().backward()
+        _truncated_step(plain_network(model), model, image, layer, torch.contiguous_format)
     return float(counter.get_total_flops())
 
 
@@ -69,7 +70,7 @@ def plain_network(model: LoadedModel, memory_format: torch.memory_format = torch
     """The network as DeepDream scripts hold it: as its authors wrote it (BatchNorms kept), NCHW, float32."""
     key = f"{model.name}-{memory_format}"
     if key not in _PLAIN:
-        plain = load_model(model.name, device=model.device, fold_batch_norm=False).module
+        plain = load_model(model.name, device=model.device, fast_paths=False).module
         _PLAIN[key] = plain.to(memory_format=memory_format)
     return _PLAIN[key]
 
@@ -159,6 +160,7 @@ if sys.argv[1] == "glibc":
 from analysis.models import load_model
 from analysis.dream import DreamConfig, dream, dream_batch
 from analysis.objectives import LayerL2
+from analysis.polyphase import PolyphaseConv2d
 model = load_model("efficientnet_lite0", device="cpu")
 size, count, repeats = (int(v) for v in sys.argv[2:5])
 image = torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -238,6 +240,39 @@ def section_layout(models: dict[str, LoadedModel], size: int, repeats: int) -> l
                    "channels_last_speedup": seconds["as_written"] / seconds["channels_last"],
                    "folding_speedup": seconds["channels_last"] / seconds["channels_last_folded"],
                    "speedup": seconds["as_written"] / seconds["channels_last_folded"]}
+            rows.append(row)
+            print(_fmt(row), flush=True)
+    return rows
+
+
+def _with_native_stem(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy whose polyphase stem convolutions are plain Conv2d again (same weights)."""
+    native = copy.deepcopy(module)
+    for name, conv in list(native.named_modules()):
+        if isinstance(conv, PolyphaseConv2d):
+            plain = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                                    bias=conv.bias is not None)
+            plain.weight, plain.bias = conv.weight, conv.bias
+            parent, _, child = name.rpartition(".")
+            setattr(native.get_submodule(parent) if parent else native, child, plain)
+    return native
+
+
+def section_stem(model: LoadedModel, sizes: list[int], repeats: int) -> list[dict]:
+    """The stem's pixel gradient from oneDNN's own backward against the polyphase convolution
+    (analysis/polyphase.py): one truncated step at three depths, same network otherwise."""
+    native = _with_native_stem(model.module)
+    rows = []
+    for size in sizes:
+        image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
+        for info in model.layers_spread(3):
+            step = {form: lambda network=network: _truncated_step(network, model, image, info.name, torch.channels_last)
+                    for form, network in (("native", native), ("polyphase", model.module))}
+            seconds = {form: median_seconds(fn, repeats) for form, fn in step.items()}
+            reference, ours = step["native"](), step["polyphase"]()
+            row = {"model": model.name, "layer": info.alias, "size": size, "native_stem_s": seconds["native"],
+                   "polyphase_stem_s": seconds["polyphase"], "speedup": seconds["native"] / seconds["polyphase"],
+                   "gradient_relative_difference": float((ours - reference).norm() / reference.norm())}
             rows.append(row)
             print(_fmt(row), flush=True)
     return rows
@@ -341,6 +376,7 @@ import sys, torch
 from analysis.models import load_model
 from analysis.dream import DreamConfig, dream
 from analysis.objectives import LayerL2
+from analysis.polyphase import PolyphaseConv2d
 size, tile = int(sys.argv[1]), int(sys.argv[2])
 model = load_model("efficientnet_lite0", device="cpu")
 dream(model, torch.rand(3, size, size), LayerL2("block10"), DreamConfig(octaves=1, iterations=1, jitter=0, tile_size=tile))
@@ -370,6 +406,7 @@ from analysis.models import load_model
 from analysis.images import load_image
 from analysis.dream import dream, dream_batch, preset
 from analysis.objectives import LayerL2
+from analysis.polyphase import PolyphaseConv2d
 model = load_model("efficientnet_lite0")
 cat = load_image("assets/samples/cat_chelsea.jpg", 512)
 dream(model, cat, LayerL2("block10"), preset("google"))
@@ -402,7 +439,7 @@ def machine() -> dict:
     return info
 
 
-SECTIONS = ("speed", "sweep", "allocator", "layout", "compile", "goal", "featviz", "memory", "app")
+SECTIONS = ("speed", "sweep", "allocator", "layout", "stem", "compile", "goal", "featviz", "memory", "app")
 
 
 def main() -> None:
@@ -433,6 +470,8 @@ def main() -> None:
         report["allocator"] = section_allocator(repeats)
     if "layout" in args.only:
         report["layout"] = section_layout(models, 512, repeats)
+    if "stem" in args.only and device.type == "cpu":  # the polyphase stem is a CPU path
+        report["stem"] = section_stem(models["googlenet (random weights)"], [224, 512, 1024], repeats)
     if "compile" in args.only:
         report["compile"] = section_compile(models, 512, repeats)
     if "goal" in args.only:

@@ -84,7 +84,7 @@ def test_fast_path_keeps_the_plain_networks_step(lite0, cat_small):
     output as the network as written (NCHW, BatchNorm kept) within float tolerance, and the same
     pixel gradient within float32 rounding (about 1e-3 of its norm: ReLU6 gates near 0 and 6 flip)."""
     layer = lite0.layer("block10").name
-    plain = models.load_model("efficientnet_lite0", device="cpu", fold_batch_norm=False)
+    plain = models.load_model("efficientnet_lite0", device="cpu", fast_paths=False)
     network = plain.module.to(memory_format=torch.contiguous_format)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in lite0.module.modules())
