@@ -1,3 +1,5 @@
 """Inceptionism Lab: DeepDream and layer analysis, as a library (no UI code here)."""
 
-__version__ = "0.2.0"  # 0.2: BatchNorms folded, channels_last: replays of 0.1 recipes differ slightly
+# 0.3: polyphase stem gradient, layout-keeping objectives; 0.2: BatchNorms folded, channels_last.
+# Each moves float32 rounding, so replays of older recipes differ slightly (dreams are chaotic).
+__version__ = "0.3.0"

@@ -7,6 +7,7 @@ known without loading them; checkpoints are loaded with ``weights_only=True`` on
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import importlib
@@ -23,7 +24,7 @@ from torchvision.models import get_weight as torchvision_weights
 from analysis import allocator
 from analysis import labels as label_files
 from analysis.errors import CheckpointError, ConfigError, WeightsMissingError
-from analysis.fusion import fold_batch_norms
+from analysis.fusion import fold_batch_norms, input_affine
 from analysis.polyphase import use_polyphase_gradients
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +70,14 @@ class Preprocess(nn.Module):
         if self.bgr:
             x01 = x01.flip(1)
         return (x01 * self.scale - self.mean) / self.std
+
+    def followed_by(self, scale: torch.Tensor, shift: torch.Tensor) -> Preprocess:
+        """This transform, then y * scale + shift per channel, as one: ((x - m) / s) * a + b
+        is (x - (m - b * s / a)) / (s / a)."""
+        scale, shift = scale.view(1, 3, 1, 1), shift.view(1, 3, 1, 1)
+        combined = copy.deepcopy(self)
+        combined.mean, combined.std = self.mean - shift * self.std / scale, self.std / scale
+        return combined
 
 
 @dataclass(frozen=True)
@@ -639,8 +648,9 @@ def load_model(name: str, device: str | torch.device | None = None, folder: Path
     checkpoint overrides where the file is looked for (a file brought from outside);
     precision is "fp32", "bf16" or None for the device's default (see pick_precision);
     fast_paths=False keeps the network as its authors wrote it (the plain path, for comparisons);
-    by default BatchNorms are folded into convolutions and, on the CPU, the stem's pixel
-    gradient comes from a polyphase convolution (analysis/fusion.py, analysis/polyphase.py).
+    by default a network's own input re-normalisation joins our preprocessing, BatchNorms are
+    folded into convolutions and, on the CPU, the stem's pixel gradient comes from a polyphase
+    convolution (analysis/fusion.py, analysis/polyphase.py).
     """
     spec = get_spec(name)
     target = device if isinstance(device, torch.device) else pick_device(device)
@@ -668,6 +678,8 @@ def load_model(name: str, device: str | torch.device | None = None, folder: Path
     module.eval().requires_grad_(False)
     preprocess, layers = Preprocess(spec.convention), layer_table(spec)
     if fast_paths:
+        if (affine := input_affine(module)) is not None:
+            module.transform_input, preprocess = False, preprocess.followed_by(*affine)
         example = preprocess(torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
         module = fold_batch_norms(module, example, [info.name for info in layers if info.name != LOGITS])
         if target.type == "cpu":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import datetime
 import json
 import os
@@ -56,36 +57,39 @@ def matmul_peak_gflops(device: torch.device, repeats: int) -> float:
 
 def flops_per_step(model: LoadedModel, image: torch.Tensor, layer: str) -> float:
     """Forward + backward FLOPs of one step of the network as written: the work a step needs, not
-    the work our path happens to do (the polyphase stem gradient multiplies some zero taps)."""
+    the work our path happens to do (the polyphase stem gradient multiplies some zero taps).
+    FlopCounterMode needs .backward(), not autograd.grad."""
+    x = image[None].to(model.device).requires_grad_(True)
     with FlopCounterMode(display=False) as counter:
-        _truncated_step(plain_network(model), model, image, layer, torch.contiguous_format)
+        _truncated_activation(plain_model(model), x, layer, torch.contiguous_format).pow(2).mean().backward()
     return float(counter.get_total_flops())
 
 
-_PLAIN: dict[str, torch.nn.Module] = {}
+_PLAIN: dict[str, LoadedModel] = {}
 
 
-def plain_network(model: LoadedModel, memory_format: torch.memory_format = torch.contiguous_format
-                  ) -> torch.nn.Module:
-    """The network as DeepDream scripts hold it: as its authors wrote it (BatchNorms kept), NCHW, float32."""
+def plain_model(model: LoadedModel, memory_format: torch.memory_format = torch.contiguous_format) -> LoadedModel:
+    """The network as DeepDream scripts hold it: as its authors wrote it (BatchNorms kept, its own
+    input transform), NCHW, float32; with the preprocessing that goes with it."""
     key = f"{model.name}-{memory_format}"
     if key not in _PLAIN:
-        plain = load_model(model.name, device=model.device, fast_paths=False).module
-        _PLAIN[key] = plain.to(memory_format=memory_format)
+        plain = load_model(model.name, device=model.device, fast_paths=False)
+        plain.module.to(memory_format=memory_format)
+        _PLAIN[key] = plain
     return _PLAIN[key]
 
 
 def full_network_dream(model: LoadedModel, image: torch.Tensor, layer: str, steps: int) -> torch.Tensor:
     """The usual DeepDream script: the whole network forward, a hook at the layer, one octave."""
-    network = plain_network(model)
-    module = network.get_submodule(model.layer(layer).name)
+    plain = plain_model(model)
+    network, module = plain.module, plain.module.get_submodule(model.layer(layer).name)
     x = image[None].to(model.device).clone()
     store: dict[str, torch.Tensor] = {}
     handle = module.register_forward_hook(lambda _m, _i, out: store.__setitem__("act", out))
     try:
         for _ in range(steps):
             x.requires_grad_(True)
-            network(model.preprocess(x))
+            network(plain.preprocess(x))
             loss = store["act"].pow(2).mean()
             (grad,) = torch.autograd.grad(loss, x)
             x = (x + 1.5 / 255 * grad / (grad.abs().mean() + 1e-8)).detach().clamp(0, 1)
@@ -98,9 +102,9 @@ def torch_dreams_dream(model: LoadedModel, image_size: int, layer: str, steps: i
     """torch-dreams' Dreamer.render on the same model, layer, size and number of steps."""
     from torch_dreams.dreamer import Dreamer
 
-    network = plain_network(model)
-    module = network.get_submodule(model.layer(layer).name)
-    dreamer = Dreamer(torch.nn.Sequential(model.preprocess, network), quiet=True, device=str(model.device))
+    plain = plain_model(model)
+    module = plain.module.get_submodule(model.layer(layer).name)
+    dreamer = Dreamer(torch.nn.Sequential(plain.preprocess, plain.module), quiet=True, device=str(model.device))
     dreamer.render(layers=[module], width=image_size, height=image_size, iters=steps)
 
 
@@ -203,51 +207,36 @@ class _Stop(Exception):
     pass
 
 
-def _truncated_step(network: torch.nn.Module, model: LoadedModel, image: torch.Tensor, layer: str,
-                    memory_format: torch.memory_format) -> torch.Tensor:
-    """One gradient of the network cut after the layer, input in the given layout."""
+def _truncated_activation(network: LoadedModel, x: torch.Tensor, layer: str,
+                          memory_format: torch.memory_format) -> torch.Tensor:
+    """The layer's output from the network cut after it, input in the given layout."""
     store: dict[str, torch.Tensor] = {}
 
     def capture(_m: torch.nn.Module, _i: object, out: torch.Tensor) -> None:
         store["act"] = out
         raise _Stop
 
-    handle = network.get_submodule(layer).register_forward_hook(capture)
-    x = image[None].to(model.device).requires_grad_(True)
+    handle = network.module.get_submodule(layer).register_forward_hook(capture)
     try:
-        network(model.preprocess(x).contiguous(memory_format=memory_format))
+        network.module(network.preprocess(x).contiguous(memory_format=memory_format))
     except _Stop:
         pass
     finally:
         handle.remove()
-    return torch.autograd.grad(store["act"].pow(2).mean(), x)[0]
+    return store["act"]
 
 
-def section_layout(models: dict[str, LoadedModel], size: int, repeats: int) -> list[dict]:
-    """What load_model does to the network, one step at a time: the network as written (NCHW),
-    channels_last, then channels_last with BatchNorms folded; one truncated step per depth."""
-    rows = []
-    for name, model in models.items():
-        image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
-        for info in model.layers_spread(7):
-            seconds = {form: median_seconds(lambda: _truncated_step(network, model, image, info.name, layout), repeats)
-                       for form, network, layout in (
-                           ("as_written", plain_network(model), torch.contiguous_format),
-                           ("channels_last", plain_network(model, torch.channels_last), torch.channels_last),
-                           ("channels_last_folded", model.module, torch.channels_last))}
-            row = {"model": name, "layer": info.alias, "depth": info.depth, "size": size,
-                   **{f"{form}_s": value for form, value in seconds.items()},
-                   "channels_last_speedup": seconds["as_written"] / seconds["channels_last"],
-                   "folding_speedup": seconds["channels_last"] / seconds["channels_last_folded"],
-                   "speedup": seconds["as_written"] / seconds["channels_last_folded"]}
-            rows.append(row)
-            print(_fmt(row), flush=True)
-    return rows
+def _truncated_step(network: LoadedModel, image: torch.Tensor, layer: str,
+                    memory_format: torch.memory_format) -> torch.Tensor:
+    """One gradient of the network cut after the layer, input in the given layout."""
+    x = image[None].to(network.device).requires_grad_(True)
+    act = _truncated_activation(network, x, layer, memory_format)
+    return torch.autograd.grad(LayerL2(layer).score({layer: act}).sum(), x)[0]
 
 
-def _with_native_stem(module: torch.nn.Module) -> torch.nn.Module:
+def _with_native_stem(model: LoadedModel) -> LoadedModel:
     """A copy whose polyphase stem convolutions are plain Conv2d again (same weights)."""
-    native = copy.deepcopy(module)
+    native = copy.deepcopy(model.module)
     for name, conv in list(native.named_modules()):
         if isinstance(conv, PolyphaseConv2d):
             plain = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
@@ -255,24 +244,28 @@ def _with_native_stem(module: torch.nn.Module) -> torch.nn.Module:
             plain.weight, plain.bias = conv.weight, conv.bias
             parent, _, child = name.rpartition(".")
             setattr(native.get_submodule(parent) if parent else native, child, plain)
-    return native
+    return dataclasses.replace(model, module=native)
 
 
-def section_stem(model: LoadedModel, sizes: list[int], repeats: int) -> list[dict]:
-    """The stem's pixel gradient from oneDNN's own backward against the polyphase convolution
-    (analysis/polyphase.py): one truncated step at three depths, same network otherwise."""
-    native = _with_native_stem(model.module)
+def section_layout(models: dict[str, LoadedModel], size: int, repeats: int) -> list[dict]:
+    """What load_model does to the network, one truncated step at a time at each depth: the
+    network as written (NCHW), channels_last, BatchNorms folded, then (the CPU) the polyphase stem."""
     rows = []
-    for size in sizes:
+    for name, model in models.items():
         image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
-        for info in model.layers_spread(3):
-            step = {form: lambda network=network: _truncated_step(network, model, image, info.name, torch.channels_last)
-                    for form, network in (("native", native), ("polyphase", model.module))}
-            seconds = {form: median_seconds(fn, repeats) for form, fn in step.items()}
-            reference, ours = step["native"](), step["polyphase"]()
-            row = {"model": model.name, "layer": info.alias, "size": size, "native_stem_s": seconds["native"],
-                   "polyphase_stem_s": seconds["polyphase"], "speedup": seconds["native"] / seconds["polyphase"],
-                   "gradient_relative_difference": float((ours - reference).norm() / reference.norm())}
+        forms = [("as_written", plain_model(model), torch.contiguous_format),
+                 ("channels_last", plain_model(model, torch.channels_last), torch.channels_last),
+                 ("folded", _with_native_stem(model), torch.channels_last),
+                 ("polyphase_stem", model, torch.channels_last)]
+        for info in model.layers_spread(7):
+            seconds = {form: median_seconds(lambda: _truncated_step(network, image, info.name, layout), repeats)
+                       for form, network, layout in forms}
+            row = {"model": name, "layer": info.alias, "depth": info.depth, "size": size,
+                   **{f"{form}_s": value for form, value in seconds.items()},
+                   "channels_last_speedup": seconds["as_written"] / seconds["channels_last"],
+                   "folding_speedup": seconds["channels_last"] / seconds["folded"],
+                   "polyphase_stem_speedup": seconds["folded"] / seconds["polyphase_stem"],
+                   "speedup": seconds["as_written"] / seconds["polyphase_stem"]}
             rows.append(row)
             print(_fmt(row), flush=True)
     return rows
@@ -439,7 +432,7 @@ def machine() -> dict:
     return info
 
 
-SECTIONS = ("speed", "sweep", "allocator", "layout", "stem", "compile", "goal", "featviz", "memory", "app")
+SECTIONS = ("speed", "sweep", "allocator", "layout", "compile", "goal", "featviz", "memory", "app")
 
 
 def main() -> None:
@@ -470,8 +463,6 @@ def main() -> None:
         report["allocator"] = section_allocator(repeats)
     if "layout" in args.only:
         report["layout"] = section_layout(models, 512, repeats)
-    if "stem" in args.only and device.type == "cpu":  # the polyphase stem is a CPU path
-        report["stem"] = section_stem(models["googlenet (random weights)"], [224, 512, 1024], repeats)
     if "compile" in args.only:
         report["compile"] = section_compile(models, 512, repeats)
     if "goal" in args.only:

@@ -1,11 +1,12 @@
-"""BatchNorm folding: folds where a norm only reads a convolution, and never changes what a network computes."""
+"""Load-time folds (BatchNorm into convolutions, an input transform into the preprocessing): never change what a network computes."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-from analysis.fusion import conv_norm_pairs, fold_batch_norms
+from analysis import models
+from analysis.fusion import conv_norm_pairs, fold_batch_norms, input_affine
 
 
 def _frozen_norm(channels: int, seed: int) -> nn.BatchNorm2d:
@@ -57,3 +58,17 @@ def test_a_conv_output_also_used_elsewhere_is_left_alone():
     torch.manual_seed(0)
     net, x = Residual().eval().requires_grad_(False), torch.randn(1, 3, 16, 16)
     assert fold_batch_norms(net, x, ["conv", "norm"]) is net
+
+
+def test_torchvisions_own_input_transform_joins_the_preprocessing():
+    """GoogLeNet re-normalises its input in forward (transform_input); folded into our mean and
+    std, the network's outputs stay the same and the per-step slicing and concatenation go."""
+    fast = models.load_model("googlenet-untrained", device="cpu")
+    plain = models.load_model("googlenet-untrained", device="cpu", fast_paths=False)
+    assert plain.module.transform_input and not fast.module.transform_input
+    image = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    layer = fast.layer("inception3a").name
+    with torch.no_grad():
+        ours, theirs = fast.activations(image, [layer])[layer], plain.activations(image, [layer])[layer]
+    assert float((ours - theirs).norm() / theirs.norm()) < 1e-4
+    assert input_affine(nn.Sequential(nn.Conv2d(3, 3, 1))) is None
