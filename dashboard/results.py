@@ -14,6 +14,7 @@ that shows several results as a grid offers the same downloads with `export_butt
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from dataclasses import dataclass, field
 
@@ -22,8 +23,9 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from analysis.export import Grid, GridItem, bundle_zip
+from analysis.export import Grid, GridItem, bundle_zip, png_bytes
 from analysis.images import tensor_to_pil
+from analysis.recipes import replay_obstacle
 
 RESULTS_KEY = "results.registry"
 MAX_RESULTS = 100
@@ -61,6 +63,30 @@ def add_result(kind: str, title: str, image: torch.Tensor | Image.Image, metadat
 def list_results(kind: str | None = None) -> list[Result]:
     """This session's results, oldest first; only one kind when given."""
     return [r for r in st.session_state.get(RESULTS_KEY, []) if kind is None or r.kind == kind]
+
+
+NO_RECIPE = {"animation": "A frame of an animation: the Animation page saves the animation's recipe.",
+             "stopped": "Stopped part-way: no recipe gives these pixels.",
+             "no recipe": "No recipe: this picture is not a single dream."}
+
+
+def result_downloads(result: Result, key: str) -> None:
+    """One result on its own: its PNG (settings and recipe in the metadata, so it replays by itself)
+    and, when the recipe gives these very pixels, the recipe JSON; both made only when clicked."""
+    stem = f"{result.kind}-{result.id}"
+    with st.popover("Save", icon=":material/download:", width="stretch"):
+        st.download_button("Picture PNG", lambda: png_bytes(result.image, result.metadata), file_name=f"{stem}.png",
+                           mime="image/png", key=f"{key}.png", icon=":material/image:", width="stretch",
+                           help="With its settings and recipe in the PNG metadata: the Dream page's replay box "
+                                "and `python -m analysis dream --recipe` take it as it is.")
+        obstacle = replay_obstacle(result.metadata)
+        if obstacle is None:
+            st.download_button("Recipe JSON", lambda: json.dumps(result.metadata["recipe"], indent=2),
+                               file_name=f"{stem}-recipe.json", mime="application/json", key=f"{key}.recipe",
+                               icon=":material/replay:", width="stretch",
+                               help="Model, objective, settings, seed and start image: replays to these pixels.")
+        else:
+            st.caption(NO_RECIPE[obstacle])
 
 
 def clear_results() -> None:

@@ -36,6 +36,7 @@ with build_tab:
                     st.image(result.image, width="stretch", caption=result.title)
                     st.checkbox("In the grid", value=True, key=f"export.pick.{result.id}",
                                 help=f"From the {result.kind.capitalize()} page")
+                    results.result_downloads(result, key=f"export.save.{result.id}")
         chosen = [r for r in found if st.session_state.get(f"export.pick.{r.id}", True)]
 
         st.subheader("Layout")

@@ -15,7 +15,7 @@ from analysis.images import tensor_to_pil
 from analysis.models import load_model
 from analysis.objectives import LayerL2
 from analysis.recipes import ImageSource, Recipe, run_recipe
-from dashboard.results import RESULTS_KEY, Result
+from dashboard.results import NO_RECIPE, RESULTS_KEY, Result
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "export.py")
 TINY = DreamConfig(octaves=1, iterations=2, jitter=4, seed=3)
@@ -51,7 +51,9 @@ def test_results_become_a_labelled_grid_with_png_and_bundle_downloads():
     assert captions(at)[:4] == ["net-a low", "net-a high", "net-b low", "net-b high"]
     assert [c.label for c in at.checkbox] == ["In the grid"] * 4
     assert "2 x 2 grid of 4 results" in captions(at)
-    assert [b.label for b in at.get("download_button")] == ["Grid PNG", "Bundle ZIP"]
+    # each picture on its own (no recipe here: these are not single dreams), then the grid
+    assert [b.label for b in at.get("download_button")] == ["Picture PNG"] * 4 + ["Grid PNG", "Bundle ZIP"]
+    assert sum(c.value == NO_RECIPE["no recipe"] for c in at.caption) == 4
     assert any("cannot be replayed" in c.value and "made without a recipe" in c.value for c in at.caption)
 
     at.checkbox[3].uncheck().run()
@@ -60,6 +62,22 @@ def test_results_become_a_labelled_grid_with_png_and_bundle_downloads():
     assert "1 x 3 grid of 3 results" in captions(at)
     at.button(key="export.clear").click().run()
     assert "No results yet" in at.info[0].value
+
+
+def test_a_single_dream_offers_its_recipe_and_a_stopped_one_does_not():
+    model = load_model("efficientnet_lite0-untrained", device="cpu")
+    recipe = Recipe(model.name, LayerL2("block3").to_dict(), TINY, ImageSource("noise", (32, 32), seed=2), 32)
+    done = run_recipe(recipe, model)
+    metadata = {**done.metadata, "recipe": recipe.to_dict()}
+    stopped = {**metadata, "steps": 1}
+    at = page()
+    at.session_state[RESULTS_KEY] = [Result(1, "dream", "noise · block3", tensor_to_pil(done.image), metadata),
+                                     Result(2, "dream", "noise · block3, stopped", tensor_to_pil(done.image), stopped)]
+    at.run()
+    assert not at.exception
+    labels = [b.label for b in at.get("download_button")]
+    assert labels[:3] == ["Picture PNG", "Recipe JSON", "Picture PNG"]
+    assert any(c.value == NO_RECIPE["stopped"] for c in at.caption)
 
 
 def wait_for(at: AppTest, key: str, seconds: float = 240) -> None:

@@ -175,3 +175,31 @@ def test_compare_and_statistics_in_a_real_browser(server, page):
     _no_exception(page)
     assert page.locator('[data-testid="stPlotlyChart"]').count() >= 2
     page.screenshot(path=str(ARTIFACTS / "e2e-statistics.png"), full_page=True)
+
+
+def test_export_saves_one_result_with_its_recipe_in_a_real_browser(server, page):
+    """Dream, follow the sidebar to Export (same session), save that one result: the PNG carries
+    its recipe and the recipe JSON names the dream's model and seed."""
+    import json
+
+    from analysis.export import read_png_metadata
+
+    page.goto(f"{server}/dream")
+    page.get_by_role("button", name="✓ Cat").wait_for(state="visible")
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    slider.press("Home")
+    page.get_by_role("button", name="Dream", exact=True).click()
+    page.get_by_role("button", name="Download PNG").wait_for(timeout=150_000)
+    page.get_by_role("link", name="Export").first.click()  # in-app navigation keeps the session's results
+    page.get_by_text("1 result this session", exact=False).wait_for()
+    page.get_by_role("button", name="Save").first.click()
+    with page.expect_download() as picture:
+        page.get_by_role("button", name="Picture PNG").click()
+    with page.expect_download() as recipe:
+        page.get_by_role("button", name="Recipe JSON").click()
+    page.screenshot(path=str(ARTIFACTS / "e2e-export-save.png"), full_page=True)
+    _no_exception(page)
+    saved = json.loads(Path(recipe.value.path()).read_text())
+    assert saved["model"] == "efficientnet_lite0" and saved["config"]["seed"] == 0
+    assert read_png_metadata(Path(picture.value.path()).read_bytes())["recipe"] == saved
