@@ -4,8 +4,8 @@ By default glibc serves every block above 32 MB with a fresh mmap and unmaps it 
 so each step of a large dream faults all its activation buffers in again, page by page.
 Keeping freed buffers for the next step, bench/ measured 1.45x for a 1024 px dream, 1.54x for
 a 6-image batch at 512 px, and 1.20x for a 1024 px dream in a worker thread (the dashboard). keep_freed_buffers() keeps them; release() hands the free
-memory back to the system once a run is over, so a long-lived dashboard does not hold it.
-Elsewhere than glibc both are no-ops.
+memory back to the system once runs stop coming (release_when_idle), so a long-lived dashboard
+does not hold it while back-to-back runs keep their buffers. Elsewhere than glibc both are no-ops.
 """
 
 from __future__ import annotations
@@ -13,10 +13,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import threading
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _KEEP_BELOW = 1 << 30  # blocks up to 1 GiB come from the heap and are reused
+IDLE_SECONDS = 2.0
+
+_pending: threading.Timer | None = None
+_pending_lock = threading.Lock()
 
 
 @functools.cache
@@ -43,3 +48,27 @@ def release() -> None:
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def release_when_idle(delay: float = IDLE_SECONDS) -> None:
+    """After a run: release() once no run has started for `delay` seconds.
+
+    Trimming at the end of every run made the next one fault all its buffers in again: 8% of
+    a 5-step 512 px dream on GoogLeNet's inception5b. A grid replay, a sweep of dreams or a
+    user's next click keeps them; an idle dashboard still gives the memory back."""
+    global _pending
+    with _pending_lock:
+        if _pending is not None:
+            _pending.cancel()
+        _pending = threading.Timer(delay, release)
+        _pending.daemon = True
+        _pending.start()
+
+
+def run_starting() -> None:
+    """A run is about to reuse the kept buffers: drop a pending release."""
+    global _pending
+    with _pending_lock:
+        if _pending is not None:
+            _pending.cancel()
+            _pending = None

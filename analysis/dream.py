@@ -243,13 +243,15 @@ def dream_batch(
         raise ConfigError("Give one objective, or one per image.")
     if batched is None:
         batched = model.device.type != "cpu"
+    if model.device.type == "cpu":
+        allocator.run_starting()
     try:
         if not batched and images.shape[0] > 1:
             return _one_after_another(model, images, objectives, config, on_step, should_cancel, preview_every)
         return _dream_together(model, images, objectives, config, on_step, should_cancel, preview_every)
     finally:
         if model.device.type == "cpu":
-            allocator.release()  # once per run, also after an error: a long-lived dashboard keeps no spare heap
+            allocator.release_when_idle()  # also after an error: an idle dashboard keeps no spare heap
 
 
 def _dream_together(model: LoadedModel, images: torch.Tensor, objectives: Sequence[Objective], config: DreamConfig,
