@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from analysis import __version__
 from analysis.errors import ConfigError, ImageError
 from analysis.export import png_bytes, read_png_metadata
 from analysis.images import load_image
@@ -166,7 +167,7 @@ def render_key(model: LoadedModel, layer: str, channel: int, config: FeatvizConf
     identity = {
         "model": model.name, "weights_sha256": model.weights_sha256, "layer": model.layer(layer).name,
         "channel": int(channel), "settings": config.key_dict(), "version": FEATVIZ_VERSION,
-        "lucent": _lucent_version(),
+        "lucent": _lucent_version(), "inceptionism": __version__,  # a release may move float rounding
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:40]
 
