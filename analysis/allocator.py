@@ -20,9 +20,9 @@ _M_MMAP_THRESHOLD = -3
 _KEEP_BELOW = 1 << 30  # blocks up to 1 GiB come from the heap and are reused
 IDLE_SECONDS = 2.0
 
+_runs = 0  # dreams in progress, in any thread (the dashboard serves several sessions)
 _pending: threading.Timer | None = None
-_pending_lock = threading.Lock()
-
+_lock = threading.Lock()
 
 @functools.cache
 def _glibc() -> ctypes.CDLL | None:
@@ -50,25 +50,33 @@ def release() -> None:
         libc.malloc_trim(0)
 
 
-def release_when_idle(delay: float = IDLE_SECONDS) -> None:
-    """After a run: release() once no run has started for `delay` seconds.
-
-    Trimming at the end of every run made the next one fault all its buffers in again: 8% of
-    a 5-step 512 px dream on GoogLeNet's inception5b. A grid replay, a sweep of dreams or a
-    user's next click keeps them; an idle dashboard still gives the memory back."""
-    global _pending
-    with _pending_lock:
-        if _pending is not None:
-            _pending.cancel()
-        _pending = threading.Timer(delay, release)
-        _pending.daemon = True
-        _pending.start()
-
-
 def run_starting() -> None:
-    """A run is about to reuse the kept buffers: drop a pending release."""
-    global _pending
-    with _pending_lock:
+    """A run is about to use the kept buffers: count it, and drop a pending release."""
+    global _runs, _pending
+    with _lock:
+        _runs += 1
         if _pending is not None:
             _pending.cancel()
             _pending = None
+
+
+def release_when_idle(delay: float = IDLE_SECONDS) -> None:
+    """A run is over: release() once no run is in progress and none has started for `delay` s.
+
+    Trimming at the end of every run made the next one fault all its buffers in again (8% of
+    a 5-step 512 px dream on GoogLeNet's inception5b); runs that follow each other (a sweep of
+    dreams, a grid replay, a comparison) keep them, and an idle dashboard gives the memory back."""
+    global _runs, _pending
+    with _lock:
+        _runs = max(0, _runs - 1)
+        if _runs == 0:
+            _pending = threading.Timer(delay, _release_if_still_idle)
+            _pending.daemon = True
+            _pending.start()
+
+
+def _release_if_still_idle() -> None:
+    with _lock:
+        if _runs:
+            return
+    release()

@@ -24,7 +24,7 @@ from analysis.errors import ConfigError, ImageError
 from analysis.images import tensor_to_pil
 from analysis.labels import sample_images
 from analysis.models import LoadedModel, load_model
-from analysis.recipes import Recipe, read_json, replay_obstacle, run_recipe
+from analysis.recipes import REPLAY_OBSTACLES, Recipe, read_json, replay_obstacle, run_recipe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -399,13 +399,11 @@ class Grid:
     def unreplayable(self) -> list[str]:
         """Why the pictures that cannot be replayed cannot (no recipe, cancelled part-way, ...), one line per reason."""
         names: dict[str, list[str]] = {}
-        reasons = {"animation": "a frame of an animation (its settings are in the PNG metadata)",
-                   "no recipe": "made without a recipe", "stopped": "cancelled part-way"}
         for r, c, item in self.items():
             obstacle = replay_obstacle(item.metadata)
             if obstacle is None:
                 continue
-            reason = reasons[obstacle]
+            reason = REPLAY_OBSTACLES[obstacle]
             names.setdefault(reason, []).append(item.title or f"row {r + 1}, column {c + 1}")
         return [f"{', '.join(who)}: {reason}" for reason, who in names.items()]
 

@@ -6,13 +6,16 @@ backward to its 3 input channels. oneDNN does that as a strided transposed convo
 inception5b step at 512 px (60 GFLOP/s). Split the image into its s*s phases (the pixels at
 y % s == dy, x % s == dx): each phase's gradient is a stride-1 correlation of the output
 gradient with a sub-kernel, so all of them are one stride-1 convolution with C*s*s output
-channels, put back in place by pixel_shuffle: 7 ms for the same stem (bench/ stem section).
+channels, put back in place by pixel_shuffle: 7 ms for the same stem (the op alone; whole steps
+in bench/'s layout section, column polyphase_stem).
 
 The same sums in another order: equal in real arithmetic, within float32 rounding (1e-7
 relative) in practice. Only the input gradient changes; the forward is the same call.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -42,7 +45,7 @@ class PolyphaseConv2d(nn.Conv2d):
         if not eligible(conv):
             raise ValueError("not a strided, ungrouped, undilated, zero-padded convolution on a few channels")
         super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                         bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
+                         bias=conv.bias is not None, device="meta")  # no weights made (nor random numbers drawn)
         self.weight, self.bias = conv.weight, conv.bias
         stride = self.stride[0]
         rows, self._low_y, self._high_y = _phase_taps(self.kernel_size[0], stride, self.padding[0])
@@ -102,10 +105,26 @@ def use_polyphase_gradients(module: nn.Module) -> list[str]:
     """Swap every eligible convolution for its PolyphaseConv2d, in place. Returns their names.
 
     For the CPU: measured on oneDNN, where the stem's own backward is slow; cuDNN is left as it is."""
+    return _swap(module, eligible, PolyphaseConv2d)
+
+
+def use_native_gradients(module: nn.Module) -> list[str]:
+    """The reverse, in place: plain Conv2d again, sharing the weights (the bench's comparison)."""
+    def native(conv: nn.Module) -> nn.Conv2d:
+        plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                          bias=conv.bias is not None, device="meta")
+        plain.weight, plain.bias = conv.weight, conv.bias
+        return plain
+
+    return _swap(module, lambda m: isinstance(m, PolyphaseConv2d), native)
+
+
+def _swap(module: nn.Module, wanted: Callable[[nn.Module], bool], replacement: Callable[[nn.Module], nn.Module]
+          ) -> list[str]:
     swapped = []
-    for name, conv in list(module.named_modules()):
-        if name and eligible(conv):
-            parent, _, child = name.rpartition(".")
-            setattr(module.get_submodule(parent) if parent else module, child, PolyphaseConv2d(conv))
+    for name, child in list(module.named_modules()):
+        if name and wanted(child):
+            parent, _, leaf = name.rpartition(".")
+            setattr(module.get_submodule(parent), leaf, replacement(child))
             swapped.append(name)
     return swapped

@@ -176,6 +176,11 @@ class Recipe:
         return objective_from_dict(self.objective)
 
 
+REPLAY_OBSTACLES = {"animation": "a frame of an animation (its settings are in the PNG metadata)",
+                    "no recipe": "made without a recipe", "stopped": "cancelled part-way"}
+"""Why a result does not replay from its own recipe, in words, for each replay_obstacle()."""
+
+
 def replay_obstacle(metadata: dict) -> str | None:
     """Why a result's recipe would not give the result's pixels: "animation" (a frame: its recipe is the
     animation's first dream), "no recipe", "stopped" (cancelled part-way), or None when it replays."""

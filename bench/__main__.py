@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from analysis.dream import DreamConfig, dream, dream_batch
 from analysis.models import PRECISIONS, LayerInfo, LoadedModel, load_model, pick_precision
 from analysis.objectives import LayerL2
-from analysis.polyphase import PolyphaseConv2d
+from analysis.polyphase import use_native_gradients
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -165,7 +165,6 @@ if sys.argv[1] == "glibc":
 from analysis.models import load_model
 from analysis.dream import DreamConfig, dream, dream_batch
 from analysis.objectives import LayerL2
-from analysis.polyphase import PolyphaseConv2d
 model = load_model("efficientnet_lite0", device="cpu")
 size, count, repeats = (int(v) for v in sys.argv[2:5])
 image = torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -238,19 +237,14 @@ def _truncated_step(network: LoadedModel, image: torch.Tensor, layer: str,
 def _with_native_stem(model: LoadedModel) -> LoadedModel:
     """A copy whose polyphase stem convolutions are plain Conv2d again (same weights)."""
     native = copy.deepcopy(model.module)
-    for name, conv in list(native.named_modules()):
-        if isinstance(conv, PolyphaseConv2d):
-            plain = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                                    bias=conv.bias is not None)
-            plain.weight, plain.bias = conv.weight, conv.bias
-            parent, _, child = name.rpartition(".")
-            setattr(native.get_submodule(parent) if parent else native, child, plain)
+    use_native_gradients(native)
     return dataclasses.replace(model, module=native)
 
 
 def section_layout(models: dict[str, LoadedModel], size: int, repeats: int) -> list[dict]:
     """What load_model does to the network, one truncated step at a time at each depth: the
-    network as written (NCHW), channels_last, BatchNorms folded, then (the CPU) the polyphase stem."""
+    network as written (NCHW), channels_last, folded (BatchNorms into convolutions, and GoogLeNet's
+    transform_input into the preprocessing), then the polyphase stem (CPU; elsewhere the same as folded)."""
     rows = []
     for name, model in models.items():
         image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
@@ -370,7 +364,6 @@ import sys, torch
 from analysis.models import load_model
 from analysis.dream import DreamConfig, dream
 from analysis.objectives import LayerL2
-from analysis.polyphase import PolyphaseConv2d
 size, tile = int(sys.argv[1]), int(sys.argv[2])
 model = load_model("efficientnet_lite0", device="cpu")
 dream(model, torch.rand(3, size, size), LayerL2("block10"), DreamConfig(octaves=1, iterations=1, jitter=0, tile_size=tile))
@@ -400,7 +393,6 @@ from analysis.models import load_model
 from analysis.images import load_image
 from analysis.dream import dream, dream_batch, preset
 from analysis.objectives import LayerL2
-from analysis.polyphase import PolyphaseConv2d
 model = load_model("efficientnet_lite0")
 cat = load_image("assets/samples/cat_chelsea.jpg", 512)
 dream(model, cat, LayerL2("block10"), preset("google"))

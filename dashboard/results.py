@@ -25,7 +25,7 @@ from PIL import Image
 
 from analysis.export import Grid, GridItem, bundle_zip, png_bytes
 from analysis.images import tensor_to_pil
-from analysis.recipes import replay_obstacle
+from analysis.recipes import REPLAY_OBSTACLES, replay_obstacle
 
 RESULTS_KEY = "results.registry"
 MAX_RESULTS = 100
@@ -65,28 +65,28 @@ def list_results(kind: str | None = None) -> list[Result]:
     return [r for r in st.session_state.get(RESULTS_KEY, []) if kind is None or r.kind == kind]
 
 
-NO_RECIPE = {"animation": "A frame of an animation: the Animation page saves the animation's recipe.",
-             "stopped": "Stopped part-way: no recipe gives these pixels.",
-             "no recipe": "No recipe: this picture is not a single dream."}
-
-
 def result_downloads(result: Result, key: str) -> None:
-    """One result on its own: its PNG (settings and recipe in the metadata, so it replays by itself)
+    """One result on its own: its PNG (settings and, for a single dream, its recipe in the metadata)
     and, when the recipe gives these very pixels, the recipe JSON; both made only when clicked."""
     stem = f"{result.kind}-{result.id}"
+    obstacle = replay_obstacle(result.metadata)
     with st.popover("Save", icon=":material/download:", width="stretch"):
         st.download_button("Picture PNG", lambda: png_bytes(result.image, result.metadata), file_name=f"{stem}.png",
                            mime="image/png", key=f"{key}.png", icon=":material/image:", width="stretch",
-                           help="With its settings and recipe in the PNG metadata: the Dream page's replay box "
-                                "and `python -m analysis dream --recipe` take it as it is.")
-        obstacle = replay_obstacle(result.metadata)
+                           help="Its settings are in the PNG metadata" + (
+                               "; the Dream page's replay box and `python -m analysis dream --recipe` take it "
+                               "as it is." if obstacle is None else "."))
         if obstacle is None:
             st.download_button("Recipe JSON", lambda: json.dumps(result.metadata["recipe"], indent=2),
                                file_name=f"{stem}-recipe.json", mime="application/json", key=f"{key}.recipe",
                                icon=":material/replay:", width="stretch",
                                help="Model, objective, settings, seed and start image: replays to these pixels.")
         else:
-            st.caption(NO_RECIPE[obstacle])
+            st.caption(no_recipe_note(obstacle))
+
+
+def no_recipe_note(obstacle: str) -> str:
+    return f"No recipe replays this picture: {REPLAY_OBSTACLES[obstacle]}."
 
 
 def clear_results() -> None:

@@ -15,7 +15,7 @@ from analysis.images import tensor_to_pil
 from analysis.models import load_model
 from analysis.objectives import LayerL2
 from analysis.recipes import ImageSource, Recipe, run_recipe
-from dashboard.results import NO_RECIPE, RESULTS_KEY, Result
+from dashboard.results import RESULTS_KEY, Result, no_recipe_note
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "export.py")
 TINY = DreamConfig(octaves=1, iterations=2, jitter=4, seed=3)
@@ -53,7 +53,7 @@ def test_results_become_a_labelled_grid_with_png_and_bundle_downloads():
     assert "2 x 2 grid of 4 results" in captions(at)
     # each picture on its own (no recipe here: these are not single dreams), then the grid
     assert [b.label for b in at.get("download_button")] == ["Picture PNG"] * 4 + ["Grid PNG", "Bundle ZIP"]
-    assert sum(c.value == NO_RECIPE["no recipe"] for c in at.caption) == 4
+    assert sum(c.value == no_recipe_note("no recipe") for c in at.caption) == 4
     assert any("cannot be replayed" in c.value and "made without a recipe" in c.value for c in at.caption)
 
     at.checkbox[3].uncheck().run()
@@ -68,16 +68,16 @@ def test_a_single_dream_offers_its_recipe_and_a_stopped_one_does_not():
     model = load_model("efficientnet_lite0-untrained", device="cpu")
     recipe = Recipe(model.name, LayerL2("block3").to_dict(), TINY, ImageSource("noise", (32, 32), seed=2), 32)
     done = run_recipe(recipe, model)
-    metadata = {**done.metadata, "recipe": recipe.to_dict()}
-    stopped = {**metadata, "steps": 1}
+    metadata, stopped = done.metadata, {**done.metadata, "steps": 1}
+    assert metadata["recipe"] == recipe.to_dict()
     at = page()
     at.session_state[RESULTS_KEY] = [Result(1, "dream", "noise · block3", tensor_to_pil(done.image), metadata),
                                      Result(2, "dream", "noise · block3, stopped", tensor_to_pil(done.image), stopped)]
     at.run()
     assert not at.exception
-    labels = [b.label for b in at.get("download_button")]
-    assert labels[:3] == ["Picture PNG", "Recipe JSON", "Picture PNG"]
-    assert any(c.value == NO_RECIPE["stopped"] for c in at.caption)
+    assert [b.label for b in at.get("download_button")] == [
+        "Picture PNG", "Recipe JSON", "Picture PNG", "Grid PNG", "Bundle ZIP"]  # the stopped one: no recipe
+    assert any(c.value == no_recipe_note("stopped") for c in at.caption)
 
 
 def wait_for(at: AppTest, key: str, seconds: float = 240) -> None:

@@ -93,16 +93,16 @@ def test_every_objective_kind_rises(lite0, cat_small, objective):
 
 @pytest.mark.parametrize("objective", [LayerL2("act"), Channels("act", [1, 3])])
 def test_layer_objectives_score_the_mean_per_image_and_keep_channels_last(objective):
-    """The network runs channels_last; a gradient handed back in NCHW makes every elementwise
-    backward below it mix layouts (bench/: a 512 px conv1 step took 2.6x as long)."""
+    """The network runs channels_last; a gradient handed back as a dense NCHW tensor makes every
+    elementwise backward below it mix layouts (bench/: a 512 px conv1 step took 2.6x as long).
+    Channels last, or a broadcast that takes the layout of whatever it meets, is fine."""
     act = torch.rand(2, 6, 9, 7).contiguous(memory_format=torch.channels_last).requires_grad_(True)
     picked = act if isinstance(objective, LayerL2) else act[:, [1, 3]]
     expected = (picked.square() if isinstance(objective, LayerL2) else picked).flatten(1).mean(1)
     score = objective.score({"act": act})
     torch.testing.assert_close(score, expected)
-    if isinstance(objective, LayerL2):
-        (grad,) = torch.autograd.grad(score.sum(), act)
-        assert grad.is_contiguous(memory_format=torch.channels_last)
+    (grad,) = torch.autograd.grad(score.sum(), act)
+    assert grad.is_contiguous(memory_format=torch.channels_last) or 0 in grad.stride()
 
 
 def test_guide_objective_moves_toward_the_guide(lite0, cat_small):

@@ -72,3 +72,14 @@ def test_torchvisions_own_input_transform_joins_the_preprocessing():
         ours, theirs = fast.activations(image, [layer])[layer], plain.activations(image, [layer])[layer]
     assert float((ours - theirs).norm() / theirs.norm()) < 1e-4
     assert input_affine(nn.Sequential(nn.Conv2d(3, 3, 1))) is None
+
+
+class _SquaresItsInput(nn.Module):
+    transform_input = True
+
+    def _transform_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.square()
+
+
+def test_an_input_transform_that_is_not_per_channel_affine_stays_in_the_network():
+    assert input_affine(_SquaresItsInput()) is None
