@@ -24,6 +24,7 @@ _runs = 0  # dreams in progress, in any thread (the dashboard serves several ses
 _pending: threading.Timer | None = None
 _lock = threading.Lock()
 
+
 @functools.cache
 def _glibc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
