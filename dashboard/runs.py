@@ -112,6 +112,16 @@ def layers_grid(run: LayersRun) -> Image.Image:
     return grid_image(cells, col_labels=columns, title=title, footnote=footnote)
 
 
+def attach_recipes(model: LoadedModel, results: list[DreamResult], config: DreamConfig, source: ImageSource,
+                   max_side: int) -> None:
+    """Each dream of a sweep that was dreamed alone (the CPU) gets the single-dream recipe, which
+    replays to its very pixels; a batched GPU sweep is not pixel-identical to single dreams: none."""
+    for result in results:
+        if result.metadata.get("batch_size") == 1:
+            recipe = Recipe(model.name, result.metadata["objective"], config, source, max_side, model.precision)
+            result.metadata["recipe"] = recipe.to_dict()
+
+
 def layers_work(model: LoadedModel, image: torch.Tensor, layers: list[LayerInfo], config: DreamConfig,
                 source: ImageSource, max_side: int, image_title: str, input_bytes: bytes | None = None):
     """The sweep; `source` and `max_side` say where `image` came from, for the per-layer recipes."""
@@ -119,12 +129,7 @@ def layers_work(model: LoadedModel, image: torch.Tensor, layers: list[LayerInfo]
         batch = image[None].repeat(len(layers), 1, 1, 1)
         objectives = [LayerL2(info.alias) for info in layers]
         results = dream_batch(model, batch, objectives, config, on_step, should_cancel)
-        for result in results:
-            # dreamed alone (the CPU): the single-dream recipe replays to these very pixels;
-            # a batched GPU sweep is not pixel-identical to single dreams, so it gets none
-            if result.metadata.get("batch_size") == 1:
-                recipe = Recipe(model.name, result.metadata["objective"], config, source, max_side, model.precision)
-                result.metadata["recipe"] = recipe.to_dict()
+        attach_recipes(model, results, config, source, max_side)
         title = model.spec.title
         if model.spec.training_data not in title:
             title = f"{title} ({model.spec.training_data})"

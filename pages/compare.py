@@ -6,7 +6,7 @@ import streamlit as st
 from analysis import compare, models
 from analysis.errors import ConfigError
 from analysis.export import png_bytes
-from dashboard import progress, state, widgets
+from dashboard import progress, results, runs, state, widgets
 from dashboard.readings import depth_reading
 
 SLOT, RESULT = "compare.job", "compare.result"
@@ -106,10 +106,14 @@ def start() -> None:
         else:
             columns = compare.match_by_depth(model_a, model_b, depths)
 
+        source, upload = image_choice.source(settings.size), image_choice.data if image_choice.kind == "file" else None
+
         def work(on_step, should_cancel) -> dict:
             result = compare.compare(model_a, model_b, image, columns, config, image_choice.title,
                                      on_step, should_cancel)
-            return {"comparison": result, "grid": compare.grid(result)}
+            for model, side in ((model_a, result.a), (model_b, result.b)):
+                runs.attach_recipes(model, side.results, config, source, settings.size)
+            return {"comparison": result, "grid": compare.grid(result), "input_bytes": upload}
 
         progress.start(SLOT, f"Dreaming {len(columns)} layer(s) with A, then with B", work,
                        lock=state.device_lock(model_a.device), total=2 * config.total_steps)
@@ -121,7 +125,19 @@ with settings_column:
                  disabled=busy or bool(missing)) and not progress.running(SLOT):
         start()
 
-progress.panel(SLOT, on_done=lambda run: st.session_state.update({RESULT: run}))
+def keep(run: dict) -> None:
+    """Keep the comparison for this page; register each of its dreams for the Export page, where
+    rows by model and columns by layer lay them out again."""
+    st.session_state[RESULT] = run
+    comparison = run["comparison"]
+    for side in (comparison.a, comparison.b):
+        for column, result in zip(comparison.columns, side.results):
+            layer = column.layer_a if side is comparison.a else column.layer_b
+            results.add_result("compare", f"{comparison.image_title} · {side.title} · {layer.alias}", result.image,
+                               {**result.metadata, "image": comparison.image_title}, input_bytes=run["input_bytes"])
+
+
+progress.panel(SLOT, on_done=keep)
 run = st.session_state.get(RESULT)
 if run is not None:
     result = run["comparison"]

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
+from analysis.models import load_model
+from analysis.recipes import Recipe, replay_obstacle, run_recipe
+from dashboard.results import RESULTS_KEY
 from tests.app.conftest import finish_job
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "compare.py")
@@ -39,6 +43,13 @@ def test_default_pair_dreams_a_two_row_grid_with_each_models_readings(page):
     assert table["column"].tolist() == ["depth 0.10", "depth 0.50", "depth 0.90"]
     assert len(at.get("download_button")) == 1
     assert run["grid"].width > 4 * 64  # original + 3 dreams per row
+    # every dream goes to the Export page, each with the recipe of its single dream (the CPU)
+    kept = at.session_state[RESULTS_KEY]
+    assert [r.kind for r in kept] == ["compare"] * 6
+    assert {r.metadata["model"] for r in kept} == {"efficientnet_lite0", "efficientnet_lite0-untrained"}
+    assert all(replay_obstacle(r.metadata) is None for r in kept)
+    replayed = run_recipe(Recipe.from_dict(kept[1].metadata["recipe"]), load_model("efficientnet_lite0", device="cpu"))
+    assert torch.equal(replayed.image, result.a.results[1].image)  # the recipe gives the very pixels
 
 
 def test_the_same_model_twice_is_refused_in_one_line(page):
