@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-DEPTH_READINGS: tuple[tuple[float, str, str], ...] = (
-    (0.2, "strokes and edges", "lines, colour blobs and edges, laid over the whole picture"),
-    (0.4, "textures", "small repeated motifs: fur, grain, mesh"),
-    (0.6, "patterns", "ornaments, honeycombs, spirals and eye-like spots"),
-    (0.8, "parts", "eyes, snouts, legs, wheels, windows"),
+DEPTH_READINGS: tuple[tuple[float, str, str], ...] = (  # limits between the tenths the pages offer, so a
+    (0.25, "strokes and edges", "lines, colour blobs and edges, laid over the whole picture"),  # chosen depth
+    (0.45, "textures", "small repeated motifs: fur, grain, mesh"),  # (0.6) and its nearest layer (0.59)
+    (0.65, "patterns", "ornaments, honeycombs, spirals and eye-like spots"),  # read the same
+    (0.85, "parts", "eyes, snouts, legs, wheels, windows"),
     (1.01, "objects", "whole animals, buildings and things the network was trained on"),
 )
 

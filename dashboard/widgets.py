@@ -29,6 +29,7 @@ from dashboard.readings import depth_sentence
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp"]
 UPLOAD_LIMIT_MB = 20  # also server.maxUploadSize in .streamlit/config.toml
 DEFAULT_DEPTH = 0.6  # the default layer: high enough for patterns and parts
+HIGH_DEPTH = 0.65  # from here on (parts, objects) a small image or a light preset leaves only texture
 
 
 # ---------------------------------------------------------------- model and layer
@@ -110,8 +111,11 @@ def layer_ui(choice: ModelChoice) -> LayerInfo:
         format_func=lambda n: layer_label(by_name[n]),
         help="Output channels x height x width at 224 px, and depth from 0 (first layer) to 1 (last). "
              "Low layers amplify strokes and edges, high layers parts and objects.")
-    st.sidebar.caption(f"At depth {by_name[name].depth:.2f} a dream shows {depth_sentence(by_name[name].depth)}.")
-    return by_name[name]
+    info = by_name[name]
+    coarse = f" It sees the picture at {info.shape[-2]}x{info.shape[-1]} per 224 px: give it 384 px or more and " \
+             "the Deep preset, or it stays texture." if info.depth >= HIGH_DEPTH and len(info.shape) == 3 else ""
+    st.sidebar.caption(f"At depth {info.depth:.2f} a dream shows {depth_sentence(info.depth)}.{coarse}")
+    return info
 
 
 PRECISION_CHOICES = ["auto", *models.PRECISIONS]
@@ -347,7 +351,7 @@ class ObjectiveChoice:
             return f"channels {self.channels_text.strip()} of {layer.alias}"
         if self.kind == "Guide image" and self.guide is not None:
             return f"{layer.alias} guided by {self.guide.title}"
-        return f"all of {layer.alias}"
+        return LayerL2(layer.alias).describe()  # the words its results and replays carry
 
 
 def parse_channels(text: str, layer: LayerInfo) -> list[int]:

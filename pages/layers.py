@@ -85,7 +85,7 @@ def keep(run: runs.LayersRun) -> None:
     """
     st.session_state[RESULT] = run
     for info, result in zip(run.layers, run.results):
-        results.add_result("layers", f"{run.image_title} · {info.alias}", result.image,
+        results.add_result("layers", f"{run.image_title} · {run.model_title} · {info.alias}", result.image,
                            {**result.metadata, "image": run.image_title},
                            input_bytes=run.input_bytes)
 

@@ -49,7 +49,7 @@ def test_a_tiny_zoom_becomes_a_video_a_gif_a_recipe_and_a_session_result(lite0):
     assert any("3 frames of 64 x 64 px" in c.value for c in at.caption)
     (result,) = at.session_state[RESULTS_KEY]
     assert result.kind == "animation" and result.image.size == (64, 64)
-    assert result.title == "noise (seed 0) · all of block10 · zoom frame 3"  # what tells it apart comes first
+    assert result.title == "noise (seed 0) · L2 of block10 · zoom frame 3"  # what tells it apart comes first
     notes = [c.value for c in at.caption]
     assert any("Recipe** beside the video, also in the bundle, replays the whole animation" in n for n in notes)
     assert not any("cannot be replayed" in n for n in notes)  # the sheet's stills do not contradict the Recipe

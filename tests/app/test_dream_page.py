@@ -49,7 +49,7 @@ def test_dream_of_the_cat_shows_result_trace_top5_and_downloads(open_page):
     assert max(run.result.image.shape[1:]) == 64
     captions = [c for img in at.image for c in img.captions]
     assert "Original: Chelsea the cat" in captions
-    assert any(c.startswith("Dream: EfficientNet-Lite0, all of block10") for c in captions)
+    assert any(c.startswith("Dream: EfficientNet-Lite0, L2 of block10") for c in captions)
     assert len(at.get("plotly_chart")) == 1
     assert [len(df.value) for df in at.dataframe] == [5, 5]
     assert at.dataframe[0].value["class"].iloc[0] in {"Egyptian cat", "tiger cat", "tabby"}
