@@ -47,15 +47,18 @@ class ModelChoice:
         return self.spec.title
 
 
-def run_button(label: str, key: str, icon: str, choice: ModelChoice, slot: str) -> bool:
-    """The page's primary button: says why the model cannot run, and is off while the slot's job runs.
+def run_button(label: str, key: str, icon: str, choice: ModelChoice, slot: str, image: ImageChoice | None = None
+               ) -> bool:
+    """The page's primary button: says why the model cannot run, and is off while the slot's job runs
+    or while the start image is unreadable (the uploader already says why, once).
 
     True only on a click that may start a job (the extra check covers a job started by this very rerun).
     """
     if not choice.runnable:
         state.show_error(choice.reason)
+    unreadable = image is not None and image.unreadable
     clicked = st.button(label, type="primary", key=key, icon=icon, width="stretch",
-                        disabled=progress.running(slot) or not choice.runnable)
+                        disabled=progress.running(slot) or not choice.runnable or unreadable)
     return clicked and not progress.running(slot)
 
 
@@ -148,6 +151,7 @@ class ImageChoice:
     name: str = ""
     data: bytes | None = field(default=None, repr=False)
     seed: int = 0
+    unreadable: bool = False  # an upload that is not an image: the uploader shows why
 
     def source(self, side: int) -> ImageSource:
         if self.kind == "sample":
@@ -257,7 +261,7 @@ def image_ui(prefix: str, allow_noise: bool = True) -> ImageChoice:
             state.show_error(message)
         else:
             st.image(picture, caption=name, width=240)
-        return ImageChoice("file", name, name=name, data=data)
+        return ImageChoice("file", name, name=name, data=data, unreadable=bool(message))
     seed_key = f"keep.{prefix}.noise_seed"
     state.default(seed_key, 0)
     seed = st.number_input("Noise seed", min_value=0, max_value=2**31 - 1, step=1, key=seed_key,

@@ -77,7 +77,8 @@ def keep(run: dict) -> None:
 
 
 with settings_column:
-    if widgets.run_button("Dream the zoom", "animation.run", ":material/animated_images:", choice, SLOT):
+    if widgets.run_button("Dream the zoom", "animation.run", ":material/animated_images:", choice, SLOT,
+                          image_choice):
         start()
 
 progress.panel(SLOT, on_done=keep)

@@ -122,7 +122,7 @@ def start() -> None:
 busy = progress.running(SLOT)
 with settings_column:
     if st.button("Dream with both", type="primary", key="compare.run", icon=":material/compare:", width="stretch",
-                 disabled=busy or bool(missing)) and not progress.running(SLOT):
+                 disabled=busy or bool(missing) or image_choice.unreadable) and not progress.running(SLOT):
         start()
 
 def keep(run: dict) -> None:

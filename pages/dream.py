@@ -70,7 +70,7 @@ def start_replay(data: bytes) -> None:
 
 busy = progress.running(SLOT)
 with settings_column:
-    if widgets.run_button("Dream", "dream.run", ":material/auto_awesome:", choice, SLOT):
+    if widgets.run_button("Dream", "dream.run", ":material/auto_awesome:", choice, SLOT, image_choice):
         start_dream()
     with st.expander("Replay a recipe", icon=":material/replay:"):
         recipe_file = st.file_uploader("Recipe JSON (from 'Download recipe'), or a result PNG", type=["json", "png"],

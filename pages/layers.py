@@ -67,7 +67,7 @@ def start() -> None:
 
 
 with settings_column:
-    if widgets.run_button("Dream every layer", "layers.run", ":material/layers:", choice, SLOT):
+    if widgets.run_button("Dream every layer", "layers.run", ":material/layers:", choice, SLOT, image_choice):
         start()
     if state.current_device() == "cpu":
         st.caption("Layers are dreamed one after another. Each layer's dream goes to the Export page with a recipe "
