@@ -37,6 +37,8 @@ def depth_lines(frame: pd.DataFrame, statistic: str, log_y: bool = False) -> go.
     fig.update_layout(title=f"{statistic} per layer", xaxis_title="relative depth (0 = first layer, 1 = class scores)",
                       yaxis_title=statistic, yaxis_type="log" if log_y else "linear", height=360, margin=_MARGIN,
                       legend={"orientation": "h", "y": -0.25})
+    if log_y:
+        fig.update_yaxes(dtick="D2")  # 1, 2, 5 per decade: every digit crowds the axis
     return fig
 
 
@@ -174,8 +176,9 @@ def bias_emergent(counts: pd.DataFrame) -> go.Figure:
                              hovertemplate="%{y}: emerged in %{x} dream(s)<extra>%{fullData.name}</extra>"),
                       row=row, col=1)
     fig.update_xaxes(title_text="dreams in which the class emerged", dtick=1, row=len(heights), col=1)
-    fig.update_layout(title="Classes that emerged most often (largest gain in the judge's probability)",
-                      showlegend=False, height=max(300, 110 + 24 * sum(heights) + 40 * len(heights)), margin=_MARGIN)
+    fig.update_layout(title="Classes that emerged most often<br><sup>largest gain in the judge's probability</sup>",
+                      showlegend=False, height=max(300, 110 + 24 * sum(heights) + 40 * len(heights)),
+                      margin={**_MARGIN, "t": 75})  # room for the title's second line
     return fig
 
 

@@ -74,8 +74,9 @@ def model_ui() -> ModelChoice:
     specs = {n: models.get_spec(n) for n in names}
     present = {n: models.weights_present(s) for n, s in specs.items()}
     state.default("keep.model", models.DEFAULT_MODEL, names)
+    runs_untrained = bool(st.session_state.get("keep.twin"))  # the toggle below: every twin runs, no ✗
     name = st.sidebar.selectbox(
-        "Model", names, key="keep.model", format_func=lambda n: model_label(specs[n], present[n]),
+        "Model", names, key="keep.model", format_func=lambda n: model_label(specs[n], present[n] or runs_untrained),
         help="✗ = no weight file on this machine yet: the Models page says which file and where to put it. "
              "Every model's untrained twin runs without one.")
     twin = st.sidebar.toggle(
@@ -199,13 +200,13 @@ def _remember_upload(uploader_key: str, store_key: str) -> None:
     st.session_state[store_key] = (upload.name, upload.getvalue()) if upload is not None else None
 
 
-def sample_picker(prefix: str, key: str, default_file: str = "cat_chelsea.jpg") -> SampleImage:
-    """Bundled photos as thumbnails; a click on a thumbnail's button chooses it."""
+def sample_picker(prefix: str, key: str, default_file: str = "cat_chelsea.jpg", per_row: int = 4) -> SampleImage:
+    """Bundled photos as thumbnails; a click on a thumbnail's button chooses it (fewer per row
+    in a narrow column, so the names under them are not cut short)."""
     samples = label_files.sample_images()
     files = [s.path.name for s in samples]
     state.default(key, default_file if default_file in files else files[0], files)
     chosen = st.session_state[key]
-    per_row = 4
     for start in range(0, len(samples), per_row):
         columns = st.columns(per_row)
         for column, sample in zip(columns, samples[start:start + per_row]):
@@ -237,14 +238,14 @@ def _upload_preview(cache_key: str, name: str, data: bytes) -> tuple[Image.Image
     return cached[1], cached[2]
 
 
-def image_ui(prefix: str, allow_noise: bool = True) -> ImageChoice:
+def image_ui(prefix: str, allow_noise: bool = True, per_row: int = 4) -> ImageChoice:
     """Start image: a bundled sample (thumbnails), an upload (png/jpg/webp, size limit), or noise."""
     kinds = ["Sample photo", "My image"] + (["Noise"] if allow_noise else [])
     kind_key = f"keep.{prefix}.image_kind"
     state.default(kind_key, kinds[0], kinds)
     kind = st.radio("Start from", kinds, key=kind_key, horizontal=True, label_visibility="collapsed")
     if kind == "Sample photo":
-        sample = sample_picker(prefix, f"keep.{prefix}.sample")
+        sample = sample_picker(prefix, f"keep.{prefix}.sample", per_row=per_row)
         return ImageChoice("sample", sample.title, sample=sample)
     if kind == "My image":
         store = f"{prefix}.upload_data"

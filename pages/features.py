@@ -1,11 +1,12 @@
 """Features: what every channel of a layer wants to see (Microscope-style), tied to the user's image."""
 
+import functools
 import hashlib
 import json
 import math
 
 import streamlit as st
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from analysis import featviz, figures, models
 from analysis.dream import PRESETS, dream, preset
@@ -52,7 +53,7 @@ def second_label(name: str) -> str:
 grid_column, side_column = st.columns([2, 1], gap="large")
 with side_column:
     st.subheader("Your image")
-    image_choice = widgets.image_ui("features", allow_noise=False)
+    image_choice = widgets.image_ui("features", allow_noise=False, per_row=3)
     extra = st.file_uploader("More photos to search for each channel's strongest images (optional)",
                              type=widgets.UPLOAD_TYPES, accept_multiple_files=True, key="features.extra",
                              max_upload_size=widgets.UPLOAD_LIMIT_MB)
@@ -212,9 +213,15 @@ def start_render(loaded: models.LoadedModel, info: models.LayerInfo, channels: l
                        total=math.ceil(len(channels) / config.batch) * config.steps)
 
 
-def placeholder(side: int) -> Image.Image:
-    """A dark square where a channel is not rendered yet, so the grid keeps its shape."""
-    return Image.new("RGB", (side, side), (52, 54, 62))
+@functools.cache
+def placeholder(side: int = 192) -> Image.Image:
+    """A dark square that says so where a channel is not rendered yet, so the grid keeps its shape
+    (square like the renders; drawn large enough for its words to stay sharp)."""
+    picture = Image.new("RGB", (side, side), (52, 54, 62))
+    font = ImageFont.load_default(size=side // 9)
+    ImageDraw.Draw(picture).multiline_text((side / 2, side / 2), "not\nrendered yet", fill=(160, 162, 170),
+                                           font=font, anchor="mm", align="center")
+    return picture
 
 
 def choose(channel: int) -> None:
@@ -259,7 +266,8 @@ with grid_column:
                    icon=":material/stop_circle:")
 
     chosen = st.session_state.get(CHOSEN)
-    if chosen and chosen[:2] == (model.name, layer.name):
+    picked_here = bool(chosen) and chosen[:2] == (model.name, layer.name)
+    if picked_here:
         channel = chosen[2]
     else:  # the channel the image excites most, once measured
         channel = int(means.argmax()) if means is not None else 0
@@ -267,7 +275,7 @@ with grid_column:
         for column, c in zip(st.columns(COLUMNS), shown[start:start + COLUMNS]):
             with column:
                 render = renders.get(c)
-                st.image(tensor_to_pil(render.image) if render else placeholder(config.size), width="stretch",
+                st.image(tensor_to_pil(render.image) if render else placeholder(), width="stretch",
                          caption=render_caption(render) or None)
                 label = f"#{c}" + (f" · {means[c]:.2f}" if means is not None else "")
                 st.button(label, key=f"features.open.{c}", on_click=choose, args=(c,), width="stretch",
@@ -278,6 +286,8 @@ with grid_column:
 
 st.divider()
 st.subheader(f"Channel {channel} of {layer.alias}")
+if not picked_here and means is not None:
+    st.caption("The channel your image excites most; open another with the buttons under the pictures.")
 view_column, dream_column, map_column = st.columns(3, gap="medium")
 with view_column:
     st.markdown("**What it wants to see**")
@@ -381,6 +391,6 @@ if model_b is not None:
         for column, c in zip(st.columns(COLUMNS), top_b):
             with column:
                 render = renders_b.get(c)
-                st.image(tensor_to_pil(render.image) if render else placeholder(config.size), width="stretch",
+                st.image(tensor_to_pil(render.image) if render else placeholder(), width="stretch",
                          caption=f"#{c} · {beside['means'][c]:.2f}" + (f" · {render_caption(render)}"
                                                                       if render_caption(render) else ""))
