@@ -72,14 +72,15 @@ def result_downloads(result: Result, key: str) -> None:
     obstacle = replay_obstacle(result.metadata)
     with st.popover("Save", icon=":material/download:", width="stretch"):
         st.download_button("Picture PNG", lambda: png_bytes(result.image, result.metadata), file_name=f"{stem}.png",
-                           mime="image/png", key=f"{key}.png", icon=":material/image:", width="stretch",
+                           mime="image/png", key=f"{key}.png", on_click="ignore", icon=":material/image:",
+                           width="stretch",
                            help="Its settings are in the PNG metadata" + (
                                "; the Dream page's replay box and `python -m analysis dream --recipe` take it "
                                "as it is." if obstacle is None else "."))
         if obstacle is None:
             st.download_button("Recipe JSON", lambda: json.dumps(result.metadata["recipe"], indent=2),
                                file_name=f"{stem}-recipe.json", mime="application/json", key=f"{key}.recipe",
-                               icon=":material/replay:", width="stretch",
+                               on_click="ignore", icon=":material/replay:", width="stretch",
                                help="Model, objective, settings, seed and start image: replays to these pixels.")
         else:
             st.caption(no_recipe_note(obstacle))

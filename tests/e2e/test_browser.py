@@ -194,7 +194,7 @@ def test_export_saves_one_result_with_its_recipe_in_a_real_browser(server, page)
     page.get_by_role("link", name="Export").first.click()  # in-app navigation keeps the session's results
     page.get_by_text("1 result this session", exact=False).wait_for()
     page.get_by_role("button", name="Save").first.click()
-    with page.expect_download() as picture:
+    with page.expect_download() as picture:  # one right after the other: no rerun between them (on_click="ignore")
         page.get_by_role("button", name="Picture PNG").click()
     with page.expect_download() as recipe:
         page.get_by_role("button", name="Recipe JSON").click()
