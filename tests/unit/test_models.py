@@ -276,3 +276,33 @@ def test_device_choice_is_checked():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA"):
             models.pick_device("cuda")
+
+
+def test_a_batched_sweep_gives_each_image_its_own_layers_in_any_order(lite0, cat_small):
+    """Images leave the batch after their deepest layer, whatever order they come in: each gets
+    the activations and the gradient it would get alone."""
+    images = torch.stack([cat_small, cat_small.flip(-1), cat_small.flip(-2)])
+    wanted = [["block8"], ["block2", "block3"], ["head"]]
+    x = images.clone().requires_grad_(True)
+    per_image = lite0.sweep_activations(x, wanted)
+    total = sum(acts[lite0.layer(n).name].square().mean() for acts, layers in zip(per_image, wanted) for n in layers)
+    (grad,) = torch.autograd.grad(total, x)
+    for i, layers in enumerate(wanted):
+        alone = images[i:i + 1].clone().requires_grad_(True)
+        acts = lite0.activations(alone, layers)
+        for name in layers:
+            torch.testing.assert_close(per_image[i][lite0.layer(name).name], acts[lite0.layer(name).name],
+                                       rtol=1e-4, atol=1e-4)
+        (own,) = torch.autograd.grad(sum(a.square().mean() for a in acts.values()), alone)
+        assert float((grad[i] - own[0]).norm() / own.norm()) < 1e-3
+
+
+def test_batch_rows_hand_back_one_gradient_in_the_batchs_own_layout():
+    """Slicing rows off a channels_last batch sent back NCHW zeros, and every backward op below
+    mixed layouts (GoogLeNet's batched sweep ran at 0.72x the sequential one; 1.0x with this)."""
+    batch = torch.rand(4, 6, 5, 3).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    first, rest = models.BatchRows.apply(batch, (3, 1))
+    assert torch.equal(first, batch[:3]) and torch.equal(rest, batch[3:])
+    (grad,) = torch.autograd.grad(first.square().sum(), batch)
+    torch.testing.assert_close(grad, torch.cat([2 * batch[:3], torch.zeros_like(batch[3:])]).detach())
+    assert grad.is_contiguous(memory_format=torch.channels_last)
