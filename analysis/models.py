@@ -24,7 +24,7 @@ from torchvision.models import get_weight as torchvision_weights
 from analysis import allocator
 from analysis import labels as label_files
 from analysis.errors import CheckpointError, ConfigError, WeightsMissingError
-from analysis.fusion import fold_batch_norms, input_affine
+from analysis.fusion import fold_batch_norms, input_affine, pad_inside_convolutions
 from analysis.polyphase import use_polyphase_gradients
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -676,8 +676,8 @@ def load_model(name: str, device: str | torch.device | None = None, folder: Path
     precision is "fp32", "bf16" or None for the device's default (see pick_precision);
     fast_paths=False keeps the network as its authors wrote it (the plain path, for comparisons);
     by default a network's own input re-normalisation joins our preprocessing, BatchNorms are
-    folded into convolutions and, on the CPU, the stem's pixel gradient comes from a polyphase
-    convolution (analysis/fusion.py, analysis/polyphase.py).
+    folded into convolutions, symmetric "same" padding moves inside them and, on the CPU, the
+    stem's pixel gradient comes from a polyphase convolution (analysis/fusion.py, analysis/polyphase.py).
     """
     spec = get_spec(name)
     target = device if isinstance(device, torch.device) else pick_device(device)
@@ -709,6 +709,7 @@ def load_model(name: str, device: str | torch.device | None = None, folder: Path
             module.transform_input, preprocess = False, preprocess.followed_by(*affine)
         example = preprocess(torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
         module = fold_batch_norms(module, example, [info.name for info in layers if info.name != LOGITS])
+        pad_inside_convolutions(module)
         if target.type == "cpu":
             use_polyphase_gradients(module)
     module = module.to(target, memory_format=torch.channels_last)

@@ -54,7 +54,8 @@ class PolyphaseConv2d(nn.Conv2d):
         nowhere = self.in_channels * kh * kw  # the index of an appended zero
         # phase channel order (c, dy, dx) is what pixel_shuffle puts back at (c, s*i + dy, s*j + dx)
         index = [[[[c * kh * kw + ky * kw + kx if ky >= 0 and kx >= 0 else nowhere for kx in cols[dx]]
-                   for ky in rows[dy]] for dy in range(stride) for dx in range(stride)] for c in range(self.in_channels)]
+                   for ky in rows[dy]] for dy in range(stride) for dx in range(stride)]
+                 for c in range(self.in_channels)]
         self.register_buffer("_taps", torch.tensor(index, device=conv.weight.device).flatten(), persistent=False)
 
     def phase_weight(self, dtype: torch.dtype) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Load-time folds (BatchNorm into convolutions, an input transform into the preprocessing): never change what a network computes."""
+"""Load-time folds (norms into convolutions, an input transform into the preprocessing, padding into
+convolutions): never change what a network computes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from analysis import models
-from analysis.fusion import conv_norm_pairs, fold_batch_norms, input_affine
+from analysis.fusion import conv_norm_pairs, fold_batch_norms, input_affine, pad_inside_convolutions
 
 
 def _frozen_norm(channels: int, seed: int) -> nn.BatchNorm2d:
@@ -83,3 +84,26 @@ class _SquaresItsInput(nn.Module):
 
 def test_an_input_transform_that_is_not_per_channel_affine_stays_in_the_network():
     assert input_affine(_SquaresItsInput()) is None
+
+
+class _SamePadding(nn.Conv2d):
+    """TensorFlow's "same" padding in forward, as EfficientNet-Lite's Conv2dDynamicSamePadding does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad_h, pad_w = (max((-(-size // s) - 1) * s + k - size, 0)
+                        for size, s, k in zip(x.shape[-2:], self.stride, self.kernel_size))
+        x = nn.functional.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+        return super().forward(x)
+
+
+def test_symmetric_same_padding_moves_inside_the_convolution_and_nothing_else_does():
+    torch.manual_seed(0)
+    net = nn.Sequential(_SamePadding(4, 4, 3, groups=4), _SamePadding(4, 6, 5), _SamePadding(6, 6, 3, stride=2),
+                        _SamePadding(6, 6, 1))
+    x = torch.randn(2, 4, 13, 10)
+    with torch.no_grad():
+        before = net(x)
+    assert pad_inside_convolutions(net) == ["0", "1", "3"]  # stride 2 pads unevenly: it stays
+    assert [type(m) for m in net] == [nn.Conv2d, nn.Conv2d, _SamePadding, nn.Conv2d]
+    with torch.no_grad():
+        assert torch.equal(net(x), before)  # the very same numbers, so replays do not move
