@@ -15,11 +15,11 @@ relative) in practice. Only the input gradient changes; the forward is the same 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from analysis.fusion import plain_conv, replace_modules
 
 MAX_IN_CHANNELS = 4  # a stem: RGB (or grey, or RGBA) in
 
@@ -106,26 +106,9 @@ def use_polyphase_gradients(module: nn.Module) -> list[str]:
     """Swap every eligible convolution for its PolyphaseConv2d, in place. Returns their names.
 
     For the CPU: measured on oneDNN, where the stem's own backward is slow; cuDNN is left as it is."""
-    return _swap(module, eligible, PolyphaseConv2d)
+    return replace_modules(module, lambda m: PolyphaseConv2d(m) if eligible(m) else None)
 
 
 def use_native_gradients(module: nn.Module) -> list[str]:
     """The reverse, in place: plain Conv2d again, sharing the weights (the bench's comparison)."""
-    def native(conv: nn.Module) -> nn.Conv2d:
-        plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                          bias=conv.bias is not None, device="meta")
-        plain.weight, plain.bias = conv.weight, conv.bias
-        return plain
-
-    return _swap(module, lambda m: isinstance(m, PolyphaseConv2d), native)
-
-
-def _swap(module: nn.Module, wanted: Callable[[nn.Module], bool], replacement: Callable[[nn.Module], nn.Module]
-          ) -> list[str]:
-    swapped = []
-    for name, child in list(module.named_modules()):
-        if name and wanted(child):
-            parent, _, leaf = name.rpartition(".")
-            setattr(module.get_submodule(parent), leaf, replacement(child))
-            swapped.append(name)
-    return swapped
+    return replace_modules(module, lambda m: plain_conv(m) if isinstance(m, PolyphaseConv2d) else None)
