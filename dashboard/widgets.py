@@ -154,6 +154,11 @@ class ImageChoice:
     seed: int = 0
     unreadable: bool = False  # an upload that is not an image: the uploader shows why
 
+    @property
+    def upload(self) -> bytes | None:
+        """The uploaded file's bytes, which a bundle carries so its recipe can replay; None otherwise."""
+        return self.data if self.kind == "file" else None
+
     def source(self, side: int) -> ImageSource:
         if self.kind == "sample":
             return ImageSource.sample(self.sample.path.name)

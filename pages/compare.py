@@ -106,7 +106,7 @@ def start() -> None:
         else:
             columns = compare.match_by_depth(model_a, model_b, depths)
 
-        source, upload = image_choice.source(settings.size), image_choice.data if image_choice.kind == "file" else None
+        source, upload = image_choice.source(settings.size), image_choice.upload
 
         def work(on_step, should_cancel) -> dict:
             result = compare.compare(model_a, model_b, image, columns, config, image_choice.title,

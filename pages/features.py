@@ -319,7 +319,7 @@ with dream_column:
             objective = Channels(layer.alias, [channel]).bind(model)
             recipe = Recipe(model.name, objective.to_dict(), dream_config, image_choice.source(dream_side), dream_side,
                             model.precision)
-            upload = image_choice.data if image_choice.kind == "file" else None
+            upload = image_choice.upload
 
             def work(on_step, should_cancel) -> dict:
                 result = dream(model, start_image, objective, dream_config, on_step, should_cancel)

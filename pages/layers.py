@@ -58,9 +58,8 @@ def start() -> None:
         image = image_choice.load(settings.size)
         model = state.load_model(choice.name)
         layers = chosen_layers(model)
-        upload = image_choice.data if image_choice.kind == "file" else None
         work = runs.layers_work(model, image, layers, config, image_choice.source(settings.size), settings.size,
-                                image_choice.title, upload)
+                                image_choice.title, image_choice.upload)
         progress.start(SLOT, f"Dreaming {len(layers)} layers", work,
                        lock=state.device_lock(model.device), steps_per_octave=config.iterations,
                        total=config.total_steps, preview=image)
