@@ -263,7 +263,7 @@ def _dream_together(model: LoadedModel, images: torch.Tensor, objectives: Sequen
     generator = torch.Generator().manual_seed(config.seed)
     device = model.device
     started = time.perf_counter()
-    base = images.to(device=device, dtype=torch.float32)
+    base = images.to(device=device, dtype=model.dtype)
     height, width = base.shape[-2:]
     sizes = octave_sizes(height, width, config.octaves, config.octave_scale)
     trace: list[torch.Tensor] = []

@@ -511,6 +511,17 @@ class LoadedModel:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """float32, or float64 for a float64 twin (`as_float64`): the dtype dreams optimise pixels in."""
+        return self.preprocess.mean.dtype
+
+    def as_float64(self) -> LoadedModel:
+        """A float64 copy: a reference whose rounding is 2**29 times finer, so two float32 paths can
+        each be measured against it, and batching logic can be checked free of float32 rounding."""
+        return replace(self, module=copy.deepcopy(self.module).double(),
+                       preprocess=copy.deepcopy(self.preprocess).double())
+
     def layer(self, name: str) -> LayerInfo:
         """Look up a layer by module path or alias."""
         for info in self.layers:
@@ -596,7 +607,8 @@ class LoadedModel:
         finally:
             for handle in handles:
                 handle.remove()
-        return {name: t.float() for name, t in captured.items()}, rows
+        # bf16 autocast hands back bf16 outputs; objectives sum in float32 (a float64 model stays float64)
+        return {name: t if t.dtype == torch.float64 else t.float() for name, t in captured.items()}, rows
 
     def logits(self, image01: torch.Tensor) -> torch.Tensor:
         return self.activations(image01, [LOGITS])[LOGITS]
