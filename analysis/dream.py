@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from analysis import allocator
 from analysis.errors import ConfigError
 from analysis.images import resize
-from analysis.models import LoadedModel, count_hooks
+from analysis.models import LoadedModel, count_hooks, cpu_kind
 from analysis.objectives import Objective
 
 NORMALISATIONS = ("mean-abs", "std", "laplacian")
@@ -360,6 +360,7 @@ def run_metadata(model: LoadedModel, objective: Objective, config: DreamConfig, 
         "weights_sha256": model.weights_sha256,
         "versions": library_versions(),
         "device": str(model.device),
+        "cpu": cpu_kind(),
         "precision": model.precision,
         "seconds": round(seconds, 3),
         "steps": steps_done,

@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import os
 import pickle
+import platform
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -735,10 +736,57 @@ def load_model(name: str, device: str | torch.device | None = None, folder: Path
 PRECISIONS = ("fp32", "bf16")
 
 
+@functools.cache
+def _cpu_flags_and_name() -> tuple[frozenset[str], str]:
+    flags: set[str] = set()
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "flags" and not flags:
+                flags = set(value.split())
+            elif key.strip() == "model name":
+                name = value.strip()
+    except OSError:  # not Linux: the name platform gives, and no flags to read
+        pass
+    return frozenset(flags), name
+
+
+def cpu_kind() -> str:
+    """The CPU's name and the widest kernels torch dispatches to on it (AVX512, AVX2, ...).
+
+    Recorded with every result: oneDNN picks different kernels per CPU kind, so float32 pixels
+    replay identically only on the same kind of CPU with the same library versions."""
+    return f"{_cpu_flags_and_name()[1]} ({torch.backends.cpu.get_cpu_capability()})"
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 runs in hardware: CUDA GPUs that support it, CPUs with AMX or AVX512-BF16.
+    Elsewhere oneDNN emulates it (bench --only speed on an AVX2 EPYC: 20-40x slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        flags = _cpu_flags_and_name()[0]
+        return bool(flags & {"amx_bf16", "avx512_bf16"}) if flags else torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return False
+
+
+def precision_note(precision: str, device: torch.device) -> str:
+    """What the chosen precision costs on this machine, in one line; empty when nothing to say."""
+    if precision != "bf16" or device.type == "cuda":
+        return ""
+    if native_bf16(device):
+        return ("bf16 is native on this CPU (AMX/AVX512-BF16): faster on GoogLeNet-like nets, slower on "
+                "EfficientNet's depthwise layers; dreams differ a little from float32's.")
+    return (f"this {device.type.upper()} has no native bf16 ({torch.backends.cpu.get_cpu_capability()}): "
+            "expect it to run 20-40x slower than float32 here.")
+
+
 def pick_precision(preference: str | None, device: torch.device) -> str:
-    """bf16 autocast on CUDA (tensor cores), float32 elsewhere; or the user's choice, checked."""
+    """bf16 autocast on CUDA (tensor cores) where the GPU has bf16, float32 elsewhere; or the user's choice,
+    checked. auto never picks a slow path: bf16 without hardware support is emulated."""
     if preference in (None, "", "auto"):
-        return "bf16" if device.type == "cuda" else "fp32"
+        return "bf16" if device.type == "cuda" and native_bf16(device) else "fp32"
     if preference not in PRECISIONS:
         raise ConfigError(f"Unknown precision '{preference}': choose auto, {' or '.join(PRECISIONS)}.")
     return preference

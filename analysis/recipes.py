@@ -1,4 +1,8 @@
-"""Recipes: a dream as plain JSON, replayable to the same pixels on the CPU.
+"""Recipes: a dream as plain JSON, replayable to the same pixels.
+
+Identical pixels hold on the same device and precision, the same kind of CPU (oneDNN picks
+other kernels on other CPUs, which round float32 differently) and the same library versions;
+every result records all four, and a replayed PNG is compared with its own pixels (ReplayCheck).
 
 A recipe names the model, the objective, the settings and where the image came from
 (a bundled sample, noise with a seed, or a file identified by its sha256).
@@ -206,9 +210,51 @@ def check_model(recipe: Recipe, model: LoadedModel) -> LoadedModel:
 
 def run_recipe(recipe: Recipe, model: LoadedModel | None = None, image_file: Path | None = None,
                on_step: OnStep | None = None, should_cancel: ShouldCancel | None = None) -> DreamResult:
-    """Replay a recipe. On the CPU the pixels equal the original run's."""
+    """Replay a recipe: the original run's pixels where the module docstring says they hold."""
     model = check_model(recipe, model or load_model(recipe.model, precision=recipe.precision))
     image = recipe.image.load(recipe.max_side, image_file)
     result = dream(model, image, recipe.build_objective(), recipe.config, on_step, should_cancel)
     result.metadata["recipe"] = recipe.to_dict()
     return result
+
+
+@dataclass(frozen=True)
+class ReplayCheck:
+    """A replayed dream against the PNG it came from."""
+
+    largest_difference: int | None  # in 8-bit levels: 0 is identical; None when the sizes differ
+    recorded: str  # where the original ran
+    here: str  # where the replay ran
+
+    @property
+    def identical(self) -> bool:
+        return self.largest_difference == 0
+
+    def describe(self) -> str:
+        if self.identical:
+            return "identical pixels to the original"
+        what = ("a different size" if self.largest_difference is None
+                else f"pixels up to {self.largest_difference}/255 away")
+        same = "the same machine kind and versions" if self.recorded == self.here else f"{self.recorded}; here {self.here}"
+        return f"{what} from the original (made on {same})"
+
+
+def _machine(metadata: dict) -> str:
+    versions = metadata.get("versions") or {}
+    return (f"{metadata.get('device', '?')} {metadata.get('precision', 'fp32')}, CPU {metadata.get('cpu', 'not recorded')}, "
+            f"torch {versions.get('torch', '?')}, inceptionism {versions.get('inceptionism', '?')}")
+
+
+def check_replay(original_png: bytes, replayed: DreamResult) -> ReplayCheck:
+    """Compare a replay with the PNG whose recipe it ran, and say where each was made."""
+    import numpy as np
+    from PIL import Image
+
+    from analysis.export import read_png_metadata  # export builds on recipes: imported here, not above
+    from analysis.images import tensor_to_pil
+
+    with Image.open(io.BytesIO(original_png)) as picture:
+        before = np.asarray(picture.convert("RGB"), dtype=np.int16)
+    after = np.asarray(tensor_to_pil(replayed.image), dtype=np.int16)
+    largest = int(np.abs(before - after).max()) if before.shape == after.shape else None
+    return ReplayCheck(largest, _machine(read_png_metadata(original_png)), _machine(replayed.metadata))

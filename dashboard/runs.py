@@ -16,7 +16,7 @@ from analysis.export import grid_image, png_bytes
 from analysis.images import tensor_to_pil
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2, Objective
-from analysis.recipes import ImageSource, Recipe, run_recipe
+from analysis.recipes import ImageSource, Recipe, check_replay, run_recipe
 from dashboard.readings import depth_reading
 
 TopK = list[tuple[int, str, float]]
@@ -34,7 +34,7 @@ class DreamRun:
     objective_text: str
     top_original: TopK | None = None
     top_dream: TopK | None = None
-    replayed: bool = False
+    replayed: str | None = None  # a replay: what it says about its pixels against the original's
     _png: bytes | None = field(default=None, repr=False)
 
     @property
@@ -61,12 +61,17 @@ def dream_work(model: LoadedModel, image: torch.Tensor, objective: Objective, co
     return work
 
 
-def recipe_work(model: LoadedModel, recipe: Recipe, image: torch.Tensor, image_title: str):
+def recipe_work(model: LoadedModel, recipe: Recipe, image: torch.Tensor, image_title: str,
+                original_png: bytes | None = None):
+    """A replay; from a dream PNG, the result is compared with that PNG's own pixels."""
     def work(on_step, should_cancel) -> DreamRun:
         result = run_recipe(recipe, model, on_step=on_step, should_cancel=should_cancel)
+        replayed = ("Replayed from a recipe JSON: identical pixels on the same device, precision, CPU kind "
+                    "and library versions as the original." if original_png is None or result.cancelled
+                    else f"Replayed from a dream PNG: {check_replay(original_png, result).describe()}.")
         return DreamRun(image, result, recipe, model.spec.title, image_title,
                         result.metadata.get("objective_text", ""), _top(model, image), _top(model, result.image),
-                        replayed=True)
+                        replayed=replayed)
     return work
 
 

@@ -59,8 +59,7 @@ def dream_result(run: DreamRun, key: str, details: bool = True) -> None:
         st.warning(f"Cancelled after {result.metadata.get('steps', 0)} of {config.total_steps} steps: "
                    "this is the partial dream.", icon=":material/stop_circle:")
     if run.replayed:
-        st.info("Replayed from a recipe: on the CPU the pixels equal the original run's.",
-                icon=":material/replay:")
+        st.info(run.replayed, icon=":material/replay:")
     pair(run, key)
     if not details:
         return

@@ -131,13 +131,16 @@ def device_ui() -> str:
     st.sidebar.selectbox("Device", state.available_devices(), key=state.DEVICE_KEY,
                          help="auto = CUDA GPU, then Apple MPS, then the CPU.")
     state.default(state.PRECISION_KEY, "auto", PRECISION_CHOICES)
-    st.sidebar.selectbox("Precision", PRECISION_CHOICES, key=state.PRECISION_KEY,
-                         help="auto = bf16 autocast on a CUDA GPU, float32 elsewhere. bf16 is faster on GPUs and on "
-                              "CPUs with AMX (GoogLeNet 1.6x on this project's Xeon) but slower on EfficientNet's "
-                              "depthwise layers there; its dreams differ a little from float32's.")
     device = state.current_device()
-    st.sidebar.caption(f"Running on **{device}** in {state.current_precision()}"
+    native = models.native_bf16(torch.device(device))
+    st.sidebar.selectbox("Precision", PRECISION_CHOICES, key=state.PRECISION_KEY,
+                         help=f"auto = bf16 autocast on a CUDA GPU with bf16, float32 elsewhere. bf16 on this "
+                              f"{device.upper()}: {'native' if native else 'emulated, far slower than float32'}. Its dreams differ a little from float32's.")
+    precision = state.current_precision()
+    st.sidebar.caption(f"Running on **{device}** in {precision}"
                        + (" · small sizes are quickest" if device == "cpu" else ""))
+    if note := models.precision_note(precision, torch.device(device)):
+        (st.sidebar.caption if native else st.sidebar.warning)(note)
     return device
 
 

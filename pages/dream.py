@@ -6,7 +6,7 @@ import streamlit as st
 
 from analysis.errors import ImageError
 from analysis.labels import sample_images
-from analysis.recipes import Recipe
+from analysis.recipes import PNG_SIGNATURE, Recipe
 from dashboard import progress, results, runs, state, views, widgets
 
 SLOT, RESULT = "dream.job", "dream.result"
@@ -63,7 +63,8 @@ def start_replay(data: bytes) -> None:
             recipe.image.data = stored[1]
         image = recipe.image.load(recipe.max_side)
         model = state.load_model(recipe.model, precision=recipe.precision)
-        progress.start(SLOT, "Replaying the recipe", runs.recipe_work(model, recipe, image, _image_title(recipe)),
+        progress.start(SLOT, "Replaying the recipe", runs.recipe_work(
+            model, recipe, image, _image_title(recipe), data if data.startswith(PNG_SIGNATURE) else None),
                        lock=state.device_lock(model.device), steps_per_octave=recipe.config.iterations,
                        total=recipe.config.total_steps, preview=image)
 

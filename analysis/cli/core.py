@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -15,7 +16,7 @@ from analysis.errors import ConfigError, ImageError
 from analysis.export import save_png
 from analysis.images import load_image
 from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective, Sum
-from analysis.recipes import ImageSource, Recipe, run_recipe
+from analysis.recipes import PNG_SIGNATURE, ImageSource, Recipe, check_replay, run_recipe
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -98,7 +99,10 @@ def load_from_args(args: argparse.Namespace, name: str | None = None, recipe_pre
                    ) -> models.LoadedModel:
     """The model named (or --model) on --device at --precision; a replay's auto precision is its recipe's."""
     precision = recipe_precision if args.precision == "auto" and recipe_precision else args.precision
-    return models.load_model(name or args.model, device=args.device, checkpoint=args.weights, precision=precision)
+    model = models.load_model(name or args.model, device=args.device, checkpoint=args.weights, precision=precision)
+    if note := models.precision_note(model.precision, model.device):
+        print(f"note: {note}", file=sys.stderr)
+    return model
 
 
 def image_source(arg: str) -> tuple[ImageSource, Path | None]:
@@ -200,14 +204,18 @@ def build_objective(args: argparse.Namespace, model: models.LoadedModel) -> Obje
 
 def cmd_dream(args: argparse.Namespace) -> None:
     progress = Progress("dreaming")
+    replay = None  # what a replayed dream PNG says about its own pixels
     try:
         if args.recipe:
             if not args.recipe.is_file():
                 raise ConfigError(f"No recipe file at {args.recipe}.")
-            recipe = Recipe.from_json(args.recipe.read_bytes())
+            recipe_bytes = args.recipe.read_bytes()
+            recipe = Recipe.from_json(recipe_bytes)
             file = Path(args.image) if args.image else None
             model = load_from_args(args, recipe.model, recipe.precision)
             result = run_recipe(recipe, model, file, on_step=progress)
+            if recipe_bytes.startswith(PNG_SIGNATURE):
+                replay = check_replay(recipe_bytes, result).describe()
         else:
             if not args.image and not args.noise:
                 raise ConfigError("Give --image PATH (or a sample name) or --noise.")
@@ -229,8 +237,10 @@ def cmd_dream(args: argparse.Namespace) -> None:
         args.recipe_out.parent.mkdir(parents=True, exist_ok=True)
         args.recipe_out.write_text(json.dumps(result.metadata["recipe"], indent=2))
     if args.json:
-        print_json(result.metadata)
+        print_json(result.metadata | ({"replay": replay} if replay else {}))
     else:
         trace = result.trace
         print(f"{args.out}: {result.metadata['objective_text']} on {model.name}, {len(trace)} steps in "
               f"{result.metadata['seconds']:.1f} s, objective {trace[0]:.3g} -> {trace[-1]:.3g}")
+        if replay:
+            print(f"replay: {replay}")

@@ -196,7 +196,8 @@ def test_recipe_download_replays_to_the_same_pixels(open_page, form):
     replay = at.session_state[RESULT]
     assert replay is not first and replay.replayed
     assert torch.equal(replay.result.image, first.result.image)
-    assert any("Replayed from a recipe" in i.value for i in at.info)
+    said = "Replayed from a recipe JSON" if form == "recipe JSON" else "Replayed from a dream PNG: identical pixels"
+    assert any(said in i.value for i in at.info)
 
 
 @pytest.mark.parametrize("content, expected", [

@@ -85,8 +85,10 @@ def test_a_dream_png_replays_from_the_recipe_it_carries(tmp_path, capsys):
     """The PNG is enough: its metadata holds the recipe; a PNG without one is a one-line error."""
     first, again = tmp_path / "first.png", tmp_path / "again.png"
     assert main(["dream", "--layer", "block4", "--image", "cat_chelsea", "--out", str(first), *FAST]) == 0
+    capsys.readouterr()
     assert main(["dream", "--recipe", str(first), "--out", str(again)]) == 0
     assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
+    assert "replay: identical pixels to the original" in capsys.readouterr().out
     plain = tmp_path / "plain.png"
     Image.new("RGB", (32, 32), "red").save(plain)
     capsys.readouterr()

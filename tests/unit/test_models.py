@@ -318,3 +318,22 @@ def test_batch_rows_hand_back_one_gradient_in_the_batchs_own_layout():
     (grad,) = torch.autograd.grad(first.square().sum(), batch)
     torch.testing.assert_close(grad, torch.cat([2 * batch[:3], torch.zeros_like(batch[3:])]).detach())
     assert grad.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bf16_is_offered_with_its_cost_and_auto_never_picks_an_emulated_one(monkeypatch):
+    """On a CPU without native bf16 (AVX2 only) bf16 runs 20-40x slower than float32: auto keeps float32
+    everywhere but on a GPU with bf16, and choosing bf16 by hand says what it costs here."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(models, "native_bf16", lambda device: False)
+    assert models.pick_precision("auto", cpu) == "fp32" and models.pick_precision("auto", cuda) == "fp32"
+    assert "20-40x slower" in models.precision_note("bf16", cpu)
+    assert models.precision_note("fp32", cpu) == ""
+    monkeypatch.setattr(models, "native_bf16", lambda device: True)
+    assert models.pick_precision("auto", cuda) == "bf16" and models.pick_precision("auto", cpu) == "fp32"
+    assert "native" in models.precision_note("bf16", cpu)
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):
+    for flags, native in (({"avx2", "fma"}, False), ({"avx512f", "avx512_bf16"}, True), ({"amx_bf16"}, True)):
+        monkeypatch.setattr(models, "_cpu_flags_and_name", lambda flags=flags: (frozenset(flags), "Some CPU"))
+        assert models.native_bf16(torch.device("cpu")) is native

@@ -12,8 +12,9 @@ from PIL import Image, PngImagePlugin
 from analysis.dream import DreamConfig
 from analysis.errors import LabError
 from analysis.export import METADATA_KEY, png_bytes
+from analysis import models
 from analysis.models import load_model
-from analysis.recipes import ImageSource, Recipe, run_recipe
+from analysis.recipes import ImageSource, Recipe, check_replay, run_recipe
 
 TINY = DreamConfig(octaves=1, iterations=2, jitter=0)
 
@@ -62,3 +63,21 @@ def test_a_recipe_replays_at_its_own_precision(lite0):
     with pytest.raises(LabError, match="dreamed in bf16, not fp32"):
         run_recipe(half, lite0)
     assert load_model("efficientnet_lite0", device="cpu").precision == "fp32"
+
+
+def test_a_replayed_png_says_how_far_its_pixels_are_and_where_each_ran(lite0):
+    """Identical pixels hold on the same device, precision, CPU kind and versions: the result records
+    the CPU kind, and a replay of a PNG is compared with that PNG's own pixels."""
+    recipe = _recipe()
+    first = run_recipe(recipe, lite0)
+    assert first.metadata["cpu"] == models.cpu_kind() and "(" in first.metadata["cpu"]
+    original = png_bytes(first.image, first.metadata)
+    again = run_recipe(recipe, lite0)
+    check = check_replay(original, again)
+    assert check.identical and check.recorded == check.here and "identical" in check.describe()
+    again.image[:, 0, 0] = (again.image[:, 0, 0] + 3 / 255).clamp(0, 1) if again.image[0, 0, 0] < 0.5 else (
+        again.image[:, 0, 0] - 3 / 255)
+    moved = check_replay(original, again)
+    assert moved.largest_difference == 3 and "3/255" in moved.describe()
+    elsewhere = dict(first.metadata, cpu="Another CPU (AVX2)")
+    assert "Another CPU (AVX2)" in check_replay(png_bytes(first.image, elsewhere), again).describe()
