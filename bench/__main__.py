@@ -418,7 +418,7 @@ def _fmt(row: dict) -> str:
 
 
 def machine() -> dict:
-    info = {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+    info = {"platform": platform.platform(), "cpu": models.cpu_kind(), "cpus": os.cpu_count(),
             "torch": torch.__version__, "threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from analysis.errors import LabError
 
@@ -18,8 +19,9 @@ EXIT_USER_ERROR = 2
 def build_parser() -> argparse.ArgumentParser:
     from analysis.cli import bias, core, export, featviz, study
 
+    called = Path(sys.argv[0]).name
     parser = argparse.ArgumentParser(
-        prog="python -m analysis",
+        prog=called if called == "inceptionism" else "python -m analysis",
         description="Inceptionism Lab: DeepDream and layer analysis from the command line.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
