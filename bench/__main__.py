@@ -24,7 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from analysis.dream import DreamConfig, dream, dream_batch
-from analysis.models import PRECISIONS, LayerInfo, LoadedModel, load_model, pick_precision
+from analysis.models import PRECISIONS, LayerInfo, LoadedModel, cpu_kind, load_model, pick_precision
 from analysis.objectives import LayerL2
 from analysis.polyphase import use_native_gradients
 
@@ -418,7 +418,7 @@ def _fmt(row: dict) -> str:
 
 
 def machine() -> dict:
-    info = {"platform": platform.platform(), "cpu": models.cpu_kind(), "cpus": os.cpu_count(),
+    info = {"platform": platform.platform(), "cpu": cpu_kind(), "cpus": os.cpu_count(),
             "torch": torch.__version__, "threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
