@@ -85,8 +85,9 @@ class WeightsSource:
     """Where a model's weights come from. format picks the loader."""
 
     format: str  # "efficientnet" | "torchvision" | "csail" | "caffe" | "lucent" | "random"
-    filename: str | None = None
+    filename: str | None = None  # the file the url serves
     url: str | None = None
+    other_files: tuple[str, ...] = ()  # other names (glob patterns) of the same weights in another layout
     package: str | None = None  # importable package that ships the file
     seed: int = 0  # for "random"
 
@@ -117,6 +118,10 @@ class ModelSpec:
     layer_names: Callable[[nn.Module], list[tuple[str, str]]] = field(repr=False, compare=False)
     drop_keys: tuple[str, ...] = ()  # checkpoint key prefixes the built module does not have
     parent: str | None = None
+    layout: str = ""  # the checkpoint layout build and convention are for, where a model has several
+    adapt: Callable[[ModelSpec, dict[str, torch.Tensor], str], tuple[ModelSpec, dict[str, torch.Tensor]]] | None = \
+        field(default=None, repr=False, compare=False)
+    """For models published in several key layouts: the spec for the file's layout and its renamed state."""
 
     def untrained(self, seed: int = 0) -> ModelSpec:
         """The same architecture with seeded random weights: the control for training data."""
@@ -218,13 +223,25 @@ def _csail(arch: str) -> Callable[[], nn.Module]:
     return build
 
 
-def _caffe_googlenet(num_classes: int) -> Callable[[], nn.Module]:
+def _caffe_googlenet(num_classes: int, head: str = "loss2", stem: str = "caffe") -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         from analysis.architectures.caffe_googlenet import caffe_googlenet
 
-        return caffe_googlenet(num_classes)
+        return caffe_googlenet(num_classes, head, stem)
 
     return build
+
+
+def _caffe_googlenet_layout(spec: ModelSpec, state: dict[str, torch.Tensor], source: str
+                            ) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+    """The Caffe GoogLeNet spec for the file's layout (its head, stem padding and mean), found from its keys."""
+    from analysis.architectures.googlenet_layouts import identify_layout, layout_mean
+
+    layout = identify_layout(state, source)
+    classes = len(class_labels(spec.labels) or ())
+    mean = layout_mean(layout, classes, source)
+    return replace(spec, layout=layout.name, convention=InputConvention(channels="BGR", scale=255.0, mean=mean),
+                   build=_caffe_googlenet(classes, layout.head, layout.stem)), layout.rename(state)
 
 
 def _lucent_inception() -> nn.Module:
@@ -294,15 +311,31 @@ def _caffe_convention(classes: int) -> InputConvention:
     return InputConvention(channels="BGR", scale=255.0, mean=CAFFE_BGR_MEAN[classes])
 
 
-_PLACES_GOOGLENET = "https://github.com/ProGamerGov/pytorch-places/raw/master/"
-for _data, _classes in ((Places205, 205), (Places365, 365)):
-    _file = f"googlenet_{_data.lower()}.pth"
+# crowsonkb/pytorch-caffe-models' release: the loss3 classifier, and a sha256 prefix in each name
+# (torch.hub's check_hash). The other layouts' files are found under their own names too.
+_CAFFE_MODELS = "https://github.com/crowsonkb/pytorch-caffe-models/releases/download/models-2/"
+for _data, _classes, _file in ((Places205, 205, "googlenet_places205-b57a3fc7a34557585.pth"),
+                               (Places365, 365, "googlenet_places365-da1e6512eb7d2613.pth")):
+    _stem = f"googlenet_{_data.lower()}"
     register(ModelSpec(
-        name=f"googlenet_{_data.lower()}", title=f"GoogLeNet (Caffe, {_data})", architecture="GoogLeNet (Caffe)",
+        name=_stem, title=f"GoogLeNet (Caffe, {_data})", architecture="GoogLeNet (Caffe)",
         training_data=_data, labels=_data, convention=_caffe_convention(_classes),
-        weights=WeightsSource(format="caffe", filename=_file, url=_PLACES_GOOGLENET + _file),
-        build=_caffe_googlenet(_classes), layer_names=_caffe_googlenet_layers,
+        weights=WeightsSource(format="caffe", filename=_file, url=_CAFFE_MODELS + _file,
+                              other_files=(f"{_stem}.pth", f"{_stem}-*.pth")
+                              + (("inceptionv1_places365.pth",) if _classes == 365 else ())),
+        build=_caffe_googlenet(_classes), layer_names=_caffe_googlenet_layers, layout="pytorch-places",
+        adapt=_caffe_googlenet_layout,
     ))
+
+register(ModelSpec(
+    name="bvlc_googlenet", title="GoogLeNet (Caffe BVLC, ImageNet)", architecture="GoogLeNet (Caffe)",
+    training_data=ImageNet, labels=ImageNet,
+    convention=InputConvention(channels="BGR", scale=255.0, mean=(104.0, 117.0, 123.0)),
+    weights=WeightsSource(format="caffe", filename="bvlc_googlenet-1f25f8c8778a8802.pth",
+                          url=_CAFFE_MODELS + "bvlc_googlenet-1f25f8c8778a8802.pth", other_files=("bvlc_googlenet-*.pth",)),
+    build=_caffe_googlenet(1000, head="loss3"), layer_names=_caffe_googlenet_layers, layout="pytorch-caffe-models",
+    adapt=_caffe_googlenet_layout,
+))
 
 register(ModelSpec(
     name="inceptionv1_lucent", title="InceptionV1 (lucent, inception5h)", architecture="GoogLeNet (TF inception5h)",
@@ -347,8 +380,12 @@ def locate_weights(spec: ModelSpec, folder: Path | None = None) -> Path | None:
         files = sorted((Path(module.__file__).parent / "models").glob("*.pth"))
         return files[0] if files else None
     folder = folder or weights_dir()
-    candidates = [folder / source.filename, Path(torch.hub.get_dir()) / "checkpoints" / source.filename]
-    return next((p for p in candidates if p.is_file()), None)
+    for place in (folder, Path(torch.hub.get_dir()) / "checkpoints"):
+        for name in (source.filename, *source.other_files):
+            found = sorted(place.glob(name)) if "*" in name else [place / name]
+            if (path := next((p for p in found if p.is_file()), None)) is not None:
+                return path
+    return None
 
 
 def weights_present(spec: ModelSpec, folder: Path | None = None) -> bool:
@@ -415,6 +452,12 @@ def fit_state_dict(spec: ModelSpec, state: dict[str, torch.Tensor]) -> dict[str,
     if spec.weights.format == "csail":
         state = add_missing_bn_counters(fix_old_densenet_keys(state))
     return {k: v for k, v in state.items() if not k.startswith(spec.drop_keys)} if spec.drop_keys else state
+
+
+def adapt_to_layout(spec: ModelSpec, state: dict[str, torch.Tensor], source: str
+                    ) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+    """For a model published in several layouts, the spec of the file's (picked from its keys) and its renamed state."""
+    return spec.adapt(spec, state, source) if spec.adapt is not None else (spec, state)
 
 
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -699,8 +742,9 @@ def load_model(name: str, device: str | torch.device | None = None, folder: Path
         if path is None or not Path(path).is_file():
             raise WeightsMissingError(missing_weights_message(spec, folder))
         path = Path(path)
+        spec, state = adapt_to_layout(spec, fit_state_dict(spec, read_checkpoint(path)), path.name)
         module = spec.build()
-        load_state(module, fit_state_dict(spec, read_checkpoint(path)), path.name)
+        load_state(module, state, path.name)
         sha = file_sha256(path)
     module.eval().requires_grad_(False)
     preprocess, layers = Preprocess(spec.convention), layer_table(spec)

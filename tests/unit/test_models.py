@@ -306,3 +306,70 @@ def test_batch_rows_hand_back_one_gradient_in_the_batchs_own_layout():
     (grad,) = torch.autograd.grad(first.square().sum(), batch)
     torch.testing.assert_close(grad, torch.cat([2 * batch[:3], torch.zeros_like(batch[3:])]).detach())
     assert grad.is_contiguous(memory_format=torch.channels_last)
+
+
+# ---------------------------------------------------------------- Caffe GoogLeNet layouts
+
+
+def _layout_files():
+    from tests.unit.test_architectures import captum_shapes, crowsonkb_shapes, random_file
+
+    return {"crowsonkb": lambda classes: random_file(crowsonkb_shapes(classes)),
+            "captum": lambda classes: random_file(captum_shapes(classes))}
+
+
+# model, file layout, a file name that says nothing true about the layout, the mean (B, G, R) it must get
+LAYOUT_CASES = [
+    ("bvlc_googlenet", "crowsonkb", "bvlc_googlenet-1f25f8c8778a8802.pth", "pytorch-caffe-models", (104.0, 117.0, 123.0)),
+    ("googlenet_places205", "crowsonkb", "googlenet_places205.pth", "pytorch-caffe-models", (105.417, 113.753, 116.047)),
+    ("googlenet_places365", "crowsonkb", "inceptionv1_places365.pth", "pytorch-caffe-models", (104.051, 112.514, 116.676)),
+    ("googlenet_places365", "captum", "googlenet_places365-da1e6512eb7d2613.pth", "captum", (104.0437, 112.6004, 116.7894)),
+]
+
+
+@pytest.mark.parametrize("name, kind, filename, layout, mean", LAYOUT_CASES)
+def test_each_googlenet_layout_loads_with_its_own_head_and_mean(name, kind, filename, layout, mean, tmp_path):
+    spec = models.get_spec(name)
+    classes = len(models.class_labels(spec.labels))
+    file = _layout_files()[kind](classes)
+    torch.save(file, tmp_path / filename)
+    model = models.load_model(name, device="cpu", folder=tmp_path)
+    assert model.spec.layout == layout and model.spec.architecture == "GoogLeNet (Caffe)"
+    assert model.spec.convention == models.InputConvention(channels="BGR", scale=255.0, mean=mean)
+    classifier = file["loss3_classifier.weight" if kind == "crowsonkb" else "fc.weight"]
+    assert torch.equal(model.module.loss3_classifier.weight, classifier)  # the file's real head gives the logits
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert model.logits(image[None]).shape == (1, classes)
+    result = dream(model, image, LayerL2(model.layer("inception_4c/output").name), TINY)
+    assert result.metadata["weights_layout"] == layout
+    assert result.metadata["input"] == {"channels": "BGR", "scale": 255.0, "mean": mean, "std": (1.0, 1.0, 1.0)}
+
+
+def test_the_same_weights_in_two_layouts_give_the_same_trunk(tmp_path):
+    """ProGamerGov's flat names and crowsonkb's nested ones hold one network: renamed, the trunk is bit-identical."""
+    from analysis.architectures.googlenet_layouts import PYTORCH_CAFFE_MODELS
+
+    nested = _layout_files()["crowsonkb"](365)
+    flat = {k: v for k, v in PYTORCH_CAFFE_MODELS.rename(nested).items() if k != "loss3_classifier.weight"
+            and k != "loss3_classifier.bias"}
+    heads = models.get_spec("googlenet_places365").build().state_dict()
+    flat.update({k: v for k, v in heads.items() if k.startswith(("loss1_", "loss2_"))})
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    torch.save(nested, tmp_path / "a" / "googlenet_places365.pth")
+    torch.save(flat, tmp_path / "b" / "googlenet_places365.pth")
+    first = models.load_model("googlenet_places365", device="cpu", folder=tmp_path / "a")
+    second = models.load_model("googlenet_places365", device="cpu", folder=tmp_path / "b")
+    assert (first.spec.layout, second.spec.layout) == ("pytorch-caffe-models", "pytorch-places")
+    image = torch.rand(1, 3, 80, 80, generator=torch.Generator().manual_seed(0))
+    layer = "inception_5b"
+    with torch.no_grad():
+        assert torch.equal(first.activations(image, [layer])[layer], second.activations(image, [layer])[layer])
+
+
+def test_a_layout_for_another_dataset_is_refused_in_one_line(tmp_path):
+    from tests.unit.test_architectures import captum_shapes, random_file
+
+    torch.save(random_file(captum_shapes(365)), tmp_path / "googlenet_places205.pth")
+    with pytest.raises(CheckpointError, match="publishes GoogLeNets with 365 classes, not 205"):
+        models.load_model("googlenet_places205", device="cpu", folder=tmp_path)
