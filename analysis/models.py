@@ -427,13 +427,31 @@ def file_sha256(path: Path) -> str:
     return _sha256_cached(str(path), stat.st_size, stat.st_mtime)
 
 
-def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """Load an untrusted checkpoint: tensors and plain containers only, never arbitrary code."""
+def read_checkpoint(path: Path, spec: ModelSpec | None = None) -> dict[str, torch.Tensor]:
+    """Load an untrusted checkpoint: tensors and plain containers only, never arbitrary code.
+
+    Any era's files: zip archives and the legacy pickle stream of PyTorch 0.2-1.5 (tensors rebuilt by
+    torch._utils._rebuild_tensor or _rebuild_tensor_v2, storages saved from the GPU). A refusal says
+    what the file is: no checkpoint at all, a pickled whole model (and which file to fetch for spec
+    instead), or a pickle that would run code."""
+    from analysis.architectures.checkpoint_files import (
+        checkpoint_kind,
+        describe_non_checkpoint,
+        pickled_model_class,
+    )
     from analysis.architectures.checkpoint_keys import unwrap_checkpoint
 
+    if checkpoint_kind(path) is None:
+        raise CheckpointError(f"{path.name} is not a PyTorch checkpoint: it is {describe_non_checkpoint(path)}. "
+                              "Give the model's weight file (.pth, .pt or .pth.tar).")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        if (model_class := pickled_model_class(path)) is not None:
+            instead = (f" Fetch the state-dict file '{spec.weights.filename}' instead"
+                       + (f" ({spec.weights.url})." if spec.weights.url else ".")) if spec and spec.weights.filename else ""
+            raise CheckpointError(f"Refused {path.name}: it is a whole pickled model ({model_class}), which only "
+                                  f"loads by running its code; the lab loads state dicts of weights.{instead}") from None
         raise CheckpointError(f"Refused {path.name}: it needs arbitrary code to unpickle, which a plain "
                               "weights file never does. Only weights-only checkpoints are loaded.") from None
     except Exception as err:  # the weights-only unpickler raises KeyError, IndexError... on arbitrary bytes
@@ -460,19 +478,38 @@ def adapt_to_layout(spec: ModelSpec, state: dict[str, torch.Tensor], source: str
     return spec.adapt(spec, state, source) if spec.adapt is not None else (spec, state)
 
 
+def _key_list(keys: list[str]) -> str:
+    return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Strict load with a readable list of what does not fit."""
+    """Strict load, every key checked first, so what does not fit is one readable line and never
+    PyTorch's copy traceback: the key set and each shape, then each tensor's kind (dense, with data,
+    floating point where the network's is) and values (finite: one NaN turns every dream black)."""
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
     if missing or unexpected or wrong:
-        def head(keys: list[str]) -> str:
-            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-        parts = [f"{len(missing)} missing: {head(missing)}" if missing else "",
-                 f"{len(unexpected)} unexpected: {head(unexpected)}" if unexpected else "",
-                 f"{len(wrong)} with the wrong shape: {head(wrong)}" if wrong else ""]
+        parts = [f"{len(missing)} missing: {_key_list(missing)}" if missing else "",
+                 f"{len(unexpected)} unexpected: {_key_list(unexpected)}" if unexpected else "",
+                 f"{len(wrong)} with the wrong shape: {_key_list(wrong)}" if wrong else ""]
         raise CheckpointError(f"{source} does not fit this architecture; keys " + "; ".join(p for p in parts if p) + ".")
+    odd = sorted(k for k, v in state.items() if v.layout != torch.strided or v.is_quantized or v.is_meta
+                 or type(v) not in (torch.Tensor, nn.Parameter))
+    if odd:
+        raise CheckpointError(f"{source} holds tensors that are not plain dense weights (sparse, quantized, "
+                              f"without data or a tensor subclass): {_key_list(odd)}.")
+    not_float = sorted(k for k, v in state.items() if expected[k].is_floating_point() and not v.is_floating_point())
+    if not_float:
+        kinds = sorted({str(state[k].dtype).removeprefix("torch.") for k in not_float})
+        raise CheckpointError(f"{source} holds {'/'.join(kinds)} tensors where the network has floating-point "
+                              f"weights: {_key_list(not_float)}. A weights file stores floats; this one is damaged "
+                              "or not a weights file.")
+    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if broken:
+        raise CheckpointError(f"{source} holds NaN or infinite values in {_key_list(broken)}: the network would "
+                              "dream black or not at all. The file is damaged; fetch it again.")
     module.load_state_dict(state, strict=True)
 
 
@@ -742,7 +779,7 @@ def load_model(name: str, device: str | torch.device | None = None, folder: Path
         if path is None or not Path(path).is_file():
             raise WeightsMissingError(missing_weights_message(spec, folder))
         path = Path(path)
-        spec, state = adapt_to_layout(spec, fit_state_dict(spec, read_checkpoint(path)), path.name)
+        spec, state = adapt_to_layout(spec, fit_state_dict(spec, read_checkpoint(path, spec)), path.name)
         module = spec.build()
         load_state(module, state, path.name)
         sha = file_sha256(path)

@@ -373,3 +373,97 @@ def test_a_layout_for_another_dataset_is_refused_in_one_line(tmp_path):
     torch.save(random_file(captum_shapes(365)), tmp_path / "googlenet_places205.pth")
     with pytest.raises(CheckpointError, match="publishes GoogLeNets with 365 classes, not 205"):
         models.load_model("googlenet_places205", device="cpu", folder=tmp_path)
+
+
+# ---------------------------------------------------------------- files as users have them
+
+
+@pytest.mark.parametrize("name, version", [("resnet18_places365", "0.2"), ("resnet18_places365", "0.4"),
+                                           ("densenet161_places365", "0.2")])
+def test_csail_file_written_by_old_pytorch_loads_weights_only(name, version, tmp_path):
+    """PyTorch 0.2-0.4 on Python 2: legacy serialisation, _rebuild_tensor(_v2), GPU storages,
+    'module.' keys, no num_batches_tracked, densenet's old 'norm.1' names; read with weights_only=True."""
+    from tests.unit.old_torch import write_legacy_checkpoint
+
+    state = _random_state(name)
+    file = _csail_file(_old_densenet_keys(state) if name.startswith("densenet") else state, name.split("_")[0])
+    path = tmp_path / models.get_spec(name).weights.filename
+    write_legacy_checkpoint(path, file, version)
+    assert not path.read_bytes().startswith(b"PK")  # the pre-zip format
+    model = models.load_model(name, device="cpu", folder=tmp_path, fast_paths=False)
+    loaded = model.module.state_dict()
+    for key, value in state.items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(loaded[key], value), key
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_pickled_whole_model_is_refused_naming_the_state_dict_file(zip_format, tmp_path):
+    """CSAIL's whole_resnet18_places365.pth.tar is torch.save(model): unpickling it runs the model's code."""
+    import torchvision
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "whole_resnet18_places365.pth.tar"
+    torch.save(torchvision.models.resnet18(num_classes=365), path, _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(CheckpointError) as err:
+        models.load_model("resnet18_places365", device="cpu", checkpoint=path)
+    message = str(err.value)
+    assert "whole pickled model (torchvision.models.resnet.ResNet)" in message
+    assert "'resnet18_places365.pth.tar'" in message and "places2.csail.mit.edu" in message
+    assert "\n" not in message and not marker.exists()
+
+
+@pytest.mark.parametrize("content, what", [
+    (None, "a JPEG image"), (b"", "an empty file"), (b"epoch,loss\n1,0.5\n", "a text file"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(40), "a PNG image"),
+])
+def test_a_file_that_is_no_checkpoint_says_what_it_is(content, what, tmp_path, cat_path):
+    from PIL import Image
+
+    path = tmp_path / "weights.pth"
+    if content is None:
+        Image.open(cat_path).save(path, format="JPEG")
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        models.load_model("googlenet_places365", device="cpu", checkpoint=path)
+    assert str(err.value) == (f"weights.pth is not a PyTorch checkpoint: it is {what}. "
+                              "Give the model's weight file (.pth, .pt or .pth.tar).")
+
+
+def _resnet18_with(tmp_path: Path, key: str, value: torch.Tensor) -> Path:
+    state = _random_state("resnet18_places365")
+    state[key] = value(state[key]) if callable(value) else value
+    path = tmp_path / "resnet18.pth"
+    torch.save(state, path)
+    return path
+
+
+def _one_nan(w: torch.Tensor) -> torch.Tensor:
+    w = w.clone()
+    w.view(-1)[1234] = float("nan")
+    return w
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("layer2.0.conv1.weight", _one_nan, "NaN or infinite values in layer2.0.conv1.weight"),
+    ("bn1.running_var", lambda w: w.masked_fill(w > 0, float("inf")), "NaN or infinite values in bn1.running_var"),
+    ("conv1.weight", lambda w: (w * 100).to(torch.int32), "int32 tensors where the network has floating-point"),
+    ("fc.bias", lambda w: w > 0, "bool tensors where the network has floating-point"),
+    ("fc.weight", lambda w: w.to_sparse(), "not plain dense weights"),
+    ("fc.weight", lambda w: torch.empty(w.shape, device="meta"), "not plain dense weights"),
+    ("fc.weight", lambda w: torch.quantize_per_tensor(w, 0.01, 0, torch.qint8), "not plain dense weights"),
+])
+def test_weights_that_would_dream_black_or_nothing_are_refused_at_load(key, value, message, tmp_path):
+    path = _resnet18_with(tmp_path, key, value)
+    with pytest.raises(CheckpointError, match=message) as err:
+        models.load_model("resnet18_places365", device="cpu", checkpoint=path)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("shape", [(1000, 512), (365, 511), (512, 365), (365,), (365, 512, 1), ()])
+def test_every_wrong_classifier_shape_is_the_projects_message(shape, tmp_path):
+    """Checked key by key before load_state_dict, which would end in 'While copying the parameter named fc.weight'."""
+    path = _resnet18_with(tmp_path, "fc.weight", torch.zeros(shape))
+    with pytest.raises(CheckpointError, match=r"keys 1 with the wrong shape: fc\.weight\.$"):
+        models.load_model("resnet18_places365", device="cpu", checkpoint=path)
