@@ -395,22 +395,8 @@ def weights_present(spec: ModelSpec, folder: Path | None = None) -> bool:
 def missing_weights_message(spec: ModelSpec, folder: Path | None = None) -> str:
     folder = folder or weights_dir()
     return (f"{spec.name}: weight file '{spec.weights.filename}' not found. Put it in {folder}/ "
-            f"(or set INCEPTIONISM_WEIGHTS_DIR); download it from {spec.weights.url}")
-
-
-def download_weights(spec: ModelSpec, folder: Path | None = None) -> Path:
-    """Fetch the file into the weights folder. Only on the user's explicit request."""
-    if not spec.weights.url:
-        raise ConfigError(f"{spec.name} has no download address: its weights are {spec.weights.format}.")
-    folder = folder or weights_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / spec.weights.filename
-    try:
-        torch.hub.download_url_to_file(spec.weights.url, str(target), progress=True)
-    except Exception as err:  # network failures come in many types
-        raise WeightsMissingError(f"Download of {spec.weights.url} failed ({err}). "
-                                  f"Put the file in {folder}/ by hand.") from None
-    return target
+            f"(or set INCEPTIONISM_WEIGHTS_DIR); download it from {spec.weights.url} "
+            f"(the Models page's button, or: python -m analysis download {spec.name})")
 
 
 @functools.lru_cache(maxsize=32)
