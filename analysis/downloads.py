@@ -94,9 +94,15 @@ def download_weights(spec: models.ModelSpec, folder: Path | None = None, on_byte
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-    with open(folder / SUMS_FILE, "a", encoding="utf-8") as sums:
-        sums.write(f"{digest}  {target.name}\n")
+    _record(folder / SUMS_FILE, target.name, digest)
     return Download(spec.name, target, url, size, digest, expected)
+
+
+def _record(sums: Path, name: str, digest: str) -> None:
+    """One 'sha256  name' line per file (sha256sum's format), the newest download's."""
+    lines = sums.read_text(encoding="utf-8").splitlines() if sums.is_file() else []
+    kept = [line for line in lines if line.partition("  ")[2] != name]
+    sums.write_text("".join(f"{line}\n" for line in [*kept, f"{digest}  {name}"]), encoding="utf-8")
 
 
 def _stream(url: str, out: object, on_bytes: OnBytes | None, should_cancel: Callable[[], bool] | None

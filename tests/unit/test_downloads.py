@@ -40,6 +40,8 @@ def test_a_complete_download_is_checked_moved_into_place_and_recorded(mirror, tm
     assert progress[-1] == (len(CONTENT), len(CONTENT)) and len(progress) >= 2
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([spec.weights.filename, downloads.SUMS_FILE])
     assert (tmp_path / downloads.SUMS_FILE).read_text() == f"{done.sha256}  {spec.weights.filename}\n"
+    downloads.download_weights(spec, tmp_path)  # again: still one line for the file
+    assert (tmp_path / downloads.SUMS_FILE).read_text() == f"{done.sha256}  {spec.weights.filename}\n"
 
 
 def test_a_file_without_a_published_digest_still_has_its_sha256_recorded(mirror, tmp_path):
