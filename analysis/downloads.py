@@ -78,14 +78,13 @@ def download_weights(spec: models.ModelSpec, folder: Path | None = None, on_byte
     folder = folder or models.weights_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=folder, prefix=f".{spec.weights.filename}.", suffix=".part",
-                                             delete=False)
+        descriptor, name = tempfile.mkstemp(dir=folder, prefix=f".{spec.weights.filename}.", suffix=".part")
     except OSError as err:
         raise WeightsMissingError(f"Cannot write into the weights folder {folder} ({err.strerror}).") from None
-    partial = Path(handle.name)
+    partial = Path(name)
     target = folder / spec.weights.filename
     try:
-        with handle:
+        with os.fdopen(descriptor, "wb") as handle:
             size, digest = _stream(url, handle, on_bytes, should_cancel)
         expected = published_sha256(spec)
         if expected and not digest.startswith(expected):

@@ -30,7 +30,7 @@ def weights_mirror() -> Iterator[Mirror]:
     files: dict[str, tuple[bytes, str]] = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             name = self.path.rsplit("/", 1)[-1]
             if name not in files:
                 self.send_error(404)

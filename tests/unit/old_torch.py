@@ -17,6 +17,7 @@ import pickle
 import struct
 from collections import OrderedDict
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -46,7 +47,7 @@ class _OldTensor:
 class _Python2Pickler(pickle._Pickler):
     """Python 2's pickler as far as a checkpoint shows: str as byte strings, storages by persistent id."""
 
-    dispatch = dict(pickle._Pickler.dispatch)
+    dispatch: ClassVar[dict] = dict(pickle._Pickler.dispatch)
 
     def save_byte_string(self, text: str) -> None:
         data = text.encode("latin-1")
