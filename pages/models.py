@@ -70,14 +70,18 @@ if missing:
                                 "download from": row["download"]} for row in missing]),
                  hide_index=True, width="stretch", key="models.missing", height=ROW_PX * (len(missing) + 1) + 3,
                  column_config={"download from": st.column_config.LinkColumn("download from")})
+    try:  # a mistyped mirror is one line here, and no buttons
+        sources = {row["model"]: downloads.source_url(models.get_spec(row["model"]))
+                   for row in missing if models.get_spec(row["model"]).weights.url}
+    except LabError as err:
+        sources = {}
+        st.error(str(err))
     columns = st.columns(3)
-    for i, row in enumerate(missing):
-        spec = models.get_spec(row["model"])
-        if not spec.weights.url:
-            continue
+    for i, (name, url) in enumerate(sources.items()):
+        spec = models.get_spec(name)
         published = downloads.published_sha256(spec)
-        if columns[i % 3].button(f"Download {spec.title}", key=f"models.download.{spec.name}", width="stretch",
-                                 help=f"{spec.weights.filename} from {downloads.source_url(spec)}; sha256 "
+        if columns[i % 3].button(f"Download {spec.title}", key=f"models.download.{name}", width="stretch",
+                                 help=f"{spec.weights.filename} from {url}; sha256 "
                                       + (f"checked against the published {published}" if published else
                                          "recorded (the source publishes none)")):
             download(spec)

@@ -56,3 +56,13 @@ def test_a_missing_model_downloads_from_its_button_through_the_mirror(open_page,
     zoo = at.dataframe[0].value
     assert zoo[zoo["name"] == "inceptionv1_lucent"].iloc[0]["weights"].startswith("✓")
     assert "models.download.inceptionv1_lucent" not in [b.key for b in at.button]
+
+
+def test_a_mistyped_mirror_is_one_line_and_offers_no_download(open_page, monkeypatch):
+    from analysis import downloads
+
+    monkeypatch.setenv(downloads.MIRROR_ENV, "mirror.example/weights")
+    at = open_page("models")
+    assert len(at.error) == 1 and downloads.MIRROR_ENV in at.error[0].value
+    assert not [b for b in at.button if b.key.startswith("models.download.")]
+    assert len(at.dataframe) == 3  # the zoo, the missing files and the layer browser still show
