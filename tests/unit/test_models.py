@@ -467,3 +467,63 @@ def test_every_wrong_classifier_shape_is_the_projects_message(shape, tmp_path):
     path = _resnet18_with(tmp_path, "fc.weight", torch.zeros(shape))
     with pytest.raises(CheckpointError, match=r"keys 1 with the wrong shape: fc\.weight\.$"):
         models.load_model("resnet18_places365", device="cpu", checkpoint=path)
+
+
+@pytest.mark.parametrize("side", [64, 65])
+def test_the_same_padded_stem_keeps_the_fast_paths_gradient(side, tmp_path):
+    """captum's TensorFlow-padded stem is a pad, then a plain zero-padding 7x7/2 convolution, so the CPU's
+    polyphase stem gradient serves it: the same pixel gradient as the plain network's, up to the order of
+    float32 sums (each a few hundred products: well under 1e-4 of the gradient's norm)."""
+    torch.save(_layout_files()["captum"](365), tmp_path / "inceptionv1_places365.pth")
+    fast = models.load_model("googlenet_places365", device="cpu", folder=tmp_path)
+    plain = models.load_model("googlenet_places365", device="cpu", folder=tmp_path, fast_paths=False)
+    assert type(fast.module.conv1_7x7_s2).__name__ == "PolyphaseConv2d"
+    image = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for model in (fast, plain):
+        x = image.clone().requires_grad_(True)
+        out = model.activations(x, ["inception_3a"])["inception_3a"]
+        grads.append(torch.autograd.grad(out.square().mean(), x)[0])
+    assert float((grads[0] - grads[1]).norm() / grads[1].norm()) < 1e-4
+
+
+def _caffe_models_reference(file: dict[str, torch.Tensor], bgr: torch.Tensor) -> torch.Tensor:
+    """crowsonkb's GoogLeNet.forward written out with functional ops on the file's own keys: ReLU after
+    every convolution, pool1 then norm1, norm2 then pool2, Caffe's ceil-mode pools, loss3 on the mean."""
+    import torch.nn.functional as F
+
+    def conv(x: torch.Tensor, name: str, padding: int = 0, stride: int = 1) -> torch.Tensor:
+        return F.relu(F.conv2d(x, file[f"{name}.weight"], file[f"{name}.bias"], stride=stride, padding=padding))
+
+    def pool(x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, 3, stride=2, ceil_mode=True)
+
+    def norm(x: torch.Tensor) -> torch.Tensor:
+        return F.local_response_norm(x, 5, alpha=1e-4, beta=0.75, k=1.0)
+
+    def inception(x: torch.Tensor, block: str) -> torch.Tensor:
+        b = f"inception_{block}."
+        return torch.cat([conv(x, b + "conv_1x1"), conv(conv(x, b + "conv_3x3_reduce"), b + "conv_3x3", 1),
+                          conv(conv(x, b + "conv_5x5_reduce"), b + "conv_5x5", 2),
+                          conv(F.max_pool2d(x, 3, stride=1, padding=1), b + "pool_proj")], 1)
+
+    x = norm(pool(conv(bgr, "conv1", 3, 2)))
+    x = pool(norm(conv(conv(x, "conv2_reduce"), "conv2", 1)))
+    x = pool(inception(inception(x, "3a"), "3b"))
+    for block in ("4a", "4b", "4c", "4d", "4e"):
+        x = inception(x, block)
+    x = inception(inception(pool(x), "5a"), "5b")
+    return F.linear(x.mean((2, 3)), file["loss3_classifier.weight"], file["loss3_classifier.bias"])
+
+
+def test_bvlc_logits_are_the_upstream_networks(tmp_path):
+    """The loaded model (preprocessing included) gives the logits of crowsonkb's forward on its transform's pixels."""
+    file = _layout_files()["crowsonkb"](1000)
+    torch.save(file, tmp_path / "bvlc_googlenet-1f25f8c8778a8802.pth")
+    model = models.load_model("bvlc_googlenet", device="cpu", folder=tmp_path, fast_paths=False)
+    rgb = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    bgr = (rgb * 255 - torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1)).flip(1)  # its models.py transform
+    with torch.no_grad():
+        expected = _caffe_models_reference(file, bgr)
+        got = model.module.to(memory_format=torch.contiguous_format)(model.preprocess(rgb))
+    torch.testing.assert_close(got, expected)
