@@ -25,9 +25,12 @@ from analysis.objectives import LayerL2
 
 DEFAULT_PAIR = ("efficientnet_lite0", "efficientnet_lite0" + models.UNTRAINED_SUFFIX)
 """Works offline: the embedded ImageNet network against the same architecture untrained."""
-PLACES_PAIRS = (("googlenet", "googlenet_places365"), ("resnet50", "resnet50_places365"),
+PLACES_PAIRS = (("bvlc_googlenet", "googlenet_places205"), ("bvlc_googlenet", "googlenet_places365"),
+                ("googlenet", "googlenet_places365"), ("resnet50", "resnet50_places365"),
                 ("alexnet", "alexnet_places365"))
-"""ImageNet against Places365, same architecture: objects against scenes."""
+"""ImageNet against Places, same architecture: objects against scenes. BVLC's Caffe GoogLeNet against
+the Places GoogLeNets first: the very same network and preprocessing scheme, only the training
+data differs, which is the comparison of the original DeepDream gallery."""
 MAX_COLUMNS = 6
 TOP_CLASSES = 3
 

@@ -358,6 +358,8 @@ def run_metadata(model: LoadedModel, objective: Objective, config: DreamConfig, 
         "config": config.to_dict(),
         "seed": config.seed,
         "weights_sha256": model.weights_sha256,
+        "weights_layout": model.spec.layout or None,
+        "input": asdict(model.spec.convention),  # channel order, scale, mean, std: exactly what the network was fed
         "versions": library_versions(),
         "device": str(model.device),
         "cpu": cpu_kind(),

@@ -86,8 +86,9 @@ class WeightsSource:
     """Where a model's weights come from. format picks the loader."""
 
     format: str  # "efficientnet" | "torchvision" | "csail" | "caffe" | "lucent" | "random"
-    filename: str | None = None
+    filename: str | None = None  # the file the url serves
     url: str | None = None
+    other_files: tuple[str, ...] = ()  # other names (glob patterns) of the same weights in another layout
     package: str | None = None  # importable package that ships the file
     seed: int = 0  # for "random"
 
@@ -118,6 +119,10 @@ class ModelSpec:
     layer_names: Callable[[nn.Module], list[tuple[str, str]]] = field(repr=False, compare=False)
     drop_keys: tuple[str, ...] = ()  # checkpoint key prefixes the built module does not have
     parent: str | None = None
+    layout: str = ""  # the checkpoint layout build and convention are for, where a model has several
+    adapt: Callable[[ModelSpec, dict[str, torch.Tensor], str], tuple[ModelSpec, dict[str, torch.Tensor]]] | None = \
+        field(default=None, repr=False, compare=False)
+    """For models published in several key layouts: the spec for the file's layout and its renamed state."""
 
     def untrained(self, seed: int = 0) -> ModelSpec:
         """The same architecture with seeded random weights: the control for training data."""
@@ -219,13 +224,25 @@ def _csail(arch: str) -> Callable[[], nn.Module]:
     return build
 
 
-def _caffe_googlenet(num_classes: int) -> Callable[[], nn.Module]:
+def _caffe_googlenet(num_classes: int, head: str = "loss2", stem: str = "caffe") -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         from analysis.architectures.caffe_googlenet import caffe_googlenet
 
-        return caffe_googlenet(num_classes)
+        return caffe_googlenet(num_classes, head, stem)
 
     return build
+
+
+def _caffe_googlenet_layout(spec: ModelSpec, state: dict[str, torch.Tensor], source: str
+                            ) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+    """The Caffe GoogLeNet spec for the file's layout (its head, stem padding and mean), found from its keys."""
+    from analysis.architectures.googlenet_layouts import identify_layout, layout_mean
+
+    layout = identify_layout(state, source)
+    classes = len(class_labels(spec.labels) or ())
+    mean = layout_mean(layout, classes, source)
+    return replace(spec, layout=layout.name, convention=InputConvention(channels="BGR", scale=255.0, mean=mean),
+                   build=_caffe_googlenet(classes, layout.head, layout.stem)), layout.rename(state)
 
 
 def _lucent_inception() -> nn.Module:
@@ -295,15 +312,31 @@ def _caffe_convention(classes: int) -> InputConvention:
     return InputConvention(channels="BGR", scale=255.0, mean=CAFFE_BGR_MEAN[classes])
 
 
-_PLACES_GOOGLENET = "https://github.com/ProGamerGov/pytorch-places/raw/master/"
-for _data, _classes in ((Places205, 205), (Places365, 365)):
-    _file = f"googlenet_{_data.lower()}.pth"
+# crowsonkb/pytorch-caffe-models' release: the loss3 classifier, and a sha256 prefix in each name
+# (torch.hub's check_hash). The other layouts' files are found under their own names too.
+_CAFFE_MODELS = "https://github.com/crowsonkb/pytorch-caffe-models/releases/download/models-2/"
+for _data, _classes, _file in ((Places205, 205, "googlenet_places205-b57a3fc7a34557585.pth"),
+                               (Places365, 365, "googlenet_places365-da1e6512eb7d2613.pth")):
+    _stem = f"googlenet_{_data.lower()}"
     register(ModelSpec(
-        name=f"googlenet_{_data.lower()}", title=f"GoogLeNet (Caffe, {_data})", architecture="GoogLeNet (Caffe)",
+        name=_stem, title=f"GoogLeNet (Caffe, {_data})", architecture="GoogLeNet (Caffe)",
         training_data=_data, labels=_data, convention=_caffe_convention(_classes),
-        weights=WeightsSource(format="caffe", filename=_file, url=_PLACES_GOOGLENET + _file),
-        build=_caffe_googlenet(_classes), layer_names=_caffe_googlenet_layers,
+        weights=WeightsSource(format="caffe", filename=_file, url=_CAFFE_MODELS + _file,
+                              other_files=(f"{_stem}.pth", f"{_stem}-*.pth")
+                              + (("inceptionv1_places365.pth",) if _classes == 365 else ())),
+        build=_caffe_googlenet(_classes), layer_names=_caffe_googlenet_layers, layout="pytorch-places",
+        adapt=_caffe_googlenet_layout,
     ))
+
+register(ModelSpec(
+    name="bvlc_googlenet", title="GoogLeNet (Caffe BVLC, ImageNet)", architecture="GoogLeNet (Caffe)",
+    training_data=ImageNet, labels=ImageNet,
+    convention=InputConvention(channels="BGR", scale=255.0, mean=(104.0, 117.0, 123.0)),
+    weights=WeightsSource(format="caffe", filename="bvlc_googlenet-1f25f8c8778a8802.pth",
+                          url=_CAFFE_MODELS + "bvlc_googlenet-1f25f8c8778a8802.pth", other_files=("bvlc_googlenet-*.pth",)),
+    build=_caffe_googlenet(1000, head="loss3"), layer_names=_caffe_googlenet_layers, layout="pytorch-caffe-models",
+    adapt=_caffe_googlenet_layout,
+))
 
 register(ModelSpec(
     name="inceptionv1_lucent", title="InceptionV1 (lucent, inception5h)", architecture="GoogLeNet (TF inception5h)",
@@ -348,8 +381,12 @@ def locate_weights(spec: ModelSpec, folder: Path | None = None) -> Path | None:
         files = sorted((Path(module.__file__).parent / "models").glob("*.pth"))
         return files[0] if files else None
     folder = folder or weights_dir()
-    candidates = [folder / source.filename, Path(torch.hub.get_dir()) / "checkpoints" / source.filename]
-    return next((p for p in candidates if p.is_file()), None)
+    for place in (folder, Path(torch.hub.get_dir()) / "checkpoints"):
+        for name in (source.filename, *source.other_files):
+            found = sorted(place.glob(name)) if "*" in name else [place / name]
+            if (path := next((p for p in found if p.is_file()), None)) is not None:
+                return path
+    return None
 
 
 def weights_present(spec: ModelSpec, folder: Path | None = None) -> bool:
@@ -359,22 +396,8 @@ def weights_present(spec: ModelSpec, folder: Path | None = None) -> bool:
 def missing_weights_message(spec: ModelSpec, folder: Path | None = None) -> str:
     folder = folder or weights_dir()
     return (f"{spec.name}: weight file '{spec.weights.filename}' not found. Put it in {folder}/ "
-            f"(or set INCEPTIONISM_WEIGHTS_DIR); download it from {spec.weights.url}")
-
-
-def download_weights(spec: ModelSpec, folder: Path | None = None) -> Path:
-    """Fetch the file into the weights folder. Only on the user's explicit request."""
-    if not spec.weights.url:
-        raise ConfigError(f"{spec.name} has no download address: its weights are {spec.weights.format}.")
-    folder = folder or weights_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / spec.weights.filename
-    try:
-        torch.hub.download_url_to_file(spec.weights.url, str(target), progress=True)
-    except Exception as err:  # network failures come in many types
-        raise WeightsMissingError(f"Download of {spec.weights.url} failed ({err}). "
-                                  f"Put the file in {folder}/ by hand.") from None
-    return target
+            f"(or set INCEPTIONISM_WEIGHTS_DIR); download it from {spec.weights.url} "
+            f"(the Models page's button, or: python -m analysis download {spec.name})")
 
 
 @functools.lru_cache(maxsize=32)
@@ -391,13 +414,31 @@ def file_sha256(path: Path) -> str:
     return _sha256_cached(str(path), stat.st_size, stat.st_mtime)
 
 
-def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """Load an untrusted checkpoint: tensors and plain containers only, never arbitrary code."""
+def read_checkpoint(path: Path, spec: ModelSpec | None = None) -> dict[str, torch.Tensor]:
+    """Load an untrusted checkpoint: tensors and plain containers only, never arbitrary code.
+
+    Any era's files: zip archives and the legacy pickle stream of PyTorch 0.2-1.5 (tensors rebuilt by
+    torch._utils._rebuild_tensor or _rebuild_tensor_v2, storages saved from the GPU). A refusal says
+    what the file is: no checkpoint at all, a pickled whole model (and which file to fetch for spec
+    instead), or a pickle that would run code."""
+    from analysis.architectures.checkpoint_files import (
+        checkpoint_kind,
+        describe_non_checkpoint,
+        pickled_model_class,
+    )
     from analysis.architectures.checkpoint_keys import unwrap_checkpoint
 
+    if checkpoint_kind(path) is None:
+        raise CheckpointError(f"{path.name} is not a PyTorch checkpoint: it is {describe_non_checkpoint(path)}. "
+                              "Give the model's weight file (.pth, .pt or .pth.tar).")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        if (model_class := pickled_model_class(path)) is not None:
+            instead = (f" Fetch the state-dict file '{spec.weights.filename}' instead"
+                       + (f" ({spec.weights.url})." if spec.weights.url else ".")) if spec and spec.weights.filename else ""
+            raise CheckpointError(f"Refused {path.name}: it is a whole pickled model ({model_class}), which only "
+                                  f"loads by running its code; the lab loads state dicts of weights.{instead}") from None
         raise CheckpointError(f"Refused {path.name}: it needs arbitrary code to unpickle, which a plain "
                               "weights file never does. Only weights-only checkpoints are loaded.") from None
     except Exception as err:  # the weights-only unpickler raises KeyError, IndexError... on arbitrary bytes
@@ -418,19 +459,44 @@ def fit_state_dict(spec: ModelSpec, state: dict[str, torch.Tensor]) -> dict[str,
     return {k: v for k, v in state.items() if not k.startswith(spec.drop_keys)} if spec.drop_keys else state
 
 
+def adapt_to_layout(spec: ModelSpec, state: dict[str, torch.Tensor], source: str
+                    ) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+    """For a model published in several layouts, the spec of the file's (picked from its keys) and its renamed state."""
+    return spec.adapt(spec, state, source) if spec.adapt is not None else (spec, state)
+
+
+def _key_list(keys: list[str]) -> str:
+    return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Strict load with a readable list of what does not fit."""
+    """Strict load, every key checked first, so what does not fit is one readable line and never
+    PyTorch's copy traceback: the key set and each shape, then each tensor's kind (dense, with data,
+    floating point where the network's is) and values (finite: one NaN turns every dream black)."""
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
     if missing or unexpected or wrong:
-        def head(keys: list[str]) -> str:
-            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-        parts = [f"{len(missing)} missing: {head(missing)}" if missing else "",
-                 f"{len(unexpected)} unexpected: {head(unexpected)}" if unexpected else "",
-                 f"{len(wrong)} with the wrong shape: {head(wrong)}" if wrong else ""]
+        parts = [f"{len(missing)} missing: {_key_list(missing)}" if missing else "",
+                 f"{len(unexpected)} unexpected: {_key_list(unexpected)}" if unexpected else "",
+                 f"{len(wrong)} with the wrong shape: {_key_list(wrong)}" if wrong else ""]
         raise CheckpointError(f"{source} does not fit this architecture; keys " + "; ".join(p for p in parts if p) + ".")
+    odd = sorted(k for k, v in state.items() if v.layout != torch.strided or v.is_quantized or v.is_meta
+                 or type(v) not in (torch.Tensor, nn.Parameter))
+    if odd:
+        raise CheckpointError(f"{source} holds tensors that are not plain dense weights (sparse, quantized, "
+                              f"without data or a tensor subclass): {_key_list(odd)}.")
+    not_float = sorted(k for k, v in state.items() if expected[k].is_floating_point() and not v.is_floating_point())
+    if not_float:
+        kinds = sorted({str(state[k].dtype).removeprefix("torch.") for k in not_float})
+        raise CheckpointError(f"{source} holds {'/'.join(kinds)} tensors where the network has floating-point "
+                              f"weights: {_key_list(not_float)}. A weights file stores floats; this one is damaged "
+                              "or not a weights file.")
+    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if broken:
+        raise CheckpointError(f"{source} holds NaN or infinite values in {_key_list(broken)}: the network would "
+                              "dream black or not at all. The file is damaged; fetch it again.")
     module.load_state_dict(state, strict=True)
 
 
@@ -712,8 +778,9 @@ def load_model(name: str, device: str | torch.device | None = None, folder: Path
         if path is None or not Path(path).is_file():
             raise WeightsMissingError(missing_weights_message(spec, folder))
         path = Path(path)
+        spec, state = adapt_to_layout(spec, fit_state_dict(spec, read_checkpoint(path, spec)), path.name)
         module = spec.build()
-        load_state(module, fit_state_dict(spec, read_checkpoint(path)), path.name)
+        load_state(module, state, path.name)
         sha = file_sha256(path)
     module.eval().requires_grad_(False)
     preprocess, layers = Preprocess(spec.convention), layer_table(spec)

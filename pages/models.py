@@ -1,12 +1,16 @@
 """Models: the zoo, what is present, how to add what is missing; the layer browser."""
 
+import os
+
 import pandas as pd
 import streamlit as st
 
-from analysis import models
+from analysis import downloads, models
+from analysis.errors import LabError
 from dashboard import charts, widgets
 
 ROW_PX = 35
+DOWNLOADED = "models.downloaded"
 
 st.title("Models")
 st.caption("Every network the lab knows. EfficientNet-Lite ships with the lab; the others need a weight file. "
@@ -28,16 +32,59 @@ table = pd.DataFrame([{
 st.dataframe(table, hide_index=True, width="stretch", key="models.table", height=ROW_PX * (len(table) + 1) + 3,
              column_config={"name": st.column_config.TextColumn("name (command line)")})
 
+
+
+def download(spec: models.ModelSpec) -> None:
+    """One model's file, with a progress bar; the outcome is kept for the rerun that shows the new table."""
+    bar = st.progress(0.0, text=f"Connecting for {spec.weights.filename}…")
+
+    def on_bytes(received: int, total: int | None) -> None:
+        of = f" of {total / 1e6:.1f}" if total else ""
+        bar.progress(min(received / total, 1.0) if total else 0.0, text=f"{spec.weights.filename}: "
+                     f"{received / 1e6:.1f}{of} MB")
+
+    try:
+        st.session_state[DOWNLOADED] = ("success", f"{spec.title}: saved "
+                                        + downloads.download_weights(spec, on_bytes=on_bytes).describe())
+    except LabError as err:
+        st.session_state[DOWNLOADED] = ("error", str(err))
+    st.rerun()
+
+
+if DOWNLOADED in st.session_state:
+    kind, message = st.session_state.pop(DOWNLOADED)
+    (st.success if kind == "success" else st.error)(message)
+
 missing = [row for row in rows if not row["weights_present"]]
 if missing:
     folder = models.weights_dir()
+    mirror = os.environ.get(downloads.MIRROR_ENV, "")
     st.subheader("Adding a missing model")
     st.markdown(f"Download the file, put it in **`{folder}`** (or in the folder named by `INCEPTIONISM_WEIGHTS_DIR`) "
-                "and reload the page. Where this machine is online, `python -m analysis download NAME` does both.")
+                "and reload the page. Where this machine is online, a button below (or "
+                "`python -m analysis download NAME`) does both, checks the file's sha256 where its source publishes "
+                "one and records it in `SHA256SUMS`"
+                + (f"; downloads come from the mirror **{mirror}**." if mirror else
+                   f"; `{downloads.MIRROR_ENV}` points every download at a mirror."))
     st.dataframe(pd.DataFrame([{"model": row["title"], "file name": row["weights_file"],
                                 "download from": row["download"]} for row in missing]),
                  hide_index=True, width="stretch", key="models.missing", height=ROW_PX * (len(missing) + 1) + 3,
                  column_config={"download from": st.column_config.LinkColumn("download from")})
+    try:  # a mistyped mirror is one line here, and no buttons
+        sources = {row["model"]: downloads.source_url(models.get_spec(row["model"]))
+                   for row in missing if models.get_spec(row["model"]).weights.url}
+    except LabError as err:
+        sources = {}
+        st.error(str(err))
+    columns = st.columns(3)
+    for i, (name, url) in enumerate(sources.items()):
+        spec = models.get_spec(name)
+        published = downloads.published_sha256(spec)
+        if columns[i % 3].button(f"Download {spec.title}", key=f"models.download.{name}", width="stretch",
+                                 help=f"{spec.weights.filename} from {url}; sha256 "
+                                      + (f"checked against the published {published}" if published else
+                                         "recorded (the source publishes none)")):
+            download(spec)
 
 st.divider()
 choice = widgets.model_ui()

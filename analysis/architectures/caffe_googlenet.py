@@ -31,6 +31,13 @@ values neural-dream's ``dream_auto.auto_mean`` uses for these two files). Pools 
 ceil rounding (the converter's -inf right/bottom pad before a floor pool is the same thing for
 these stride-2 pools), LRN is Caffe's across-channel LRN (local_size 5, alpha 1e-4, beta 0.75),
 dropout is left out (inference only).
+
+The same trunk takes the other two public PyTorch layouts of these networks (and of BVLC's
+ImageNet GoogLeNet), renamed to these flat names by ``googlenet_layouts``: ``head="loss3"``
+replaces the two auxiliary heads by Caffe's main classifier (global average pool, then
+``loss3_classifier``), which crowsonkb's and captum's files carry; ``stem="same"`` pads the
+7x7/2 stem TensorFlow's way (captum's Lucid port: 2 pixels before and 3 after an even side)
+instead of Caffe's 3 on each side. Every other convolution and pool is the same in all three.
 """
 
 from __future__ import annotations
@@ -43,7 +50,10 @@ CAFFE_BGR_MEAN: dict[int, tuple[float, float, float]] = {
     205: (105.417, 113.753, 116.047),
     365: (104.051, 112.514, 116.676),
 }
-"""Per-channel mean (B, G, R) on the 0-255 scale, keyed by the number of classes (205 or 365)."""
+"""ProGamerGov's files: per-channel mean (B, G, R) on the 0-255 scale, keyed by the number of classes."""
+
+HEADS = ("loss2", "loss3")
+STEMS = ("caffe", "same")
 
 # name: (in, 1x1, 3x3_reduce, 3x3, 5x5_reduce, 5x5, pool_proj), as in the converted model.
 _INCEPTION_WIDTHS: dict[str, tuple[int, int, int, int, int, int, int]] = {
@@ -106,15 +116,40 @@ class _AuxHead(nn.Module):
         return classifier(F.relu(fc(torch.flatten(x, 1))))
 
 
-class CaffeGoogLeNet(nn.Module):
-    """The Places GoogLeNet trunk to inception_5b, with logits from the loss2 head.
+class _SamePad(nn.Module):
+    """TensorFlow's "SAME" zero padding for one strided convolution, worked out per input size:
+    the output has ceil(size / stride) positions and the odd pixel of padding goes after."""
 
-    ``loss1`` (on an inception_4a output) is callable too; it is not part of ``forward``.
+    def __init__(self, kernel: int, stride: int):
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def split(size: int) -> tuple[int, int]:
+            total = max((-(-size // self.stride) - 1) * self.stride + self.kernel - size, 0)
+            return total // 2, total - total // 2
+
+        top, bottom = split(x.shape[-2])
+        left, right = split(x.shape[-1])
+        return F.pad(x, (left, right, top, bottom))
+
+
+class CaffeGoogLeNet(nn.Module):
+    """The Caffe GoogLeNet trunk to inception_5b, with logits from the loss2 head (ProGamerGov's
+    files) or from the loss3 classifier (crowsonkb's and captum's).
+
+    With the loss2 head, ``loss1`` (on an inception_4a output) is callable too; it is not part of ``forward``.
+    A plain convolution after a separate pad keeps the "same" stem a plain, zero-padded Conv2d, so
+    the CPU's polyphase stem gradient (analysis/polyphase.py) serves every layout.
     """
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, head: str = "loss2", stem: str = "caffe"):
         super().__init__()
-        self.conv1_7x7_s2 = nn.Conv2d(3, 64, 7, stride=2, padding=3)
+        if head not in HEADS or stem not in STEMS:
+            raise ValueError(f"head is one of {HEADS} and stem one of {STEMS}, not {head!r} and {stem!r}.")
+        self.head = head
+        self.conv1_pad = _SamePad(7, 2) if stem == "same" else nn.Identity()
+        self.conv1_7x7_s2 = nn.Conv2d(3, 64, 7, stride=2, padding=3 if stem == "caffe" else 0)
         self.conv1_relu_7x7 = nn.ReLU()
         self.pool1_3x3_s2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         self.pool1_norm1 = _lrn()
@@ -135,8 +170,12 @@ class CaffeGoogLeNet(nn.Module):
         self.pool4_3x3_s2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         self.inception_5a = self._inception("5a")
         self.inception_5b = self._inception("5b")
-        self.loss1 = self._aux_head("loss1", 512, num_classes)
-        self.loss2 = self._aux_head("loss2", 528, num_classes)
+        if head == "loss2":
+            self.loss1 = self._aux_head("loss1", 512, num_classes)
+            self.loss2 = self._aux_head("loss2", 528, num_classes)
+        else:
+            self.pool5 = nn.AdaptiveAvgPool2d(1)
+            self.loss3_classifier = nn.Linear(1024, num_classes)
 
     def _inception(self, block: str) -> _Inception:
         """Register the block's convs under their flat Caffe names and return the block."""
@@ -165,20 +204,26 @@ class CaffeGoogLeNet(nn.Module):
         return _AuxHead(conv, fc, classifier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool1_norm1(self.pool1_3x3_s2(self.conv1_relu_7x7(self.conv1_7x7_s2(x))))
+        x = self.pool1_norm1(self.pool1_3x3_s2(self.conv1_relu_7x7(self.conv1_7x7_s2(self.conv1_pad(x)))))
         x = self.conv2_relu_3x3_reduce(self.conv2_3x3_reduce(x))
         x = self.pool2_3x3_s2(self.conv2_norm2(self.conv2_relu_3x3(self.conv2_3x3(x))))
         x = self.pool3_3x3_s2(self.inception_3b(self.inception_3a(x)))
         x = self.inception_4c(self.inception_4b(self.inception_4a(x)))
         out_4d = self.inception_4d(x)
-        # The trunk goes on to inception_5b although the logits come from the 4d head, so that a
+        # The trunk goes on to inception_5b although loss2's logits come from the 4d head, so that a
         # hook on any of CAFFE_LAYERS fires in one forward; the head runs last, after every hook.
-        self.inception_5b(self.inception_5a(self.pool4_3x3_s2(self.inception_4e(out_4d))))
-        return self.loss2(out_4d)
+        out_5b = self.inception_5b(self.inception_5a(self.pool4_3x3_s2(self.inception_4e(out_4d))))
+        if self.head == "loss2":
+            return self.loss2(out_4d)
+        return self.loss3_classifier(torch.flatten(self.pool5(out_5b), 1))
 
 
-def caffe_googlenet(num_classes: int) -> nn.Module:
-    """GoogLeNet for googlenet_places205.pth (205) or googlenet_places365.pth (365)."""
-    if num_classes not in CAFFE_BGR_MEAN:
-        raise ValueError(f"The converted Places GoogLeNets have 205 or 365 classes, not {num_classes}.")
-    return CaffeGoogLeNet(num_classes)
+CLASS_COUNTS = (1000, 205, 365)  # BVLC (ImageNet), Places205, Places365
+
+
+def caffe_googlenet(num_classes: int, head: str = "loss2", stem: str = "caffe") -> nn.Module:
+    """GoogLeNet for the Caffe-trained BVLC (1000 classes) and Places (205, 365) weights, in the
+    head and stem of the file's layout (see googlenet_layouts)."""
+    if num_classes not in CLASS_COUNTS:
+        raise ValueError(f"The Caffe GoogLeNets have {', '.join(map(str, CLASS_COUNTS))} classes, not {num_classes}.")
+    return CaffeGoogLeNet(num_classes, head, stem)

@@ -29,7 +29,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the layers as JSON")
     p.set_defaults(handler=cmd_layers)
 
-    p = commands.add_parser("download", help="download a model's weights into the weights folder (needs a network)")
+    p = commands.add_parser("download", help="download a model's weights into the weights folder (needs a network, "
+                                             "or a mirror in INCEPTIONISM_WEIGHTS_MIRROR)")
     p.add_argument("model")
     p.set_defaults(handler=cmd_download)
 
@@ -160,8 +161,16 @@ def cmd_layers(args: argparse.Namespace) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    path = models.download_weights(models.get_spec(args.model))
-    print(f"saved {path}")
+    from analysis.downloads import download_weights
+
+    spec = models.get_spec(args.model)
+    with tqdm(desc=spec.weights.filename or spec.name, unit="B", unit_scale=True, leave=False) as bar:
+        def on_bytes(received: int, total: int | None) -> None:
+            bar.total = total
+            bar.update(received - bar.n)
+
+        done = download_weights(spec, on_bytes=on_bytes)
+    print(f"saved {done.describe()}")
 
 
 def cmd_classify(args: argparse.Namespace) -> None:

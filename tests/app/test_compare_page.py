@@ -76,3 +76,15 @@ def test_layers_chosen_per_model_must_pair_up(page):
     at.multiselect(key="keep.compare.layers.B.efficientnet_lite0-untrained").set_value(["_blocks.3"]).run()
     at.button(key="compare.run").click().run()
     assert len(at.error) == 1 and "as many layers for B as for A" in at.error[0].value
+
+
+def test_bvlc_and_places_googlenet_files_make_their_pair_the_default(tmp_path, monkeypatch):
+    """Presence is all the choice needs (nothing is loaded before a dream): empty files stand for the weights."""
+    monkeypatch.setenv("INCEPTIONISM_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-hub"))
+    for name in ("bvlc_googlenet-1f25f8c8778a8802.pth", "googlenet_places205.pth"):
+        (tmp_path / name).write_bytes(b"x")
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="keep.compare.pair").value == "bvlc_googlenet|googlenet_places205"

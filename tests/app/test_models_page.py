@@ -31,3 +31,38 @@ def test_layer_browser_follows_the_sidebar_model(open_page):
     layers = at.dataframe[2].value
     assert "inception_4c/output" in layers["layer"].tolist()
     assert layers[layers["layer"] == "logits"].iloc[0]["shape"] == "365"
+
+
+def test_a_missing_model_downloads_from_its_button_through_the_mirror(open_page, no_extra_weights, monkeypatch):
+    import hashlib
+
+    from analysis import downloads
+    from tests.weights_server import CUT, weights_mirror
+
+    content = b"weights" * 100000
+    spec = models.get_spec("inceptionv1_lucent")
+    with weights_mirror() as mirror:
+        monkeypatch.setenv(downloads.MIRROR_ENV, mirror.url)
+        mirror.serve(spec.weights.filename, content, CUT)
+        at = open_page("models")
+        assert "inception5h.pth" in at.button(key="models.download.inceptionv1_lucent").help
+        at.button(key="models.download.inceptionv1_lucent").click().run()
+        assert not at.exception and len(at.error) == 1 and "cut off" in at.error[0].value
+        assert list(no_extra_weights.iterdir()) == []
+        mirror.serve(spec.weights.filename, content)
+        at.button(key="models.download.inceptionv1_lucent").click().run()
+    assert not at.exception and not at.error
+    assert hashlib.sha256(content).hexdigest() in at.success[0].value
+    zoo = at.dataframe[0].value
+    assert zoo[zoo["name"] == "inceptionv1_lucent"].iloc[0]["weights"].startswith("✓")
+    assert "models.download.inceptionv1_lucent" not in [b.key for b in at.button]
+
+
+def test_a_mistyped_mirror_is_one_line_and_offers_no_download(open_page, monkeypatch):
+    from analysis import downloads
+
+    monkeypatch.setenv(downloads.MIRROR_ENV, "mirror.example/weights")
+    at = open_page("models")
+    assert len(at.error) == 1 and downloads.MIRROR_ENV in at.error[0].value
+    assert not [b for b in at.button if b.key.startswith("models.download.")]
+    assert len(at.dataframe) == 3  # the zoo, the missing files and the layer browser still show

@@ -31,6 +31,7 @@ from analysis.architectures.checkpoint_keys import (
     unwrap_checkpoint,
 )
 from analysis.architectures.csail_wideresnet import wideresnet18
+from analysis.architectures.googlenet_layouts import CAPTUM, PYTORCH_CAFFE_MODELS, PYTORCH_PLACES, identify_layout
 from analysis.errors import CheckpointError
 
 KeyMap = Callable[[str], str]
@@ -193,6 +194,130 @@ def test_caffe_layers_are_hookable_blobs_in_order() -> None:
     assert CAFFE_LAYER_ALIASES["inception_4c"] == "inception_4c/output"
     assert set(CAFFE_LAYER_ALIASES) == set(CAFFE_LAYERS)
     assert not any(list(model.get_submodule(n).parameters()) for n in CAFFE_LAYERS)
+
+
+# ---------------------------------------------------------------- the other GoogLeNet layouts
+
+# The inception widths as both upstream constructors are called: Inception(in, 1x1, 3x3 reduce,
+# 3x3, 5x5 reduce, 5x5, pool proj) in crowsonkb's googlenet.py and InceptionModule(...) in captum's.
+UPSTREAM_WIDTHS = {
+    "3a": (192, 64, 96, 128, 16, 32, 32), "3b": (256, 128, 128, 192, 32, 96, 64),
+    "4a": (480, 192, 96, 208, 16, 48, 64), "4b": (512, 160, 112, 224, 24, 64, 64),
+    "4c": (512, 128, 128, 256, 24, 64, 64), "4d": (512, 112, 144, 288, 32, 64, 64),
+    "4e": (528, 256, 160, 320, 32, 128, 128), "5a": (832, 256, 160, 320, 32, 128, 128),
+    "5b": (832, 384, 192, 384, 48, 128, 128),
+}
+
+
+def _conv(shapes: dict, name: str, c_out: int, c_in: int, k: int) -> None:
+    shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (c_out, c_in, k, k), (c_out,)
+
+
+def _linear(shapes: dict, name: str, c_out: int, c_in: int) -> None:
+    shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (c_out, c_in), (c_out,)
+
+
+def _upstream_blocks(shapes: dict, prefix: str) -> None:
+    for block, (c_in, n1, r3, n3, r5, n5, proj) in UPSTREAM_WIDTHS.items():
+        for child, c_out, c, k in (("conv_1x1", n1, c_in, 1), ("conv_3x3_reduce", r3, c_in, 1), ("conv_3x3", n3, r3, 3),
+                                   ("conv_5x5_reduce", r5, c_in, 1), ("conv_5x5", n5, r5, 5), ("pool_proj", proj, c_in, 1)):
+            _conv(shapes, f"{prefix}{block}.{child}", c_out, c, k)
+
+
+def crowsonkb_shapes(num_classes: int) -> dict[str, tuple[int, ...]]:
+    """pytorch_caffe_models.GoogLeNet's state dict: stem conv1, conv2_reduce, conv2; blocks; loss3_classifier."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    _conv(shapes, "conv1", 64, 3, 7)
+    _conv(shapes, "conv2_reduce", 64, 64, 1)
+    _conv(shapes, "conv2", 192, 64, 3)
+    _upstream_blocks(shapes, "inception_")
+    _linear(shapes, "loss3_classifier", num_classes, 1024)
+    return shapes
+
+
+def captum_shapes(num_classes: int = 365) -> dict[str, tuple[int, ...]]:
+    """captum.optim's InceptionV1Places365 state dict (aux_logits=True, as its file is saved)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    _conv(shapes, "conv1", 64, 3, 7)
+    _conv(shapes, "conv2", 64, 64, 1)
+    _conv(shapes, "conv3", 192, 64, 3)
+    _upstream_blocks(shapes, "mixed")
+    for aux, c_in in (("aux1", 512), ("aux2", 528)):
+        _conv(shapes, f"{aux}.conv", 128, c_in, 1)
+        _linear(shapes, f"{aux}.fc1", 1024, 2048)
+        _linear(shapes, f"{aux}.fc2", num_classes, 1024)
+    _linear(shapes, "fc", num_classes, 1024)
+    return shapes
+
+
+def random_file(shapes: dict[str, tuple[int, ...]], seed: int = 1) -> OrderedDict[str, torch.Tensor]:
+    """Random tensors of the file's shapes, scaled by fan-in so activations stay finite through depth."""
+    generator = torch.Generator().manual_seed(seed)
+    state = OrderedDict()
+    for key, shape in shapes.items():
+        fan_in = max(1, int(torch.tensor(shape[1:]).prod())) if len(shape) > 1 else 1
+        state[key] = torch.randn(shape, generator=generator) * ((2 / fan_in) ** 0.5 if len(shape) > 1 else 0.01)
+    return state
+
+
+@pytest.mark.parametrize("num_classes", [1000, 205, 365])
+def test_crowsonkb_layout_loads_strict_with_the_loss3_head(num_classes: int, tmp_path: Path) -> None:
+    file = random_file(crowsonkb_shapes(num_classes))
+    path = tmp_path / "any-name.pth"
+    torch.save(file, path)
+    state = _read(path)
+    layout = identify_layout(state, path.name)
+    assert layout is PYTORCH_CAFFE_MODELS
+    model = caffe_googlenet(num_classes, layout.head, layout.stem).eval()
+    model.load_state_dict(layout.rename(state), strict=True)
+    assert torch.equal(model.conv2_3x3_reduce.weight, file["conv2_reduce.weight"])
+    assert torch.equal(model.conv2_3x3.weight, file["conv2.weight"])
+    assert torch.equal(model.inception_4d_5x5.weight, file["inception_4d.conv_5x5.weight"])
+    assert torch.equal(model.loss3_classifier.weight, file["loss3_classifier.weight"])
+    with torch.no_grad():
+        assert model(_image() * 60).shape == (1, num_classes)
+
+
+def test_captum_layout_loads_strict_without_its_aux_heads(tmp_path: Path) -> None:
+    file = random_file(captum_shapes())
+    path = tmp_path / "inceptionv1_places365.pth"
+    torch.save(file, path)
+    state = _read(path)
+    layout = identify_layout(state, path.name)
+    assert layout is CAPTUM and layout.stem == "same"
+    model = caffe_googlenet(365, layout.head, layout.stem).eval()
+    model.load_state_dict(layout.rename(state), strict=True)
+    assert torch.equal(model.conv2_3x3_reduce.weight, file["conv2.weight"])  # captum's conv2 is the 1x1 reduce
+    assert torch.equal(model.conv2_3x3.weight, file["conv3.weight"])
+    assert torch.equal(model.inception_5b_pool_proj.weight, file["mixed5b.pool_proj.weight"])
+    assert torch.equal(model.loss3_classifier.bias, file["fc.bias"])
+
+
+@pytest.mark.parametrize("side", [224, 225])
+def test_captum_stem_pads_the_tensorflow_way(side: int) -> None:
+    """Conv2dSame at 7x7/2: ceil(side / 2) outputs, the odd pixel of padding after (2 + 3 at an even side)."""
+    model = caffe_googlenet(365, "loss3", "same").eval()
+    x = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(3))
+    before, after = (2, 3) if side % 2 == 0 else (3, 3)
+    conv = model.conv1_7x7_s2
+    expected = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (before, after, before, after)),
+                                          conv.weight, conv.bias, stride=2)
+    with torch.no_grad():
+        got = conv(model.conv1_pad(x))
+    assert got.shape[-1] == -(-side // 2)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    caffe = caffe_googlenet(365, "loss3", "caffe").eval()
+    assert caffe.conv1_7x7_s2.padding == (3, 3) and isinstance(caffe.conv1_pad, nn.Identity)
+
+
+def test_every_layout_is_told_from_its_keys_and_odd_files_are_refused() -> None:
+    places = {k: torch.zeros(1) for k in _file_state(caffe_googlenet(365), lambda k: k)}
+    assert identify_layout(places, "f") is PYTORCH_PLACES
+    assert identify_layout(dict.fromkeys(crowsonkb_shapes(365), torch.zeros(1)), "f") is PYTORCH_CAFFE_MODELS
+    assert identify_layout(dict.fromkeys(captum_shapes(), torch.zeros(1)), "f") is CAPTUM
+    for odd in ({"fc.weight": torch.zeros(1)}, {**places, "mixed3a.conv_1x1.weight": torch.zeros(1)}):
+        with pytest.raises(CheckpointError, match="no Caffe GoogLeNet checkpoint in a known layout"):
+            identify_layout(odd, "f")
 
 
 # ---------------------------------------------------------------- lucent inception5h.pth

@@ -79,3 +79,17 @@ def test_default_pair_works_offline_and_places_pairs_come_first_when_present(tmp
         (tmp_path / name).write_bytes(b"x")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-hub"))
     assert compare.suggested_pairs(tmp_path) == [("resnet50", "resnet50_places365"), compare.DEFAULT_PAIR]
+
+
+def test_bvlc_against_places_googlenet_is_offered_first(tmp_path, monkeypatch):
+    """The same Caffe GoogLeNet trained on ImageNet and on Places: the original DeepDream gallery's pair."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-hub"))
+    for name in ("resnet50-0676ba61.pth", "resnet50_places365.pth.tar", "bvlc_googlenet-1f25f8c8778a8802.pth"):
+        (tmp_path / name).write_bytes(b"x")
+    assert compare.suggested_pairs(tmp_path)[0] == ("resnet50", "resnet50_places365")  # no Places GoogLeNet yet
+    (tmp_path / "googlenet_places365.pth").write_bytes(b"x")  # ProGamerGov's name: any layout's file counts
+    assert compare.suggested_pairs(tmp_path)[:2] == [("bvlc_googlenet", "googlenet_places365"),
+                                                    ("resnet50", "resnet50_places365")]
+    (tmp_path / "googlenet_places205-b57a3fc7a34557585.pth").write_bytes(b"x")
+    assert compare.suggested_pairs(tmp_path)[:2] == [("bvlc_googlenet", "googlenet_places205"),
+                                                    ("bvlc_googlenet", "googlenet_places365")]

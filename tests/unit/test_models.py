@@ -337,3 +337,224 @@ def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):
     for flags, native in (({"avx2", "fma"}, False), ({"avx512f", "avx512_bf16"}, True), ({"amx_bf16"}, True)):
         monkeypatch.setattr(models, "_cpu_flags_and_name", lambda flags=flags: (frozenset(flags), "Some CPU"))
         assert models.native_bf16(torch.device("cpu")) is native
+
+
+# ---------------------------------------------------------------- Caffe GoogLeNet layouts
+
+
+def _layout_files():
+    from tests.unit.test_architectures import captum_shapes, crowsonkb_shapes, random_file
+
+    return {"crowsonkb": lambda classes: random_file(crowsonkb_shapes(classes)),
+            "captum": lambda classes: random_file(captum_shapes(classes))}
+
+
+# model, file layout, a file name that says nothing true about the layout, the mean (B, G, R) it must get
+LAYOUT_CASES = [
+    ("bvlc_googlenet", "crowsonkb", "bvlc_googlenet-1f25f8c8778a8802.pth", "pytorch-caffe-models", (104.0, 117.0, 123.0)),
+    ("googlenet_places205", "crowsonkb", "googlenet_places205.pth", "pytorch-caffe-models", (105.417, 113.753, 116.047)),
+    ("googlenet_places365", "crowsonkb", "inceptionv1_places365.pth", "pytorch-caffe-models", (104.051, 112.514, 116.676)),
+    ("googlenet_places365", "captum", "googlenet_places365-da1e6512eb7d2613.pth", "captum", (104.0437, 112.6004, 116.7894)),
+]
+
+
+@pytest.mark.parametrize("name, kind, filename, layout, mean", LAYOUT_CASES)
+def test_each_googlenet_layout_loads_with_its_own_head_and_mean(name, kind, filename, layout, mean, tmp_path):
+    spec = models.get_spec(name)
+    classes = len(models.class_labels(spec.labels))
+    file = _layout_files()[kind](classes)
+    torch.save(file, tmp_path / filename)
+    model = models.load_model(name, device="cpu", folder=tmp_path)
+    assert model.spec.layout == layout and model.spec.architecture == "GoogLeNet (Caffe)"
+    assert model.spec.convention == models.InputConvention(channels="BGR", scale=255.0, mean=mean)
+    classifier = file["loss3_classifier.weight" if kind == "crowsonkb" else "fc.weight"]
+    assert torch.equal(model.module.loss3_classifier.weight, classifier)  # the file's real head gives the logits
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert model.logits(image[None]).shape == (1, classes)
+    result = dream(model, image, LayerL2(model.layer("inception_4c/output").name), TINY)
+    assert result.metadata["weights_layout"] == layout
+    assert result.metadata["input"] == {"channels": "BGR", "scale": 255.0, "mean": mean, "std": (1.0, 1.0, 1.0)}
+
+
+def test_the_same_weights_in_two_layouts_give_the_same_trunk(tmp_path):
+    """ProGamerGov's flat names and crowsonkb's nested ones hold one network: renamed, the trunk is bit-identical."""
+    from analysis.architectures.googlenet_layouts import PYTORCH_CAFFE_MODELS
+
+    nested = _layout_files()["crowsonkb"](365)
+    flat = {k: v for k, v in PYTORCH_CAFFE_MODELS.rename(nested).items() if k != "loss3_classifier.weight"
+            and k != "loss3_classifier.bias"}
+    heads = models.get_spec("googlenet_places365").build().state_dict()
+    flat.update({k: v for k, v in heads.items() if k.startswith(("loss1_", "loss2_"))})
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    torch.save(nested, tmp_path / "a" / "googlenet_places365.pth")
+    torch.save(flat, tmp_path / "b" / "googlenet_places365.pth")
+    first = models.load_model("googlenet_places365", device="cpu", folder=tmp_path / "a")
+    second = models.load_model("googlenet_places365", device="cpu", folder=tmp_path / "b")
+    assert (first.spec.layout, second.spec.layout) == ("pytorch-caffe-models", "pytorch-places")
+    image = torch.rand(1, 3, 80, 80, generator=torch.Generator().manual_seed(0))
+    layer = "inception_5b"
+    with torch.no_grad():
+        assert torch.equal(first.activations(image, [layer])[layer], second.activations(image, [layer])[layer])
+
+
+def test_a_layout_for_another_dataset_is_refused_in_one_line(tmp_path):
+    from tests.unit.test_architectures import captum_shapes, random_file
+
+    torch.save(random_file(captum_shapes(365)), tmp_path / "googlenet_places205.pth")
+    with pytest.raises(CheckpointError, match="publishes GoogLeNets with 365 classes, not 205"):
+        models.load_model("googlenet_places205", device="cpu", folder=tmp_path)
+
+
+# ---------------------------------------------------------------- files as users have them
+
+
+@pytest.mark.parametrize("name, version", [("resnet18_places365", "0.2"), ("resnet18_places365", "0.4"),
+                                           ("densenet161_places365", "0.2")])
+def test_csail_file_written_by_old_pytorch_loads_weights_only(name, version, tmp_path):
+    """PyTorch 0.2-0.4 on Python 2: legacy serialisation, _rebuild_tensor(_v2), GPU storages,
+    'module.' keys, no num_batches_tracked, densenet's old 'norm.1' names; read with weights_only=True."""
+    from tests.unit.old_torch import write_legacy_checkpoint
+
+    state = _random_state(name)
+    file = _csail_file(_old_densenet_keys(state) if name.startswith("densenet") else state, name.split("_")[0])
+    path = tmp_path / models.get_spec(name).weights.filename
+    write_legacy_checkpoint(path, file, version)
+    assert not path.read_bytes().startswith(b"PK")  # the pre-zip format
+    model = models.load_model(name, device="cpu", folder=tmp_path, fast_paths=False)
+    loaded = model.module.state_dict()
+    for key, value in state.items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(loaded[key], value), key
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_pickled_whole_model_is_refused_naming_the_state_dict_file(zip_format, tmp_path):
+    """CSAIL's whole_resnet18_places365.pth.tar is torch.save(model): unpickling it runs the model's code."""
+    import torchvision
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "whole_resnet18_places365.pth.tar"
+    torch.save(torchvision.models.resnet18(num_classes=365), path, _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(CheckpointError) as err:
+        models.load_model("resnet18_places365", device="cpu", checkpoint=path)
+    message = str(err.value)
+    assert "whole pickled model (torchvision.models.resnet.ResNet)" in message
+    assert "'resnet18_places365.pth.tar'" in message and "places2.csail.mit.edu" in message
+    assert "\n" not in message and not marker.exists()
+
+
+@pytest.mark.parametrize("content, what", [
+    (None, "a JPEG image"), (b"", "an empty file"), (b"epoch,loss\n1,0.5\n", "a text file"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(40), "a PNG image"),
+])
+def test_a_file_that_is_no_checkpoint_says_what_it_is(content, what, tmp_path, cat_path):
+    from PIL import Image
+
+    path = tmp_path / "weights.pth"
+    if content is None:
+        Image.open(cat_path).save(path, format="JPEG")
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        models.load_model("googlenet_places365", device="cpu", checkpoint=path)
+    assert str(err.value) == (f"weights.pth is not a PyTorch checkpoint: it is {what}. "
+                              "Give the model's weight file (.pth, .pt or .pth.tar).")
+
+
+def _resnet18_with(tmp_path: Path, key: str, value: torch.Tensor) -> Path:
+    state = _random_state("resnet18_places365")
+    state[key] = value(state[key]) if callable(value) else value
+    path = tmp_path / "resnet18.pth"
+    torch.save(state, path)
+    return path
+
+
+def _one_nan(w: torch.Tensor) -> torch.Tensor:
+    w = w.clone()
+    w.view(-1)[1234] = float("nan")
+    return w
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("layer2.0.conv1.weight", _one_nan, "NaN or infinite values in layer2.0.conv1.weight"),
+    ("bn1.running_var", lambda w: w.masked_fill(w > 0, float("inf")), "NaN or infinite values in bn1.running_var"),
+    ("conv1.weight", lambda w: (w * 100).to(torch.int32), "int32 tensors where the network has floating-point"),
+    ("fc.bias", lambda w: w > 0, "bool tensors where the network has floating-point"),
+    ("fc.weight", lambda w: w.to_sparse(), "not plain dense weights"),
+    ("fc.weight", lambda w: torch.empty(w.shape, device="meta"), "not plain dense weights"),
+    ("fc.weight", lambda w: torch.quantize_per_tensor(w, 0.01, 0, torch.qint8), "not plain dense weights"),
+])
+def test_weights_that_would_dream_black_or_nothing_are_refused_at_load(key, value, message, tmp_path):
+    path = _resnet18_with(tmp_path, key, value)
+    with pytest.raises(CheckpointError, match=message) as err:
+        models.load_model("resnet18_places365", device="cpu", checkpoint=path)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("shape", [(1000, 512), (365, 511), (512, 365), (365,), (365, 512, 1), ()])
+def test_every_wrong_classifier_shape_is_the_projects_message(shape, tmp_path):
+    """Checked key by key before load_state_dict, which would end in 'While copying the parameter named fc.weight'."""
+    path = _resnet18_with(tmp_path, "fc.weight", torch.zeros(shape))
+    with pytest.raises(CheckpointError, match=r"keys 1 with the wrong shape: fc\.weight\.$"):
+        models.load_model("resnet18_places365", device="cpu", checkpoint=path)
+
+
+@pytest.mark.parametrize("side", [64, 65])
+def test_the_same_padded_stem_keeps_the_fast_paths_gradient(side, tmp_path):
+    """captum's TensorFlow-padded stem is a pad, then a plain zero-padding 7x7/2 convolution, so the CPU's
+    polyphase stem gradient serves it: the same pixel gradient as the plain network's, up to the order of
+    float32 sums (each a few hundred products: well under 1e-4 of the gradient's norm)."""
+    torch.save(_layout_files()["captum"](365), tmp_path / "inceptionv1_places365.pth")
+    fast = models.load_model("googlenet_places365", device="cpu", folder=tmp_path)
+    plain = models.load_model("googlenet_places365", device="cpu", folder=tmp_path, fast_paths=False)
+    assert type(fast.module.conv1_7x7_s2).__name__ == "PolyphaseConv2d"
+    image = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for model in (fast, plain):
+        x = image.clone().requires_grad_(True)
+        out = model.activations(x, ["inception_3a"])["inception_3a"]
+        grads.append(torch.autograd.grad(out.square().mean(), x)[0])
+    assert float((grads[0] - grads[1]).norm() / grads[1].norm()) < 1e-4
+
+
+def _caffe_models_reference(file: dict[str, torch.Tensor], bgr: torch.Tensor) -> torch.Tensor:
+    """crowsonkb's GoogLeNet.forward written out with functional ops on the file's own keys: ReLU after
+    every convolution, pool1 then norm1, norm2 then pool2, Caffe's ceil-mode pools, loss3 on the mean."""
+    import torch.nn.functional as F
+
+    def conv(x: torch.Tensor, name: str, padding: int = 0, stride: int = 1) -> torch.Tensor:
+        return F.relu(F.conv2d(x, file[f"{name}.weight"], file[f"{name}.bias"], stride=stride, padding=padding))
+
+    def pool(x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, 3, stride=2, ceil_mode=True)
+
+    def norm(x: torch.Tensor) -> torch.Tensor:
+        return F.local_response_norm(x, 5, alpha=1e-4, beta=0.75, k=1.0)
+
+    def inception(x: torch.Tensor, block: str) -> torch.Tensor:
+        b = f"inception_{block}."
+        return torch.cat([conv(x, b + "conv_1x1"), conv(conv(x, b + "conv_3x3_reduce"), b + "conv_3x3", 1),
+                          conv(conv(x, b + "conv_5x5_reduce"), b + "conv_5x5", 2),
+                          conv(F.max_pool2d(x, 3, stride=1, padding=1), b + "pool_proj")], 1)
+
+    x = norm(pool(conv(bgr, "conv1", 3, 2)))
+    x = pool(norm(conv(conv(x, "conv2_reduce"), "conv2", 1)))
+    x = pool(inception(inception(x, "3a"), "3b"))
+    for block in ("4a", "4b", "4c", "4d", "4e"):
+        x = inception(x, block)
+    x = inception(inception(pool(x), "5a"), "5b")
+    return F.linear(x.mean((2, 3)), file["loss3_classifier.weight"], file["loss3_classifier.bias"])
+
+
+def test_bvlc_logits_are_the_upstream_networks(tmp_path):
+    """The loaded model (preprocessing included) gives the logits of crowsonkb's forward on its transform's pixels."""
+    file = _layout_files()["crowsonkb"](1000)
+    torch.save(file, tmp_path / "bvlc_googlenet-1f25f8c8778a8802.pth")
+    model = models.load_model("bvlc_googlenet", device="cpu", folder=tmp_path, fast_paths=False)
+    rgb = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    bgr = (rgb * 255 - torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1)).flip(1)  # its models.py transform
+    with torch.no_grad():
+        expected = _caffe_models_reference(file, bgr)
+        got = model.module.to(memory_format=torch.contiguous_format)(model.preprocess(rgb))
+    torch.testing.assert_close(got, expected)
