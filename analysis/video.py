@@ -132,7 +132,8 @@ def probe_video(path: Path) -> VideoInfo:
         raise VideoError(f"{path.name} is {size / 2**20:.0f} MB, over the limit of {MAX_VIDEO_BYTES // 2**20} MB.")
     try:
         done = subprocess.run([_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
-                               "-f", "framecrc", "-"], capture_output=True, text=True, errors="replace", timeout=120)
+                               "-f", "framecrc", "-"],
+                              check=False, capture_output=True, text=True, errors="replace", timeout=120)
     except subprocess.TimeoutExpired:
         raise VideoError(f"{path.name}: ffmpeg took over 2 minutes just to list its frames.") from None
     header = re.search(r"Input #0, ([^,]+)", done.stderr)
@@ -165,8 +166,8 @@ def probe_video(path: Path) -> VideoInfo:
         raise VideoError(f"{path.name} lasts {info.seconds:.1f} s, over the limit of {MAX_VIDEO_SECONDS:g} s: "
                          f"cut it first.")
     decode = subprocess.run([_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
-                             "-frames:v", "1", "-f", "null", "-"], capture_output=True, text=True, errors="replace",
-                            timeout=120)
+                             "-frames:v", "1", "-f", "null", "-"],
+                            check=False, capture_output=True, text=True, errors="replace", timeout=120)
     if decode.returncode != 0:
         raise VideoError(f"{path.name}: ffmpeg cannot decode its video codec ({info.codec}: "
                          f"{_last_ffmpeg_line(decode.stderr)}).")
@@ -342,7 +343,8 @@ class VideoRecipe:
     @classmethod
     def from_dict(cls, data: object) -> VideoRecipe:
         if isinstance(data, dict) and "model" in data:
-            raise ConfigError("This is a dream recipe, not a video recipe: replay it with 'python -m analysis dream --recipe'.")
+            raise ConfigError("This is a dream recipe, not a video recipe: replay it with "
+                              "'python -m analysis dream --recipe'.")
         if isinstance(data, dict) and data.get("kind") == "animation":
             raise ConfigError("This is an animation recipe: replay it with 'python -m analysis zoom --recipe'.")
         if not isinstance(data, dict) or data.get("kind") != "video":
@@ -648,8 +650,9 @@ def write_mp4(out: Path, result: VideoDream, source: Path | None = None) -> Path
     out.parent.mkdir(parents=True, exist_ok=True)
     part = _part_path(out)
     fps = result.fps
-    command = [_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-framerate", f"{fps.numerator}/{fps.denominator}",
-               "-start_number", "0", "-i", str(result.frames[0].parent / FRAME_PATTERN)]
+    command = [_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-y",
+               "-framerate", f"{fps.numerator}/{fps.denominator}", "-start_number", "0",
+               "-i", str(result.frames[0].parent / FRAME_PATTERN)]
     audio = source is not None and result.info.has_audio
     if audio:
         start = result.recipe.video.start / result.info.fps
@@ -659,7 +662,7 @@ def write_mp4(out: Path, result: VideoDream, source: Path | None = None) -> Path
     command += ["-frames:v", str(len(result.frames)), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18",
                 "-movflags", "+faststart", "-f", "mp4", str(part)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=1800)
+        done = subprocess.run(command, check=False, capture_output=True, text=True, errors="replace", timeout=1800)
         if done.returncode != 0:
             raise VideoError(f"ffmpeg could not write {out.name} ({_last_ffmpeg_line(done.stderr)}).")
         os.replace(part, out)
