@@ -143,7 +143,7 @@ def probe_video(path: Path) -> VideoInfo:
         raise VideoError(f"{path.name} is a still image, not a video.")
     stream = re.search(r"Stream #0:\d+\S*: Video: (\w+)", done.stderr)
     if stream is None:
-        raise VideoError(f"{path.name} has no video stream.")
+        raise VideoError(f"{path.name} has no video stream: there are no frames to dream.")
     has_audio = re.search(r"Stream #0:\d+\S*: Audio:", done.stderr) is not None
     packets = sorted(int(m.group(1)) for m in re.finditer(r"^0,\s*-?\d+,\s*(-?\d+),", done.stdout, re.MULTILINE))
     if not packets:
@@ -189,7 +189,12 @@ def _constant_rate(name: str, pts: list[int], time_base: Fraction, stderr: str) 
         shortest, longest = (float(g * time_base) for g in (gaps.min(), gaps.max()))
         raise VideoError(f"{name} has a variable frame rate (frames {shortest * 1000:.0f} to {longest * 1000:.0f} ms "
                          f"apart): convert it to a constant rate first, e.g. ffmpeg -i IN -fps_mode cfr -r 25 OUT.mp4.")
-    return (1 / (Fraction(mean) * time_base)).limit_denominator(1001)
+    measured = 1 / (Fraction(mean) * time_base)
+    for rate in (Fraction(round(measured)), Fraction(round(measured * Fraction(1001, 1000)) * 1000, 1001)):
+        expected = pts[0] + np.arange(len(pts)) / float(rate * time_base)  # a GIF's 12 fps is 12, not 11.96
+        if rate > 0 and np.abs(np.asarray(pts) - expected).max() <= 1 + 0.01 * mean:
+            return rate
+    return measured.limit_denominator(1001)
 
 
 def frame_size(info: VideoInfo, max_side: int) -> tuple[int, int]:
@@ -632,6 +637,44 @@ def run_video_recipe(recipe: VideoRecipe, source: Path, work: Path, model: Loade
     """Replay a video recipe on its source (checked by sha256). On the CPU the frames equal the original run's."""
     model = check_model(recipe.dream, model or load_model(recipe.dream.model, precision=recipe.dream.precision))
     return dream_video(model, source, recipe, work, on_step, should_cancel, resume)
+
+
+# ---------------------------------------------------------------- a clip to try it on
+
+
+def pan_clip(out: Path, photo: Path, frames: int = 24, shift: int = 2, size: tuple[int, int] = (192, 144),
+             fps: int = 12, tone_hz: float | None = 440.0) -> Path:
+    """A demo clip with known motion: a (width, height) window sliding `shift` px a frame to the right
+    across a photo (so the content moves left), as H.264 with a sine tone for its sound.
+
+    For a page or a test that has no video at hand; the flow should find `shift` everywhere.
+    """
+    if not (2 <= frames <= 600 and 0 <= shift <= 16 and 1 <= fps <= 60 and min(size) >= 16):
+        raise ConfigError("Demo clip: 2 to 600 frames, a shift of 0 to 16 px, 1 to 60 fps, sides of 16 px or more.")
+    width, height = (side // 2 * 2 for side in size)
+    picture = Image.open(photo).convert("RGB")
+    factor = max((16 + frames * shift + width) / picture.width, (16 + height) / picture.height)
+    canvas = np.asarray(picture.resize((round(picture.width * factor), round(picture.height * factor)),
+                                       Image.Resampling.LANCZOS))
+    raw = b"".join(np.ascontiguousarray(canvas[8:8 + height, 8 + i * shift:8 + i * shift + width]).tobytes()
+                   for i in range(frames))
+    command = [_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
+    if tone_hz:
+        command += ["-f", "lavfi", "-i", f"sine=frequency={tone_hz}:sample_rate=22050:duration={frames / fps}",
+                    "-c:a", "aac"]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = _part_path(out)
+    command += ["-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", "-shortest", "-f", "mp4", str(part)]
+    try:
+        done = subprocess.run(command, input=raw, check=False, capture_output=True, timeout=600)
+        if done.returncode != 0:
+            raise VideoError(f"ffmpeg could not write the demo clip ({_last_ffmpeg_line(done.stderr.decode())}).")
+        os.replace(part, out)
+    finally:
+        part.unlink(missing_ok=True)
+    return out
 
 
 # ---------------------------------------------------------------- writing

@@ -68,6 +68,7 @@ def _recipe(args: argparse.Namespace) -> tuple[VideoRecipe, models.LoadedModel]:
     schedule = parse_schedule(args.layer) if args.layer else ()
     settings = VideoSettings(args.flow, args.blend_moving, args.blend_static, args.steps_per_frame, start, stop,
                              args.frame_step, schedule if len(schedule) > 1 else ()).validate()
+    settings.indices(info.frames)  # a range past the end is refused before the model loads
     model = load_from_args(args)
     layer = schedule[0][1] if schedule else model.layer_at_depth(DEFAULT_DEPTH).name
     return video_recipe(model, info, LayerL2(layer), config, settings, args.size), model
