@@ -10,6 +10,7 @@ keeps every finished frame.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import tempfile
@@ -216,7 +217,7 @@ def gif_bytes(frames: list[torch.Tensor], fps: float = 12) -> bytes:
     arrays = _arrays(frames)
     ticks = [round(100 * i / fps) for i in range(len(arrays) + 1)]
     buffer = io.BytesIO()
-    iio.imwrite(buffer, np.stack(arrays), extension=".gif", duration=[10 * (b - a) for a, b in zip(ticks, ticks[1:])],
+    iio.imwrite(buffer, np.stack(arrays), extension=".gif", duration=[10 * (b - a) for a, b in itertools.pairwise(ticks)],
                 loop=0)
     return buffer.getvalue()
 
