@@ -584,8 +584,10 @@ def dream_video(model: LoadedModel, source: Path, recipe: VideoRecipe, work: Pat
     for position, (index, frame) in enumerate(read_frames(source, size, indices)):
         steps_before = 0 if position == 0 else config.total_steps + (position - 1) * short.total_steps
         if position < len(frames):
-            if position == len(frames) - 1:
+            if position == len(frames) - 1:  # the last finished frame: carry it, and count the work done
                 previous_source, previous_dream = frame, pil_to_tensor(Image.open(frames[position]))
+                if on_step is not None:
+                    on_step(steps_before + (config if position == 0 else short).total_steps, total, previous_dream)
             continue
         if should_cancel is not None and should_cancel():
             cancelled = True

@@ -123,7 +123,7 @@ with settings_column:
                                   "layers; empty: the layer chosen above for every frame.")
     make_gif = st.toggle("Also a GIF", key="keep.video.gif")
     st.subheader("3 · Each dream")
-    settings = widgets.settings_ui("video", default_preset="quick", default_size=128 if on_cpu else 384,
+    settings = widgets.settings_ui("video", default_preset="google", default_size=128 if on_cpu else 384,
                                    max_size=1024)
     with state.user_errors():
         config = settings.config()

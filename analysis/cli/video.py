@@ -31,8 +31,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                                    f"(e.g. 0:block5,48:block8); default: the layer at depth {DEFAULT_DEPTH}")
     p.add_argument("--size", type=int, default=DEFAULT_FRAME_SIDE,
                    help=f"longest side of the dreamed frames in px (default {DEFAULT_FRAME_SIDE}; never enlarged)")
-    add_config_args(p, step_flag="--step-size")
-    p.set_defaults(preset="quick")  # every frame is a dream: keep the first one light
+    add_config_args(p, step_flag="--step-size")  # google by default: its gentle steps flicker least
     p.add_argument("--flow", choices=FLOWS, default=defaults.flow,
                    help="optical flow: dis (default), farneback, or none (plain blending with the previous dream)")
     p.add_argument("--blend-moving", type=float, default=defaults.blend_moving,

@@ -261,7 +261,7 @@ def test_no_audio_needs_no_message(lite0, tmp_path):
 # ---------------------------------------------------------------- the command
 
 
-FAST = ["--size", "64", "--layer", "block5", "--iterations", "3"]
+FAST = ["--size", "64", "--layer", "block5", "--preset", "quick", "--iterations", "3"]
 
 
 def test_the_command_writes_video_gif_and_a_recipe_that_replays(clip, tmp_path, capsys):
