@@ -218,7 +218,15 @@ def _unknown_codec(path: Path) -> None:
     path.write_bytes(path.read_bytes().replace(b"avc1\x00", b"zzzz\x00"))
 
 
+def _frameless(path: Path) -> None:
+    """A Matroska file cut before its first cluster: a video track, and no frames."""
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=12", "-t", "0.5", "-c:v", "libx264", str(path))
+    data = path.read_bytes()
+    path.write_bytes(data[:data.index(bytes.fromhex("1f43b675"))])  # the Cluster element's ID
+
+
 BAD_INPUTS = {
+    "frameless.mkv": (_frameless, "not a video ffmpeg can read"),
     "text.mp4": (lambda p: p.write_text("not a video"), "not a video"),
     "empty.mp4": (lambda p: p.write_bytes(b""), "empty"),
     "photo.mp4": (lambda p: Image.new("RGB", (64, 48)).save(p, "PNG"), "still image"),
