@@ -11,8 +11,8 @@ import streamlit as st
 from analysis import labels
 from analysis.errors import LabError
 from analysis.objectives import LayerL2
-from analysis.video import (FLOWS, LIMITS_TEXT, MAX_VIDEO_BYTES, VideoSettings, dream_video, pan_clip, parse_schedule,
-                            probe_video, video_recipe, write_gif, write_mp4)
+from analysis.video import (FLOWS, LIMITS_TEXT, MAX_VIDEO_BYTES, VideoRecipe, VideoSettings, dream_video, pan_clip,
+                            parse_schedule, probe_video, video_recipe, write_gif, write_mp4)
 from dashboard import progress, results, state, widgets
 
 SLOT, RESULT, SOURCE = "video.job", "video.result", "video.source"
@@ -137,27 +137,39 @@ with settings_column:
                        f"{config.octaves * video_settings.steps_per_frame}; {steps} steps in all.")
 
 
-def start(resume: bool = False) -> None:
+def launch(model, recipe: VideoRecipe, path: Path, gif: bool, title: str) -> None:
+    """Dream `recipe` in the background; a work folder named by the recipe holds its frames, so the same
+    settings continue after the frames already finished (a cancelled run, or an earlier one)."""
+    key = hashlib.sha256(recipe.to_json().encode()).hexdigest()[:16]
+    work, outputs = session_folder() / "work" / key, session_folder() / "out" / key
+
+    def work_fn(on_step, should_cancel) -> dict:
+        result = dream_video(model, path, recipe, work, on_step, should_cancel, resume=work.is_dir())
+        files = {}
+        if result.frames:
+            files["mp4"] = write_mp4(outputs / "dream.mp4", result, path).read_bytes()
+            if gif:
+                files["gif"] = write_gif(outputs / "dream.gif", result).read_bytes()
+        return {"result": result, "files": files, "title": title, "source": path, "gif": gif,
+                "full_recipe": recipe, "recipe": recipe.finished(result)}
+
+    count = len(recipe.video.indices(probe_video(path).frames))
+    progress.start(SLOT, f"Dreaming {count} frames", work_fn, lock=state.device_lock(model.device))
+
+
+def start() -> None:
     with state.user_errors():
         model = state.load_model(choice.name)
         recipe = video_recipe(model, info, LayerL2(layer.name), config, video_settings, settings.size)
-        key = hashlib.sha256(recipe.to_json().encode()).hexdigest()[:16]
-        work, outputs = session_folder() / "work" / key, session_folder() / "out" / key
-        path, gif = source, make_gif
         title = f"{model.spec.title}: {layer.alias}, {FLOW_NAMES[flow].split(' (')[0].split(':')[0]} flow, {info.name}"
+        launch(model, recipe, source, make_gif, title)
 
-        def work_fn(on_step, should_cancel) -> dict:
-            result = dream_video(model, path, recipe, work, on_step, should_cancel, resume=resume or work.is_dir())
-            files = {}
-            if result.frames:
-                files["mp4"] = write_mp4(outputs / "dream.mp4", result, path).read_bytes()
-                if gif:
-                    files["gif"] = write_gif(outputs / "dream.gif", result).read_bytes()
-            return {"result": result, "files": files, "title": title, "source": path,
-                    "recipe": recipe.finished(result)}
 
-        progress.start(SLOT, f"Dreaming {len(video_settings.indices(info.frames))} frames", work_fn,
-                       lock=state.device_lock(model.device))
+def resume(run: dict) -> None:
+    """Continue a cancelled run with its own settings, whatever the widgets say now."""
+    with state.user_errors():
+        recipe = run["full_recipe"]
+        launch(state.load_model(recipe.dream.model), recipe, run["source"], run["gif"], run["title"])
 
 
 def keep(run: dict) -> None:
@@ -182,8 +194,9 @@ if run is not None:
     if result.cancelled:
         st.warning(f"Cancelled after {len(result.frames)} of {result.total_frames} frames: the video holds the frames "
                    "so far, and Continue dreams the rest.", icon=":material/stop_circle:")
-        if st.button("Continue", key="video.resume", icon=":material/play_arrow:", disabled=progress.running(SLOT)):
-            start(resume=True)
+        st.button("Continue", key="video.resume", icon=":material/play_arrow:", disabled=progress.running(SLOT),
+                  on_click=resume, args=(run,),  # before the rerun draws the panel, which then shows it
+                  help="Dreams the remaining frames after the finished ones (the same settings as the run above).")
     if not result.frames:
         st.info("No frame finished before the cancel, so there is nothing to show.")
     else:
