@@ -153,6 +153,9 @@ def probe_video(path: Path) -> VideoInfo:
     if dimensions is None or base is None:
         raise VideoError(f"{path.name}: ffmpeg could not tell its frame size or time base.")
     width, height = int(dimensions.group(1)), int(dimensions.group(2))
+    turn = re.search(r"rotation of (-?[\d.]+) degrees", done.stderr[stream.start():])
+    if turn is not None and round(float(turn.group(1))) % 180 == 90:  # a phone's upright video: ffmpeg turns it
+        width, height = height, width
     if width < 2 or height < 2:
         raise VideoError(f"{path.name} has frames of {width}x{height} px: too small to dream.")
     if max(width, height) > MAX_VIDEO_SIDE:
