@@ -10,6 +10,7 @@ keeps every finished frame.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import tempfile
@@ -204,12 +205,20 @@ def _arrays(frames: list[torch.Tensor]) -> list[np.ndarray]:
     return [np.asarray(tensor_to_pil(frame)) for frame in frames]
 
 
-def gif_bytes(frames: list[torch.Tensor], fps: int = 12) -> bytes:
-    """An endlessly looping GIF (each frame gets its own 256-colour palette)."""
+def gif_bytes(frames: list[torch.Tensor], fps: float = 12) -> bytes:
+    """An endlessly looping GIF (each frame gets its own 256-colour palette).
+
+    GIF delays are whole hundredths of a second, so frame i lasts from round(100 i / fps) to
+    round(100 (i + 1) / fps): 12 fps alternates 8 and 9, and the whole keeps the rate (and a
+    video's sound) where one rounded delay for all would drift.
+    """
     import imageio.v3 as iio
 
+    arrays = _arrays(frames)
+    ticks = [round(100 * i / fps) for i in range(len(arrays) + 1)]
     buffer = io.BytesIO()
-    iio.imwrite(buffer, np.stack(_arrays(frames)), extension=".gif", duration=round(1000 / fps), loop=0)
+    iio.imwrite(buffer, np.stack(arrays), extension=".gif", duration=[10 * (b - a) for a, b in itertools.pairwise(ticks)],
+                loop=0)
     return buffer.getvalue()
 
 

@@ -33,3 +33,7 @@ class Cancelled(LabError):
     def __init__(self, message: str = "Cancelled by the user.", partial: object | None = None):
         super().__init__(message)
         self.partial = partial
+
+
+class VideoError(LabError):
+    """The video cannot be read, is over the limits, or its frames cannot be trusted (variable rate)."""

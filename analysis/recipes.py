@@ -131,6 +131,8 @@ class Recipe:
     def from_dict(cls, data: dict) -> Recipe:
         if isinstance(data, dict) and data.get("kind") == "animation":  # an analysis.animation.AnimationRecipe
             raise ConfigError("This is an animation recipe: replay it with 'python -m analysis zoom --recipe'.")
+        if isinstance(data, dict) and data.get("kind") == "video":  # an analysis.video.VideoRecipe
+            raise ConfigError("This is a video recipe: replay it with 'python -m analysis video --in VIDEO --recipe'.")
         if isinstance(data, dict) and "cells" in data and "model" not in data:  # an analysis.export.GridRecipe
             raise ConfigError("This is a grid recipe (a bundle's recipe.json): replay it with "
                               "'python -m analysis grid --recipe' or on the dashboard's Export page.")
@@ -189,7 +191,7 @@ def replay_obstacle(metadata: dict) -> str | None:
     """Why a result's recipe would not give the result's pixels: "animation" (a frame: its recipe is the
     animation's first dream), "no recipe", "stopped" (cancelled part-way), or None when it replays."""
     recipe = metadata.get("recipe")
-    if "animation" in metadata:
+    if "animation" in metadata or "video" in metadata:  # a frame: its recipe is the whole animation's or video's
         return "animation"
     if not isinstance(recipe, dict):
         return "no recipe"

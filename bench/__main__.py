@@ -10,6 +10,7 @@ import argparse
 import copy
 import dataclasses
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -413,6 +414,72 @@ def section_app() -> dict:
     return row
 
 
+def section_video(model: LoadedModel, size: tuple[int, int], frames: int, preset_name: str, repeats: int) -> dict:
+    """Flow against per-frame dreaming and plain blending on a demo pan, at the same preset and layer.
+
+    Flicker (0-255, every run's own figure) and seconds per frame after the first (flow, decode,
+    carry and PNG included) against a still dream of the same size and the same short settings.
+    Goals: flow at least 3x less flicker than per-frame dreaming; flow and blending within 1.3x
+    the still dream.
+    """
+    import tempfile
+
+    from analysis.dream import preset
+    from analysis.export import png_bytes
+    from analysis.labels import sample_images
+    from analysis.video import (VideoSettings, carry, dream_video, flicker, motion_between, pan_clip, probe_video,
+                                read_frames, video_recipe)
+
+    config = preset(preset_name)
+    objective = LayerL2(model.layer_at_depth(0.6).name)
+    modes = {"flow (dis)": VideoSettings(),
+             "flow (farneback)": VideoSettings(flow="farneback"),
+             "plain blending": VideoSettings(flow="none"),
+             "per-frame": VideoSettings(blend_moving=0.0, blend_static=0.0, steps_per_frame=config.iterations)}
+    row: dict = {"model": model.name, "layer": model.layer(objective.layer).alias, "preset": preset_name,
+                 "size": f"{size[0]}x{size[1]}", "frames": frames, "steps_per_frame": VideoSettings().steps_per_frame}
+    with tempfile.TemporaryDirectory() as folder:
+        photo = next(s.path for s in sample_images() if s.path.name == "astronaut.jpg")
+        clip = pan_clip(Path(folder) / "pan.mp4", photo, frames=frames, size=size)
+        info = probe_video(clip)
+        for name, settings in modes.items():
+            finished: list[float] = []
+
+            def on_step(_step: int, _total: int, preview: object, finished: list[float] = finished) -> None:
+                if preview is not None:  # a frame is done
+                    finished.append(time.perf_counter())
+
+            recipe = video_recipe(model, info, objective, config, settings, max(size))
+            result = dream_video(model, clip, recipe, Path(folder) / name, on_step)
+            row[f"{name} flicker"] = result.mean_flicker
+            row[f"{name} s/frame"] = statistics.median(b - a for a, b in itertools.pairwise(finished))
+            print(f"  {name}: flicker {result.mean_flicker:.3g}, {row[f'{name} s/frame']:.3g} s a frame", flush=True)
+        (_, frame), (_, following) = read_frames(clip, (size[1], size[0]), range(2))
+        short = dataclasses.replace(config, iterations=VideoSettings().steps_per_frame)
+        row["still short dream s"] = median_seconds(lambda: dream(model, frame, objective, short), repeats, warmup=0)
+        row["still full dream s"] = median_seconds(lambda: dream(model, frame, objective, config), repeats, warmup=0)
+
+        def overhead() -> None:
+            """What a flow frame does beside its short dream and its decoding: flow both ways, carry, flicker, PNG."""
+            motion = motion_between(frame, following)
+            carry(frame, frame, following, motion, VideoSettings())
+            flicker(following, frame, motion)
+            png_bytes(following, {})
+
+        # short parts, many repeats: steadier on a busy machine than whole frames
+        decode = median_seconds(lambda: list(read_frames(clip, (size[1], size[0]), range(frames))), repeats) / frames
+        row["flow overhead s/frame"] = median_seconds(overhead, 10 * repeats) + decode
+    row["flicker per-frame / flow (goal >= 3)"] = row["per-frame flicker"] / row["flow (dis) flicker"]
+    row["flicker per-frame / blending"] = row["per-frame flicker"] / row["plain blending flicker"]
+    row["flow s/frame / still short (goal <= 1.3)"] = row["flow (dis) s/frame"] / row["still short dream s"]
+    row["blending s/frame / still short (goal <= 1.3)"] = row["plain blending s/frame"] / row["still short dream s"]
+    row["per-frame s/frame / still full"] = row["per-frame s/frame"] / row["still full dream s"]
+    row["flow frame / still short, from parts (goal <= 1.3)"] = \
+        (row["still short dream s"] + row["flow overhead s/frame"]) / row["still short dream s"]
+    print(_fmt(row), flush=True)
+    return row
+
+
 def _fmt(row: dict) -> str:
     return "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
 
@@ -425,7 +492,7 @@ def machine() -> dict:
     return info
 
 
-SECTIONS = ("speed", "sweep", "allocator", "layout", "compile", "goal", "featviz", "memory", "app")
+SECTIONS = ("speed", "sweep", "allocator", "layout", "compile", "goal", "featviz", "memory", "app", "video")
 
 
 def main() -> None:
@@ -467,6 +534,9 @@ def main() -> None:
         report["memory"] = section_memory(sizes, tile=512, untiled_max=2048)
     if "app" in args.only:
         report["app"] = section_app()
+    if "video" in args.only:
+        size, frames = ((128, 96), 6) if args.quick else ((256, 192), 16)
+        report["video"] = section_video(models["efficientnet_lite0"], size, frames, "google", repeats)
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"{report['date']}-{platform.node() or 'machine'}-{device.type}.json"
     path = RESULTS / name

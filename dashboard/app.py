@@ -27,6 +27,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("activation_statistics.py", "Statistics", ":material/query_stats:"),
     ("bias.py", "Bias", ":material/pets:"),
     ("animation.py", "Animation", ":material/animated_images:"),
+    ("video.py", "Video", ":material/movie:"),
     ("export.py", "Export", ":material/ios_share:"),
     ("models.py", "Models", ":material/inventory_2:"),
 )

@@ -78,12 +78,13 @@ def add_start_args(p: argparse.ArgumentParser, default_size: int) -> None:
     p.add_argument("--guide", help="guide image: dream toward its features at the layer")
 
 
-def add_config_args(p: argparse.ArgumentParser) -> None:
+def add_config_args(p: argparse.ArgumentParser, step_flag: str = "--step") -> None:
+    """The dream settings; step_flag renames --step where a command needs it for something else (video)."""
     p.add_argument("--preset", default="google", choices=sorted(PRESETS))
     p.add_argument("--octaves", type=int)
     p.add_argument("--octave-scale", type=float)
     p.add_argument("--iterations", type=int, help="steps per octave")
-    p.add_argument("--step", type=float, help="step size in [0, 1] pixel units")
+    p.add_argument(step_flag, dest="step", type=float, help="step size in [0, 1] pixel units")
     p.add_argument("--jitter", type=int)
     p.add_argument("--norm", choices=["mean-abs", "std", "laplacian"])
     p.add_argument("--seed", type=int)

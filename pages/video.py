@@ -1,0 +1,223 @@
+"""Video: a dream of a whole video that holds still, the previous frame's detail carried along the optical flow."""
+
+import hashlib
+import re
+import tempfile
+import uuid
+from pathlib import Path
+
+import streamlit as st
+
+from analysis import labels
+from analysis.errors import LabError
+from analysis.objectives import LayerL2
+from analysis.video import (FLOWS, LIMITS_TEXT, MAX_VIDEO_BYTES, VideoRecipe, VideoSettings, dream_video, pan_clip,
+                            parse_schedule, probe_video, video_recipe, write_gif, write_mp4)
+from dashboard import progress, results, state, widgets
+
+SLOT, RESULT, SOURCE = "video.job", "video.result", "video.source"
+UPLOAD_TYPES = ["mp4", "webm", "mov", "mkv", "m4v", "gif"]
+DEMO, UPLOAD = "Demo: a pan across a sample photo", "My video"
+FLOW_NAMES = {"dis": "DIS (fast, OpenCV)", "farneback": "Farneback (OpenCV)",
+              "none": "None: plain blending with the previous dream"}
+
+
+def session_folder() -> Path:
+    """This browser session's scratch folder: sources, work folders with the finished frames, outputs."""
+    if "video.folder" not in st.session_state:
+        st.session_state["video.folder"] = str(Path(tempfile.gettempdir()) / "inceptionism-video" / uuid.uuid4().hex)
+    return Path(st.session_state["video.folder"])
+
+
+def probed(path: Path):
+    """probe_video once per file (cached in Session State): the VideoInfo, or the one-line reason it is refused."""
+    cached = st.session_state.get(SOURCE)
+    if cached is None or cached[0] != str(path):
+        try:
+            cached = (str(path), probe_video(path), None)
+        except LabError as err:
+            cached = (str(path), None, str(err))
+        st.session_state[SOURCE] = cached
+    return cached[1], cached[2]
+
+
+def source_ui() -> Path | None:
+    """The video to dream: an upload, or a demo clip made from a bundled photo."""
+    kind_key = "keep.video.kind"
+    state.default(kind_key, DEMO, [DEMO, UPLOAD])
+    kind = st.radio("Video", [DEMO, UPLOAD], key=kind_key, horizontal=True, label_visibility="collapsed")
+    if kind == UPLOAD:
+        store = "video.upload_data"
+        st.file_uploader(f"MP4, WebM, MOV, MKV or animated GIF: {LIMITS_TEXT}", type=UPLOAD_TYPES,
+                         key="video.upload", on_change=widgets._remember_upload, args=("video.upload", store),
+                         max_upload_size=MAX_VIDEO_BYTES // 2**20)
+        stored = st.session_state.get(store)
+        if not stored:
+            return None
+        name, data = stored
+        safe = re.sub(r"[^\w.-]", "_", Path(name).name)[-80:] or "video.mp4"
+        path = session_folder() / "sources" / hashlib.sha256(data).hexdigest()[:16] / safe
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return path
+    samples = {s.title: s.path for s in labels.sample_images()}
+    state.default("keep.video.demo_photo", next(iter(samples)), list(samples))
+    state.default("keep.video.demo_frames", 24)
+    left, right = st.columns(2)
+    photo = left.selectbox("Photo", list(samples), key="keep.video.demo_photo")
+    frames = right.slider("Frames (12 fps)", 4, 96, key="keep.video.demo_frames")
+    path = session_folder() / "sources" / f"pan-{Path(samples[photo]).stem}-{int(frames)}.mp4"
+    if not path.is_file():
+        with state.user_errors():
+            pan_clip(path, samples[photo], frames=int(frames))
+    st.caption("The window slides 2 px a frame to the right (the picture moves left), with a 440 Hz tone.")
+    return path if path.is_file() else None
+
+
+st.title("Video: a dream that holds still")
+st.caption("The first frame is a full dream; every next frame starts from the previous dream's detail carried along "
+           "the optical flow (where the flow can be trusted) and takes a short dream. Dreaming each frame on its "
+           f"own makes the picture boil. Limits: {LIMITS_TEXT}.")
+
+choice = widgets.model_ui()
+layer = widgets.layer_ui(choice)
+on_cpu = state.current_device() == "cpu"
+defaults = VideoSettings()
+
+source_column, settings_column = st.columns([3, 2], gap="large")
+with source_column:
+    st.subheader("1 · The video")
+    source = source_ui()
+    info, refusal = probed(source) if source is not None else (None, None)
+    if refusal:
+        state.show_error(refusal)
+    elif info is not None:
+        st.video(source.read_bytes(), loop=True, muted=True)
+        st.caption(f"{info.name}: {info.frames} frames of {info.width} x {info.height} px at {float(info.fps):.3g} fps "
+                   f"({info.seconds:.1f} s), {info.codec}, {'with' if info.has_audio else 'no'} sound")
+with settings_column:
+    st.subheader("2 · Frames and flow")
+    last = info.frames if info is not None else 1
+    for key, value in (("start", 0), ("stop", 0), ("step", 1), ("flow", defaults.flow),
+                       ("blend_moving", defaults.blend_moving), ("blend_static", defaults.blend_static),
+                       ("steps_per_frame", defaults.steps_per_frame), ("schedule", ""), ("gif", True)):
+        state.default(f"keep.video.{key}", value)
+    a, b, c = st.columns(3)
+    first = a.number_input("First frame", 0, max(0, last - 1), step=1, key="keep.video.start")
+    stop = b.number_input("Stop before (0 = end)", 0, last, step=1, key="keep.video.stop")
+    step = c.number_input("Every n-th frame", 1, 100, step=1, key="keep.video.step",
+                          help="The video then runs at the source rate / n, so the sound stays in step.")
+    flow = st.selectbox("Optical flow", FLOWS, format_func=FLOW_NAMES.get, key="keep.video.flow")
+    left, right = st.columns(2)
+    blend_moving = left.slider("Carry where it moves", 0.0, 1.0, step=0.05, key="keep.video.blend_moving",
+                               disabled=flow == "none", help="Share of the previous dream's detail kept where the "
+                               "content moves (a warp blurs a little).")
+    blend_static = right.slider("Carry where it stands still" if flow != "none" else "Previous dream's share",
+                                0.0, 1.0, step=0.05, key="keep.video.blend_static")
+    steps_per_frame = st.number_input("Steps per octave after the first frame", 1, 100, step=1,
+                                      key="keep.video.steps_per_frame",
+                                      help="The carried detail is most of each frame: a few steps refresh it.")
+    schedule_text = st.text_input("Layer schedule (optional)", key="keep.video.schedule",
+                                  placeholder="e.g. 0:block5,48:block8", help="From these source frames on, these "
+                                  "layers; empty: the layer chosen above for every frame.")
+    make_gif = st.toggle("Also a GIF", key="keep.video.gif")
+    st.subheader("3 · Each dream")
+    settings = widgets.settings_ui("video", default_preset="google", default_size=128 if on_cpu else 384,
+                                   max_size=1024)
+    with state.user_errors():
+        config = settings.config()
+        video_settings = VideoSettings(flow, float(blend_moving), float(blend_static), int(steps_per_frame),
+                                       int(first), int(stop) or None, int(step),
+                                       parse_schedule(schedule_text) if schedule_text.strip() else ()).validate()
+        if info is not None:
+            count = len(video_settings.indices(info.frames))
+            steps = config.total_steps + (count - 1) * config.octaves * video_settings.steps_per_frame
+            st.caption(f"{count} frames: the first takes {config.total_steps} steps, each other "
+                       f"{config.octaves * video_settings.steps_per_frame}; {steps} steps in all.")
+
+
+def launch(model, recipe: VideoRecipe, path: Path, gif: bool, title: str) -> None:
+    """Dream `recipe` in the background; a work folder named by the recipe holds its frames, so the same
+    settings continue after the frames already finished (a cancelled run, or an earlier one)."""
+    key = hashlib.sha256(recipe.to_json().encode()).hexdigest()[:16]
+    work, outputs = session_folder() / "work" / key, session_folder() / "out" / key
+
+    def work_fn(on_step, should_cancel) -> dict:
+        result = dream_video(model, path, recipe, work, on_step, should_cancel, resume=work.is_dir())
+        files = {}
+        if result.frames:
+            files["mp4"] = write_mp4(outputs / "dream.mp4", result, path).read_bytes()
+            if gif:
+                files["gif"] = write_gif(outputs / "dream.gif", result).read_bytes()
+        return {"result": result, "files": files, "title": title, "source": path, "gif": gif,
+                "full_recipe": recipe, "recipe": recipe.finished(result)}
+
+    count = len(recipe.video.indices(probe_video(path).frames))
+    progress.start(SLOT, f"Dreaming {count} frames", work_fn, lock=state.device_lock(model.device))
+
+
+def start() -> None:
+    with state.user_errors():
+        model = state.load_model(choice.name)
+        recipe = video_recipe(model, info, LayerL2(layer.name), config, video_settings, settings.size)
+        title = f"{model.spec.title}: {layer.alias}, {FLOW_NAMES[flow].split(' (')[0].split(':')[0]} flow, {info.name}"
+        launch(model, recipe, source, make_gif, title)
+
+
+def resume(run: dict) -> None:
+    """Continue a cancelled run with its own settings, whatever the widgets say now."""
+    with state.user_errors():
+        recipe = run["full_recipe"]
+        launch(state.load_model(recipe.dream.model), recipe, run["source"], run["gif"], run["title"])
+
+
+def keep(run: dict) -> None:
+    """Store the finished (or cancelled) run and put its last frame in the session's results."""
+    st.session_state[RESULT] = run
+    result = run["result"]
+    if result.frames:
+        results.add_result("video", f"{run['title']} frame {len(result.frames)}", result.load(len(result.frames) - 1),
+                           result.metadata)
+
+
+with settings_column:
+    if widgets.run_button("Dream the video", "video.run", ":material/movie:", choice, SLOT) and info is not None:
+        start()
+
+progress.panel(SLOT, on_done=keep)
+run = st.session_state.get(RESULT)
+if run is not None:
+    result, files = run["result"], run["files"]
+    st.divider()
+    st.subheader(run["title"])
+    if result.cancelled:
+        st.warning(f"Cancelled after {len(result.frames)} of {result.total_frames} frames: the video holds the frames "
+                   "so far, and Continue dreams the rest.", icon=":material/stop_circle:")
+        st.button("Continue", key="video.resume", icon=":material/play_arrow:", disabled=progress.running(SLOT),
+                  on_click=resume, args=(run,),  # before the rerun draws the panel, which then shows it
+                  help="Dreams the remaining frames after the finished ones (the same settings as the run above).")
+    if not result.frames:
+        st.info("No frame finished before the cancel, so there is nothing to show.")
+    else:
+        before, after = st.columns(2)
+        before.video(Path(run["source"]).read_bytes(), loop=True, muted=True)
+        before.caption("The source")
+        after.video(files["mp4"], loop=True, muted=True)
+        height, width = result.metadata["video"]["size"]
+        flicker = "n/a (one frame)" if result.mean_flicker is None else f"{result.mean_flicker:.2f}"
+        after.caption(f"The dream: {len(result.frames)} frames of {width} x {height} px at {float(result.fps):.3g} fps,"
+                      f" flicker {flicker} (0-255: how much each frame's dream changes beyond the motion) · "
+                      f"{result.metadata['seconds']:.0f} s on {result.metadata['device']}")
+        columns = st.columns(3)
+        columns[0].download_button("MP4", files["mp4"], file_name="dream-video.mp4", mime="video/mp4",
+                                   key="video.mp4", on_click="ignore", icon=":material/movie:", width="stretch")
+        if "gif" in files:
+            columns[1].download_button("GIF", files["gif"], file_name="dream-video.gif", mime="image/gif",
+                                       key="video.gif", on_click="ignore", icon=":material/gif_box:", width="stretch")
+        columns[2].download_button("Recipe", run["recipe"].to_json(), file_name="dream-video.recipe.json",
+                                   mime="application/json", key="video.recipe", on_click="ignore",
+                                   icon=":material/receipt_long:", width="stretch",
+                                   help="These frames' settings as JSON, the video named by its sha256: `python -m "
+                                        "analysis video --in VIDEO --recipe dream-video.recipe.json --out again.mp4` "
+                                        "dreams them again (on the CPU, to identical pixels).")
