@@ -137,7 +137,9 @@ class RayExecutor:
                 check_reachable(self.address)
             try:
                 if self.address:
-                    ray.init(address=self.address, log_to_driver=False)
+                    loopback = self.address.split(":")[0] in ("127.0.0.1", "localhost")
+                    ray.init(address=self.address, log_to_driver=False,
+                             **({"_node_ip_address": "127.0.0.1"} if loopback else {}))
                 else:
                     ray.init(num_cpus=self.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                              log_to_driver=False)
