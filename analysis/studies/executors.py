@@ -42,6 +42,10 @@ Deliver = Callable[[list[ItemResult]], None]
 class Executor(Protocol):
     name: str
 
+    def ready(self) -> None:
+        """Fail now, before the results folder is touched, when the executor cannot run at all."""
+        ...
+
     def run(self, plan: Plan, batches: list[list[Item]], deliver: Deliver, should_cancel: ShouldCancel) -> bool:
         """Dream every batch, deliver each as it finishes; True when a cancel stopped it early."""
         ...
@@ -58,6 +62,9 @@ class InProcess:
     device: str | None = None
     runner: ItemRunner | None = field(default=None, repr=False)
     name: str = "in-process"
+
+    def ready(self) -> None:
+        """Nothing to check: this process is here."""
 
     def run(self, plan: Plan, batches: list[list[Item]], deliver: Deliver, should_cancel: ShouldCancel) -> bool:
         if self.runner is None or self.runner.plan != plan:
@@ -128,13 +135,16 @@ class RayExecutor:
     workers: list[str] = field(default_factory=list)  # the hosts that ran actors (for the run record)
     deaths: int = 0
 
+    def ready(self) -> None:
+        _ray()
+        if self.address:
+            check_reachable(self.address)
+
     def run(self, plan: Plan, batches: list[list[Item]], deliver: Deliver, should_cancel: ShouldCancel) -> bool:
         ray = _ray()
         loopback_env()
         started_here = False
         if not ray.is_initialized():
-            if self.address:
-                check_reachable(self.address)
             try:
                 if self.address:
                     loopback = self.address.split(":")[0] in ("127.0.0.1", "localhost")
@@ -266,6 +276,7 @@ def run(plan: Plan, folder: Path | str, executor: Executor | None = None, resume
     if not 1 <= batch_size <= 1000:
         raise ConfigError("Batch size must be 1 to 1000 items.")
     executor = executor or InProcess()
+    executor.ready()
     items = expand(plan)
     started = time.perf_counter()
     with Writer(Path(folder), plan, len(items), resume) as writer:
