@@ -16,9 +16,9 @@ from analysis.export import figures_html
 from analysis.models import DEFAULT_MODEL, PRECISIONS
 from analysis.studies import executors
 from analysis.studies import stats as study_stats
-from analysis.studies.judging import DEFAULT_GROUP, check_depths, default_judges, with_controls
+from analysis.studies.judging import check_depths, default_judges, with_controls
+from analysis.studies.overview import overview
 from analysis.studies.plan import ALL_SAMPLES, Plan, default_threads, expand
-from analysis.studies.store import Results
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -135,44 +135,30 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    results = Results.open(args.results)
-    plan = results.plan()
-    rows = results.table()
-    table = study_stats.tidy(rows, plan)
-    judge = args.judge or plan.judges[0]
-    if judge not in plan.judges:
-        raise ConfigError(f"The plan's judges are {', '.join(plan.judges)}, not {judge}.")
-    dataset = table.loc[table["judge"] == judge, "judge_data"]
-    groups = bias.groups_in(table, judge)
-    group = args.group or (DEFAULT_GROUP[dataset.iloc[0]] if len(dataset) else "dogs")
-    if len(table) and group not in groups:
-        raise ConfigError(f"The judge {judge} has no group '{group}'. Groups: {', '.join(groups)}.")
-    read = study_stats.reading(table, group, judge, args.over, args.resamples)
-    skipped = sorted(set(rows.loc[rows["status"] == "skipped", "image"]))
-    state = "running" if results.running() else "stopped" if len(rows) < results.planned() else "finished"
+    view = overview(args.results, args.group, args.judge, args.over, args.resamples)
+    read = view.reading
     if args.out:
         from analysis import figures  # plotly: only for the page
 
-        figures_to_page = [figures.study_ratio_depth(read.intervals)]
-        if len(table):
-            figures_to_page.append(figures.bias_emergent(bias.emergent_counts(table, judge)))
+        charts = [figures.study_ratio_depth(read.intervals)]
+        if len(view.table):
+            charts.append(figures.bias_emergent(view.emergent()))
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(figures_html(f"Study {args.results.name}: '{group}' judged by {judge}", figures_to_page,
-                                         read.lines + [f"{len(skipped)} unreadable image(s) skipped."]))
+        args.out.write_text(figures_html(f"Study {args.results.name}: '{view.group}' judged by {view.judge}", charts,
+                                         read.lines + [f"{len(view.skipped)} unreadable image(s) skipped."]))
     if args.json:
-        return print_json({"results": str(args.results), "state": state, "rows": len(rows),
-                           "planned": results.planned(), "skipped_images": skipped, "judge": judge, "group": group,
-                           "over": args.over, "intervals": read.intervals.to_dict(orient="records"),
+        return print_json({"results": str(args.results), "state": view.state, "rows": view.rows,
+                           "planned": view.planned, "skipped_images": view.skipped, "judge": view.judge,
+                           "group": view.group, "over": args.over, "intervals": read.intervals.to_dict(orient="records"),
                            "controls": read.controls.to_dict(orient="records"), "reading": read.lines})
-    print(f"{args.results}: {len(rows)} of {results.planned()} items ({state}) · judge {judge} · group '{group}' · "
-          f"95% bootstrap over {args.over}")
+    print(f"{args.results}: {view.rows} of {view.planned} items ({view.state}) · judge {view.judge} · group "
+          f"'{view.group}' · 95% bootstrap over {args.over}")
     print(f"  {'model':<34}{'depth':>6}  {'layer':<14}{'originals':>10}{'dreams':>10}{'ratio':>8}  95% CI")
     for row in read.intervals.itertuples():
         print(f"  {row.model:<34}{row.depth:>6g}  {row.layer:<14}{row.share_original:>10.2%}{row.share_dream:>10.2%}"
               f"{row.ratio:>7.2f}x  {row.low:.2f}x to {row.high:.2f}x ({row.units} {args.over})")
     for line in read.lines:
         print(f"  · {line}")
-    print(f"  {len(skipped)} unreadable image(s) skipped" + (f": {', '.join(skipped)}" if skipped else ""))
+    print(f"  {len(view.skipped)} unreadable image(s) skipped" + (f": {', '.join(view.skipped)}" if view.skipped else ""))
     if args.out:
         print(f"wrote {args.out}")
-

@@ -92,10 +92,18 @@ class RayWorker:
         return self.runner.run_batch(items)
 
 
-def loopback_env() -> None:
-    """What every Ray node started from here needs: loopback only, no usage report, our code importable."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+def is_loopback(address: str | None) -> bool:
+    """Ray started here (None) or a cluster on this machine: everything stays on 127.0.0.1."""
+    return address is None or address.split("://")[-1].split(":")[0] in ("127.0.0.1", "localhost")
+
+
+def ray_env(address: str | None = None) -> None:
+    """Set before ray is first imported (Ray reads these at import): no usage report, our code importable
+    by workers started here, and for a cluster on this machine, loopback only (without it Ray binds
+    to the machine's outward address)."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    if is_loopback(address):
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if str(REPO_ROOT) not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *paths])
@@ -117,7 +125,8 @@ def check_reachable(address: str) -> None:
                            "its head ('ray start --head') or check the address.") from None
 
 
-def _ray():
+def _ray(address: str | None):
+    ray_env(address)
     try:
         import ray
     except ImportError:
@@ -136,20 +145,18 @@ class RayExecutor:
     deaths: int = 0
 
     def ready(self) -> None:
-        _ray()
+        _ray(self.address)
         if self.address:
             check_reachable(self.address)
 
     def run(self, plan: Plan, batches: list[list[Item]], deliver: Deliver, should_cancel: ShouldCancel) -> bool:
-        ray = _ray()
-        loopback_env()
+        ray = _ray(self.address)
         started_here = False
         if not ray.is_initialized():
             try:
                 if self.address:
-                    loopback = self.address.split(":")[0] in ("127.0.0.1", "localhost")
                     ray.init(address=self.address, log_to_driver=False,
-                             **({"_node_ip_address": "127.0.0.1"} if loopback else {}))
+                             **({"_node_ip_address": "127.0.0.1"} if is_loopback(self.address) else {}))
                 else:
                     ray.init(num_cpus=self.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                              log_to_driver=False)

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import ray
-from ray.cluster_utils import Cluster
 
 from analysis.dream import preset
 from analysis.studies import executors
 from analysis.studies.plan import Plan, expand
 from analysis.studies.store import Results
+
+executors.ray_env()  # before ray's first import: Ray reads the loopback switch when it is imported
+import ray
+from ray.cluster_utils import Cluster
 
 NODE = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False}
 WEIGHTS_ENV = "INCEPTIONISM_WEIGHTS_DIR"
@@ -36,7 +38,7 @@ def plan(**changes: object) -> Plan:
 def cluster(tmp_path_factory):
     """A head and one worker node, 1 CPU each (so one actor each), the driver connected to the head.
     The nodes see an empty weights folder: only the embedded EfficientNet-Lite weights are there."""
-    executors.loopback_env()
+    assert ray.util.get_node_ip_address() == "127.0.0.1"  # never the machine's outward address
     weights = os.environ.get(WEIGHTS_ENV)
     os.environ[WEIGHTS_ENV] = str(tmp_path_factory.mktemp("no-weights"))
     cluster = Cluster(initialize_head=True, head_node_args={**NODE, "_system_config": FAST_FAILURE})
