@@ -26,6 +26,7 @@ from typing import Protocol
 
 from analysis.dream import OnStep, ShouldCancel
 from analysis.errors import ConfigError, LabError
+from analysis.models import LoadedModel
 from analysis.studies.plan import Item, Plan, expand
 from analysis.studies.store import Writer
 from analysis.studies.worker import ItemResult, ItemRunner
@@ -60,6 +61,7 @@ class InProcess:
     """Dream here, one batch after another: no extra process (the dashboard's and most tests' executor)."""
 
     device: str | None = None
+    load: Callable[[str], LoadedModel] | None = field(default=None, repr=False)  # see ItemRunner
     runner: ItemRunner | None = field(default=None, repr=False)
     name: str = "in-process"
 
@@ -68,7 +70,7 @@ class InProcess:
 
     def run(self, plan: Plan, batches: list[list[Item]], deliver: Deliver, should_cancel: ShouldCancel) -> bool:
         if self.runner is None or self.runner.plan != plan:
-            self.runner = ItemRunner(plan, self.device)
+            self.runner = ItemRunner(plan, self.device, self.load)
         for batch in batches:
             if should_cancel():
                 return True

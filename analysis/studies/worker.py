@@ -12,6 +12,7 @@ import hashlib
 import platform
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -55,16 +56,18 @@ class ItemResult:
 class ItemRunner:
     """Runs items of one plan; holds the loaded models and judges for as long as it lives."""
 
-    def __init__(self, plan: Plan, device: str | None = None):
+    def __init__(self, plan: Plan, device: str | None = None, load: Callable[[str], LoadedModel] | None = None):
+        """load: how a model is had (default: loaded here); the dashboard passes the models it already holds."""
         self.plan = plan
         self.device = device
+        self.load = load or (lambda name: load_model(name, device=self.device, precision=self.plan.precision))
         self._models: dict[str, LoadedModel] = {}
         self._judges: list[Judge] | None = None
         self._originals: OrderedDict[str, tuple[torch.Tensor, dict[str, torch.Tensor], ImageSource]] = OrderedDict()
 
     def model(self, name: str) -> LoadedModel:
         if name not in self._models:
-            self._models[name] = load_model(name, device=self.device, precision=self.plan.precision)
+            self._models[name] = self.load(name)
         return self._models[name]
 
     def judges(self) -> list[Judge]:
