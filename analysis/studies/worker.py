@@ -95,9 +95,17 @@ class ItemRunner:
         return self._originals[key]
 
     def run(self, item: Item) -> ItemResult:
-        """Dream and judge one item; an unreadable image gives a 'skipped' row, not an exception."""
-        started = time.perf_counter()
+        """Dream and judge one item at the plan's thread count (the process's own is restored after)."""
+        before = torch.get_num_threads()
         torch.set_num_threads(self.plan.threads)
+        try:
+            return self._run(item)
+        finally:
+            torch.set_num_threads(before)
+
+    def _run(self, item: Item) -> ItemResult:
+        """An unreadable image gives a 'skipped' row, not an exception."""
+        started = time.perf_counter()
         base = self._base_row(item)
         try:
             pixels, p_originals, source = self._original(item)
