@@ -261,17 +261,19 @@ def _layers_of(plan: Plan, model: str) -> list[tuple[float, LayerInfo]]:
 
 
 def expand(plan: Plan) -> list[Item]:
-    """Every item of the plan, in a fixed order (model, layer, image, seed), each with its stable id."""
+    """Every item of the plan, each with its stable id, image by image (then seed, model, layer): a study
+    stopped part-way has every model on the images it reached, and each original is judged once."""
     plan.validate()
     images = resolve_images(plan.images) + [ImageRef("noise", f"noise seed {s}", seed=s)
                                             for s in range(plan.noise_seeds)]
     settings = plan.settings_key()
+    layers = {model: _layers_of(plan, model) for model in plan.models}
     items: list[Item] = []
     seen: set[str] = set()
-    for model in plan.models:
-        for depth, layer in _layers_of(plan, model):
-            for image in images:
-                for seed in plan.seeds:
+    for image in images:
+        for seed in plan.seeds:
+            for model in plan.models:
+                for depth, layer in layers[model]:
                     item_id = _digest({"settings": settings, "model": model, "layer": layer.name, "depth": depth,
                                        "image": image.key(), "seed": seed})[:20]
                     if item_id not in seen:
