@@ -21,7 +21,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from analysis import labels as label_files
 from analysis import models
 from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream_batch
 from analysis.errors import ConfigError
@@ -30,19 +29,23 @@ from analysis.images import noise_image, tensor_to_pil
 from analysis.models import UNTRAINED_SUFFIX, LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
 from analysis.recipes import ImageSource
+from analysis.studies.judging import (  # noqa: F401 (API)
+    DEFAULT_GROUP,
+    DEFAULT_JUDGE,
+    DOGS,
+    Judge,
+    check_depths,
+    default_judges,
+    is_control,
+    judge_names,
+    scene_judge_name,
+    with_controls,
+)
 
 DEFAULT_DEPTHS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
 """0.6 is where EfficientNet-Lite0's dog effect peaks (block10: x47 on the cat photo at 320 px)."""
-DEFAULT_JUDGE = models.DEFAULT_MODEL
-DOGS = "dogs"
-EMERGENT_COUNT = 3
-EMERGENT_MIN_GAIN = 0.01
-"""A class 'emerged' when the dream raised its probability by at least one percentage point."""
 UNCHANGED_PIXELS = 0.002
 """Mean absolute pixel change (0-1 scale) under which a dream left its image as it was."""
-JUDGED_DATASETS = (models.ImageNet, models.Places365)
-DEFAULT_GROUP = {models.ImageNet: DOGS, models.Places365: "outdoor man-made"}
-"""What the reading is about unless asked otherwise: dogs for ImageNet, buildings and the like for Places."""
 
 COLUMNS = ["model", "training_data", "control", "depth", "layer", "layer_depth", "image", "image_kind",
            "judge", "judge_data", "group", "group_classes", "share_original", "share_dream", "ratio",
@@ -79,80 +82,6 @@ def noise_images(count: int, size: int, first_seed: int = 0) -> list[StudyImage]
     return [StudyImage(f"noise seed {s}", "noise", noise_image(size, s)) for s in range(first_seed, first_seed + count)]
 
 
-# ---------------------------------------------------------------- judges
-
-
-@dataclass(frozen=True)
-class Judge:
-    """A classifier whose classes are grouped (ImageNet or Places365)."""
-
-    model: LoadedModel
-    dataset: str
-    groups: dict[str, list[int]]
-
-    @classmethod
-    def of(cls, model: LoadedModel) -> Judge:
-        dataset = model.spec.labels
-        if model.spec.training_data == models.Untrained:
-            raise ConfigError(f"{model.name} has random weights: its verdicts mean nothing, so it cannot judge.")
-        if dataset not in JUDGED_DATASETS or model.labels is None:
-            raise ConfigError(f"{model.name} cannot judge: only ImageNet and Places365 classifiers have class "
-                              f"groups here. Judges: {', '.join(judge_names(present_only=False))}.")
-        return cls(model, dataset, label_files.class_groups(dataset))
-
-    @property
-    def name(self) -> str:
-        return self.model.name
-
-    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, classes) on the CPU, for (N, 3, H, W) or (3, H, W) in [0, 1]."""
-        return self.model.probabilities(images).float().cpu()
-
-
-def judge_names(present_only: bool = True, folder: Path | None = None) -> list[str]:
-    """Zoo classifiers that can judge (grouped labels), optionally only those with weights here."""
-    names = [n for n in models.model_names() if models.get_spec(n).labels in JUDGED_DATASETS]
-    return [n for n in names if models.weights_present(models.get_spec(n), folder)] if present_only else names
-
-
-def scene_judge_name(folder: Path | None = None) -> str | None:
-    """The first Places365 classifier whose weights are on this machine, else None."""
-    return next((n for n in judge_names(True, folder) if models.get_spec(n).labels == models.Places365), None)
-
-
-def default_judges(folder: Path | None = None) -> list[str]:
-    """The embedded ImageNet judge, plus a scene judge when a Places365 checkpoint is present."""
-    scene = scene_judge_name(folder)
-    return [DEFAULT_JUDGE] + ([scene] if scene else [])
-
-
-# ---------------------------------------------------------------- models
-
-
-def is_control(name: str) -> bool:
-    return name.endswith(UNTRAINED_SUFFIX)
-
-
-def with_controls(names: Sequence[str]) -> list[str]:
-    """Each trained model followed by its untrained twin (once), so every result has its control."""
-    out: list[str] = []
-    for name in names:
-        for item in (name, name if is_control(name) else name + UNTRAINED_SUFFIX):
-            if item not in out:
-                out.append(item)
-    return out
-
-
-def check_depths(depths: Sequence[float]) -> list[float]:
-    out = sorted(dict.fromkeys(round(float(d), 3) for d in depths))
-    if not out:
-        raise ConfigError("Choose at least one depth (0 = first layer, 1 = last).")
-    bad = [d for d in out if not 0 <= d <= 1]
-    if bad:
-        raise ConfigError(f"Depth {bad[0]:g} is out of range: depths go from 0 (first layer) to 1 (last).")
-    return out
-
-
 # ---------------------------------------------------------------- the study
 
 
@@ -184,23 +113,12 @@ def _unique_names(images: Sequence[StudyImage]) -> list[StudyImage]:
     return out
 
 
-def _top_label(judge: Judge, probs: torch.Tensor) -> tuple[str, float]:
-    index = int(probs.argmax())
-    return judge.model.labels[index], float(probs[index])
-
-
-def _emergent(judge: Judge, original: torch.Tensor, dream: torch.Tensor) -> str:
-    """The classes the dream gained most probability on (at least EMERGENT_MIN_GAIN), '; '-joined."""
-    gains, indices = (dream - original).topk(EMERGENT_COUNT)
-    return "; ".join(judge.model.labels[int(i)] for g, i in zip(gains, indices) if g >= EMERGENT_MIN_GAIN)
-
-
 def _rows(model: LoadedModel, depth: float, layer: LayerInfo, image: StudyImage, dream: torch.Tensor,
           judge: Judge, p_original: torch.Tensor, p_dream: torch.Tensor) -> list[dict]:
     change = float((dream - image.pixels).abs().mean())
-    original_top, _ = _top_label(judge, p_original)
-    dream_top, dream_p = _top_label(judge, p_dream)
-    emergent = _emergent(judge, p_original, p_dream)
+    original_top, _ = judge.top_label(p_original)
+    dream_top, dream_p = judge.top_label(p_dream)
+    emergent = judge.emergent(p_original, p_dream)
     rows = []
     for group, indices in judge.groups.items():
         share_original, share_dream = float(p_original[indices].sum()), float(p_dream[indices].sum())

@@ -182,6 +182,35 @@ def bias_emergent(counts: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def study_ratio_depth(intervals: pd.DataFrame) -> go.Figure:
+    """A group's share ratio (dreams / originals) against depth, per model, with its bootstrap interval.
+
+    Reads analysis.studies.stats.ratio_intervals: model, training_data, control, depth, layer, group,
+    over, units, ratio, low, high. The line at 1 is "no effect"; untrained twins are dashed.
+    """
+    group = intervals["group"].iloc[0] if len(intervals) else ""
+    over = intervals["over"].iloc[0] if len(intervals) else "images"
+    fig = go.Figure()
+    rows = intervals.sort_values("depth", kind="stable")
+    for (model, data, control), part in rows.groupby(["model", "training_data", "control"], sort=False):
+        fig.add_trace(go.Scatter(
+            x=part["depth"].tolist(), y=part["ratio"].tolist(), name=_bias_name(model, data, control),
+            mode="lines+markers", line={"dash": "dash" if control else "solid"},
+            error_y={"type": "data", "symmetric": False, "array": (part["high"] - part["ratio"]).tolist(),
+                     "arrayminus": (part["ratio"] - part["low"]).tolist()},
+            customdata=list(zip(part["layer"], part["low"], part["high"], part["units"])),
+            hovertemplate="%{customdata[0]} · depth %{x:g}<br>%{y:.3g}x the originals' " + group
+                          + " share<br>95% CI %{customdata[1]:.3g}x to %{customdata[2]:.3g}x (%{customdata[3]} "
+                          + over + ")<extra>%{fullData.name}</extra>"))
+    fig.add_hline(y=1, line={"dash": "dot", "color": "grey"}, annotation_text="no effect")
+    fig.update_layout(title=f"'{group}': share in the dreams / share in the originals, with 95% intervals "
+                            f"(bootstrap over {over})",
+                      xaxis_title="relative depth of the dreamed layer (0 = first, 1 = last)",
+                      yaxis_title="dreams / originals", height=420, margin=_MARGIN,
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
 # ---------------------------------------------------------------- feature visualisation (analysis.featviz)
 
 

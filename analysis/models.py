@@ -511,6 +511,14 @@ def layer_table(spec: ModelSpec) -> tuple[LayerInfo, ...]:
     return _trace_layers(spec, module, torch.device("meta"))
 
 
+def layer_at_depth(layers: Sequence[LayerInfo], depth: float) -> LayerInfo:
+    """The layer whose relative depth is closest (logits only when nothing else is dream-able)."""
+    if not 0 <= depth <= 1:
+        raise ConfigError(f"Depth {depth} is out of range: choose 0 to 1.")
+    candidates = [i for i in layers if i.name != LOGITS] or list(layers)
+    return min(candidates, key=lambda info: abs(info.depth - depth))
+
+
 def _trace_layers(spec: ModelSpec, module: nn.Module, device: torch.device) -> tuple[LayerInfo, ...]:
     pairs = spec.layer_names(module)
     aliases = dict(pairs)
@@ -599,10 +607,7 @@ class LoadedModel:
 
     def layer_at_depth(self, depth: float) -> LayerInfo:
         """The layer whose relative depth is closest: how layers of two networks are matched."""
-        if not 0 <= depth <= 1:
-            raise ConfigError(f"Depth {depth} is out of range: choose 0 to 1.")
-        candidates = [i for i in self.layers if i.name != LOGITS] or list(self.layers)
-        return min(candidates, key=lambda info: abs(info.depth - depth))
+        return layer_at_depth(self.layers, depth)
 
     def layers_spread(self, count: int) -> list[LayerInfo]:
         """count layers evenly spread from low to high (no logits)."""

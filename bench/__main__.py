@@ -480,6 +480,71 @@ def section_video(model: LoadedModel, size: tuple[int, int], frames: int, preset
     return row
 
 
+def _study_rate(plan, executor, folder: Path) -> dict:
+    """One study run: items/s end to end (start, model loads, every item) and steady (after the first item)."""
+    from analysis.studies import executors
+
+    times: list[float] = []
+    summary = executors.run(plan, folder, executor, batch_size=1,
+                            on_step=lambda done, _total, _p: times.append(time.perf_counter()) if done else None)
+    steady = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
+    return {"items": summary.written, "end_to_end_items_per_s": summary.per_second, "steady_items_per_s": steady}
+
+
+def section_study(items: int, sizes: list[int]) -> list[dict]:
+    """Items per second of a study in-process vs on Ray started here (one actor with all cores), then on a
+    simulated two-node cluster (two 1-CPU nodes on 127.0.0.1, one actor each, 1 thread per item)."""
+    import tempfile
+
+    from analysis.dream import preset
+    from analysis.studies import executors
+    from analysis.studies.plan import Plan
+
+    executors.ray_env()  # before ray's first import
+    import ray
+    from ray.cluster_utils import Cluster
+
+    threads = torch.get_num_threads()
+    config = preset("quick", iterations=3)  # 2 octaves x 3 steps
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for size in sizes:
+            plan = Plan(models=("efficientnet_lite0",), depths=(0.6,), noise_seeds=items, config=config, size=size,
+                        threads=threads)
+            here = _study_rate(plan, executors.InProcess(), Path(scratch) / f"here-{size}")
+            ray.init(num_cpus=threads, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+            try:
+                on_ray = _study_rate(plan, executors.RayExecutor(), Path(scratch) / f"ray-{size}")
+            finally:
+                ray.shutdown()
+            row = {"size": size, "threads": threads, "in_process_steady": here["steady_items_per_s"],
+                   "ray_steady": on_ray["steady_items_per_s"],
+                   "ray_vs_in_process_steady": on_ray["steady_items_per_s"] / here["steady_items_per_s"],
+                   "in_process_end_to_end": here["end_to_end_items_per_s"],
+                   "ray_end_to_end": on_ray["end_to_end_items_per_s"]}
+            print(_fmt(row), flush=True)
+            rows.append(row)
+        node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False}
+        plan = Plan(models=("efficientnet_lite0",), depths=(0.6,), noise_seeds=items, config=config, size=sizes[0],
+                    threads=1)
+        here = _study_rate(plan, executors.InProcess(), Path(scratch) / "here-1thread")
+        cluster = Cluster(initialize_head=True, head_node_args=node)
+        try:
+            cluster.add_node(**node)
+            ray.init(address=cluster.address, _node_ip_address="127.0.0.1", log_to_driver=False)
+            two = _study_rate(plan, executors.RayExecutor(), Path(scratch) / "two-nodes")
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+        row = {"size": sizes[0], "threads": 1, "two_nodes": True, "in_process_steady": here["steady_items_per_s"],
+               "ray_steady": two["steady_items_per_s"],
+               "ray_vs_in_process_steady": two["steady_items_per_s"] / here["steady_items_per_s"],
+               "in_process_end_to_end": here["end_to_end_items_per_s"], "ray_end_to_end": two["end_to_end_items_per_s"]}
+        print(_fmt(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def _fmt(row: dict) -> str:
     return "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
 
@@ -492,7 +557,7 @@ def machine() -> dict:
     return info
 
 
-SECTIONS = ("speed", "sweep", "allocator", "layout", "compile", "goal", "featviz", "memory", "app", "video")
+SECTIONS = ("speed", "sweep", "allocator", "layout", "compile", "goal", "featviz", "memory", "app", "video", "study")
 
 
 def main() -> None:
@@ -537,6 +602,10 @@ def main() -> None:
     if "video" in args.only:
         size, frames = ((128, 96), 6) if args.quick else ((256, 192), 16)
         report["video"] = section_video(models["efficientnet_lite0"], size, frames, "google", repeats)
+
+
+    if "study" in args.only:
+        report["study"] = section_study(4 if args.quick else 8, [256, 512])
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"{report['date']}-{platform.node() or 'machine'}-{device.type}.json"
     path = RESULTS / name

@@ -1,5 +1,7 @@
 """Bias: what each network dreams of, measured: the dog effect against a baseline and a control."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from analysis import bias, figures, models
@@ -7,6 +9,9 @@ from analysis.errors import ConfigError, ImageError
 from analysis.export import bundle_zip, figures_html
 from analysis.images import tensor_to_pil
 from analysis.labels import sample_images
+from analysis.studies import executors
+from analysis.studies.overview import overview
+from analysis.studies.plan import Plan, expand
 from dashboard import progress, results, state, widgets
 from dashboard.readings import depth_reading
 
@@ -14,6 +19,11 @@ SLOT, RESULT, GALLERY = "bias.job", "bias.result", "bias.gallery"
 DEPTH_CHOICES = [round(i / 10, 1) for i in range(11)]
 DEFAULT_SAMPLES = ["cat_chelsea.jpg", "coffee.jpg", "astronaut.jpg"]
 MAX_MODELS = 4
+FOLDER_SLOT = "bias.folder.job"
+FOLDER_BATCH = 2
+"""Dreams per committed batch of a page study: a cancel lets at most this many finish."""
+FOLLOW_SECONDS = 2.0
+GALLERY_SAMPLE = 8
 
 st.title("Dataset bias: what do networks dream of?")
 st.caption("118 of ImageNet's 1000 classes are dog breeds, so ImageNet networks are said to dream of dogs. "
@@ -219,3 +229,103 @@ if study is not None:
                      "dreams, so the bundle carries each dream's settings and seed but no replayable recipe.")
         with st.expander("Summary table"):
             st.dataframe(summary, hide_index=True, width="stretch")
+
+
+# ---------------------------------------------------------------- studies at scale: a results folder
+
+st.divider()
+st.subheader("Studies at scale: a results folder")
+st.caption("A study run into a folder keeps every finished dream (Parquet rows and PNGs): a stop loses at most "
+           "the batch in flight, a new run carries on where it stopped, and the folder opens here while it is "
+           "still being written, by this page or by `python -m analysis study run` (in-process or on Ray). "
+           "The charts quote 95% bootstrap intervals.")
+path_column, extra_column = st.columns([3, 2], gap="large")
+state.default("keep.bias.folder", "")
+folder_text = path_column.text_input("Results folder on this machine", key="keep.bias.folder",
+                                     placeholder="/data/studies/dogs",
+                                     help="A new or empty folder to run into, or a study's results folder to open.")
+state.default("keep.bias.image_folder", "")
+image_folder = extra_column.text_input("Images: a folder or glob on this machine (optional)",
+                                       key="keep.bias.image_folder", placeholder="/data/imagenet/val/*.JPEG",
+                                       help="Added to the bundled photos and noise chosen above; unreadable files "
+                                            "are skipped and counted. Uploads stay in the quick study above.")
+state.default("keep.bias.seeds", 1)
+seed_count = extra_column.number_input("Seeds per dream", 1, 10, step=1, key="keep.bias.seeds",
+                                       help="Each image is dreamed with seeds 0, 1, …: intervals over seeds.")
+
+
+def start_folder_study() -> None:
+    with state.user_errors():
+        if not folder_text.strip():
+            raise ConfigError("Give the results folder to run into.")
+        plan = Plan(models=tuple(dreamers), depths=tuple(depths),
+                    images=tuple(Path(name).stem for name in picked) + ((image_folder.strip(),) if image_folder.strip()
+                                                                        else ()),
+                    noise_seeds=int(noise), seeds=tuple(range(int(seed_count))), config=settings.config(),
+                    preset=settings.preset, size=settings.size, judges=tuple(judge_names),
+                    precision=state.current_precision()).validate()
+        items = expand(plan)
+        loaded = {name: state.load_model(name) for name in dict.fromkeys(plan.models + plan.judges)}
+        executor = executors.InProcess(load=loaded.__getitem__)
+        target = Path(folder_text.strip())
+
+        def work(on_step, should_cancel) -> executors.RunSummary:
+            return executors.run(plan, target, executor, resume=True, batch_size=FOLDER_BATCH, on_step=on_step,
+                                 should_cancel=should_cancel)
+
+        progress.start(FOLDER_SLOT, f"Study into {target.name}: {len(items)} dreams", work,
+                       lock=state.device_lock(state.current_device()), total=len(items))
+
+
+def folder_finished(summary: executors.RunSummary) -> None:
+    kept = "cancelled: " if summary.cancelled else ""
+    st.toast(f"Study {kept}{summary.done} of {summary.planned} dreams in the folder "
+             f"({len(summary.skipped)} unreadable images skipped).", icon=":material/folder:")
+
+
+if st.button("Run the study into this folder", key="bias.folder.run", icon=":material/folder:",
+             disabled=progress.running(FOLDER_SLOT),
+             help="The models, images, depths, judges and settings above; a folder that holds this very study "
+                  "carries on where it stopped.") and not progress.running(FOLDER_SLOT):
+    start_folder_study()
+progress.panel(FOLDER_SLOT, on_done=folder_finished)
+
+
+@st.fragment(run_every=FOLLOW_SECONDS if progress.running(FOLDER_SLOT) else None)
+def folder_view(folder: Path) -> None:
+    """The folder read afresh on every run of this fragment: it follows a running study by itself."""
+    judge_pick, group_pick, over_pick = st.columns(3)
+    with state.user_errors():
+        judge, over = st.session_state.get("bias.folder.judge"), st.session_state.get("bias.folder.over", "images")
+        try:
+            view = overview(folder, st.session_state.get("bias.folder.group"), judge, over)
+        except ConfigError:  # the group kept from another judge: this judge's default group
+            view = overview(folder, None, judge, over)
+        judge_pick.selectbox("Judge", list(view.plan.judges), key="bias.folder.judge")
+        state.default("bias.folder.group", view.group, view.groups)
+        group_pick.selectbox("Class group", view.groups or [view.group], key="bias.folder.group")
+        over_pick.radio("Intervals over", ["images", "seeds"], key="bias.folder.over", horizontal=True)
+        st.progress(min(1.0, view.rows / max(view.planned, 1)),
+                    text=f"{view.rows} of {view.planned} dreams · {view.state} · {len(view.skipped)} unreadable "
+                         "image(s) skipped")
+        if view.table.empty:
+            st.info("No finished dream in this folder yet.")
+            return
+        chart, words = st.columns([3, 2], gap="large")
+        chart.plotly_chart(figures.study_ratio_depth(view.reading.intervals), key="bias.folder.chart")
+        words.markdown("#### Reading")
+        words.markdown("\n".join(f"- {line}" for line in view.reading.lines))
+        st.plotly_chart(figures.bias_emergent(view.emergent()), key="bias.folder.emergent")
+        st.markdown(f"**A sample of the dreams** ({GALLERY_SAMPLE} of {view.table['item'].nunique()})")
+        pictures = view.gallery(GALLERY_SAMPLE)
+        for row_start in range(0, len(pictures), 4):
+            for column, picture in zip(st.columns(4), pictures[row_start:row_start + 4]):
+                column.image(str(picture.path), caption=picture.caption, width="stretch")
+
+
+if folder_text.strip():
+    chosen_folder = Path(folder_text.strip())
+    if (chosen_folder / "plan.json").is_file():
+        folder_view(chosen_folder)
+    else:
+        st.caption("No study in this folder yet: the button above runs one into it.")

