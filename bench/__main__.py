@@ -602,8 +602,6 @@ def main() -> None:
     if "video" in args.only:
         size, frames = ((128, 96), 6) if args.quick else ((256, 192), 16)
         report["video"] = section_video(models["efficientnet_lite0"], size, frames, "google", repeats)
-
-
     if "study" in args.only:
         report["study"] = section_study(4 if args.quick else 8, [256, 512])
     RESULTS.mkdir(parents=True, exist_ok=True)
