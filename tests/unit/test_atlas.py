@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from analysis import atlas
+from analysis import atlas, featviz
 from analysis.errors import Cancelled, ConfigError
 from analysis.models import InputConvention, LayerInfo, LoadedModel, ModelSpec, Preprocess, WeightsSource, count_hooks
 
@@ -229,3 +229,58 @@ def test_units_per_group_from_a_fixed_table():
     assert counts[counts.model == "A"]["group"].tolist() == ["dogs", "food", "buildings", atlas.NO_CONCEPT]
     with pytest.raises(ConfigError, match="not among the groups"):
         atlas.units_per_group(readings, ["dogs"])
+
+
+# ---------------------------------------------------------------- MaCo
+
+
+def test_maco_pictures_have_the_natural_magnitude_exactly():
+    image = featviz.MacoImage(48, [1, 2], torch.device("cpu"))
+    image.phase = image.phase.detach().double().requires_grad_(True)  # float64: the check is to rounding
+    image.magnitude, image.colours = image.magnitude.double(), image.colours.double()
+    spectrum = torch.fft.rfft2(image.raw()).abs()
+    np.testing.assert_allclose(spectrum.detach().numpy(), image.magnitude.expand_as(spectrum).numpy(),
+                               rtol=1e-9, atol=1e-9 * float(image.magnitude.max()))
+    # the stored spectrum is a natural one: power falls with frequency (about 1 / f)
+    magnitude = featviz.natural_magnitude(64)
+    assert magnitude[:, 1, 1].min() > 4 * magnitude[:, 16, 16].max()
+    picture = image()
+    assert picture.shape == (2, 3, 48, 48) and 0 < picture.min() and picture.max() < 1
+
+
+def test_maco_changes_only_the_phase_and_raises_the_objective(lite0, monkeypatch):
+    made: list[tuple[featviz.MacoImage, torch.Tensor]] = []
+
+    class Recorded(featviz.MacoImage):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append((self, self.phase.detach().clone()))
+
+    monkeypatch.setattr(featviz, "MacoImage", Recorded)
+    config = featviz.FeatvizConfig(size=64, steps=12, seed=1, parameterisation="maco")
+    before = count_hooks(lite0.module)
+    result = featviz.render_channels(lite0, "block3", [0, 5], config)
+    assert count_hooks(lite0.module) == before
+    (image, start), = made
+    assert (image.phase.detach() - start).abs().max() > 0.1  # the phase moved
+    np.testing.assert_array_equal(image.magnitude.numpy(), featviz.natural_magnitude(64).numpy())  # the magnitude did not
+    kept = torch.fft.rfft2(image.raw().detach().double()).abs()
+    assert float(((kept - image.magnitude.double()).abs() / image.magnitude.double().max()).max()) < 1e-5  # float32 FFTs
+    for render in result.renders:
+        assert np.mean(render.trace[-3:]) > render.trace[0] + 0.5, render.trace
+        assert render.attribution.shape == (64, 64) and float(render.attribution.max()) == 1.0
+    # a different picture from the FFT renderer's, under its own cache key
+    fft = featviz.render_key(lite0, "block3", 0, featviz.FeatvizConfig(size=64, steps=12, seed=1))
+    assert featviz.render_key(lite0, "block3", 0, config) != fft
+
+
+def test_maco_renders_and_their_attribution_come_back_from_the_cache(lite0, tmp_path):
+    cache = featviz.RenderCache(tmp_path / "cache")
+    config = featviz.FeatvizConfig(size=32, steps=2, parameterisation="maco")
+    fresh = featviz.render_channels(lite0, "block3", [2], config, cache=cache).renders[0]
+    again = featviz.render_channels(lite0, "block3", [2], config, cache=cache).renders[0]
+    assert again.cached and torch.equal(again.image, fresh.image)
+    assert (again.attribution - fresh.attribution).abs().max() <= 0.5 / 255 + 1e-6
+    assert len(cache.files()) == 1 and cache.clear() == 1 and not list((tmp_path / "cache").iterdir())
+    with pytest.raises(ConfigError, match="parameterisation"):
+        featviz.FeatvizConfig(parameterisation="pixels").validate()
