@@ -327,7 +327,8 @@ def run_pass(model: LoadedModel, layer: str, views: Sequence[View], out: Path,
         wanted = old
     else:
         spatial = len(info.shape) == 3 and info.name != LOGITS
-        field_ = receptive_field(model, info.name, settings.side) if spatial else None
+        # a field clipped at twice the view is at least the view: its crops are the whole view either way
+        field_ = receptive_field(model, info.name, settings.side, largest=2 * settings.side) if spatial else None
         wanted = _manifest(model, info.name, views, settings, field_)
         out.mkdir(parents=True, exist_ok=True)
         _write_atomic(manifest_path, json.dumps(wanted, indent=1).encode())
@@ -604,6 +605,45 @@ def stored_readings(atlas: Atlas, judge: object, k: int = DEFAULT_TOP_K, thresho
     table = concept_readings(atlas, judge, k, threshold, on_step=on_step, should_cancel=should_cancel)
     table.insert(0, "layer", atlas.layer)
     table.insert(0, "model", atlas.model)
-    table["judge"] = judge.name
+    table["judge"], table["judge_data"] = judge.name, judge.dataset
     _write_atomic(path, table.to_csv(index=False).encode())
     return table
+
+
+# ---------------------------------------------------------------- several models, one folder
+
+
+def run_folder(root: Path, model: str, layer_alias: str) -> Path:
+    """Where one model's layer lives under a comparison's root folder."""
+    return Path(root) / f"{model}__{layer_alias}".replace("/", "-")
+
+
+def atlas_folders(root: Path) -> list[Path]:
+    """The atlases under a root: the root itself when it holds one, else its sub-folders that do."""
+    root = Path(root)
+    if (root / MANIFEST).is_file():
+        return [root]
+    found = sorted(p for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []
+    if not found:
+        raise ConfigError(f"{root} holds no atlas: run 'atlas --model M --layer L --out {root}' first.")
+    return found
+
+
+def stored_readings_of(folder: Path) -> pd.DataFrame:
+    """Every concept reading stored in an atlas folder (any judge, k and threshold)."""
+    frames = [pd.read_csv(p) for p in sorted(Path(folder).glob("concepts_*.csv"))]
+    if not frames:
+        raise ConfigError(f"{folder} has no concept readings yet: run the atlas command on it again with a judge.")
+    return pd.concat(frames, ignore_index=True)
+
+
+def top_units(readings: pd.DataFrame, tables: dict[tuple[str, str], pd.DataFrame], per_group: int = 5) -> pd.DataFrame:
+    """For each model, layer and concept, its clearest units: highest share, then highest peak."""
+    rows = []
+    for (model, layer), part in readings[readings["concept"] != NO_CONCEPT].groupby(["model", "layer"], sort=False):
+        merged = part.merge(tables[(model, layer)][["unit", "peak"]], on="unit")
+        for concept, units in merged.groupby("concept", sort=False):
+            best = units.sort_values(["share", "peak"], ascending=False).head(per_group)
+            rows += [{"model": model, "layer": layer, "concept": concept, "unit": int(r.unit), "share": r.share,
+                      "peak": r.peak, "top_class": r.top_class} for r in best.itertuples()]
+    return pd.DataFrame(rows, columns=["model", "layer", "concept", "unit", "share", "peak", "top_class"])

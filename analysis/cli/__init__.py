@@ -16,14 +16,14 @@ EXIT_USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from analysis.cli import bias, core, export, featviz, study
+    from analysis.cli import atlas, bias, core, export, featviz, study
 
     parser = argparse.ArgumentParser(
         prog="python -m analysis",
         description="Inceptionism Lab: DeepDream and layer analysis from the command line.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (core, featviz, study, export, bias):
+    for module in (core, featviz, study, export, bias, atlas):
         module.register(commands)
     return parser
 

@@ -189,7 +189,7 @@ class ColourJudge:
     """A stand-in judge with three classes in two groups: its verdict is the crop's brightest colour."""
 
     def __init__(self) -> None:
-        self.name = "colour-judge"
+        self.name, self.dataset = "colour-judge", "colours"
         self.groups = {"warm": [0], "cool": [1, 2]}
         self.model = SimpleNamespace(labels=["red", "green", "blue"])
 
@@ -284,3 +284,27 @@ def test_maco_renders_and_their_attribution_come_back_from_the_cache(lite0, tmp_
     assert len(cache.files()) == 1 and cache.clear() == 1 and not list((tmp_path / "cache").iterdir())
     with pytest.raises(ConfigError, match="parameterisation"):
         featviz.FeatvizConfig(parameterisation="pixels").validate()
+
+
+def test_the_atlas_command_runs_two_models_at_the_same_depth_and_reports(lite0, pictures, tmp_path, capsys):
+    from analysis.cli import main
+
+    out = tmp_path / "atlas"
+    argv = ["atlas", "--model", "efficientnet_lite0", "--model", "efficientnet_lite0-untrained", "--layer", "block3",
+            "--images", str(pictures), "--size", "64", "--top-k", "3", "--device", "cpu", "--out", str(out)]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["efficientnet_lite0-untrained__block3", "efficientnet_lite0__block3"]
+    stored = sorted(out.glob("*/batches/*.npz")) + sorted(out.glob("*/concepts_*.csv"))
+    written = [p.stat().st_mtime_ns for p in stored]
+    assert main(argv) == 0  # again: resumed, nothing redone or rewritten
+    assert [p.stat().st_mtime_ns for p in stored] == written
+    capsys.readouterr()
+    assert main(["atlas", "report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Units per concept" in printed and "dogs" in printed
+    counts = pd.read_csv(out / "units_per_group.csv")
+    assert set(counts["model"]) == {"efficientnet_lite0", "efficientnet_lite0-untrained"}
+    assert counts.groupby("model")["units"].sum().tolist() == [40, 40]  # block3 has 40 units, each counted once
+    assert main(["atlas", "report", str(tmp_path / "nowhere")]) == 2
+    assert "holds no atlas" in capsys.readouterr().err
+    assert main(["atlas", "--layer", "block3"]) == 2
