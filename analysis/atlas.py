@@ -119,7 +119,7 @@ def folder_collection(folder: Path, crops: bool = False) -> list[View]:
     return [View(str(path)) for path in files]
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=32)  # the default collection decodes 7 photos at 3 sizes
 def _photo(source: str, longest: int) -> torch.Tensor:
     return load_image(Path(source), longest)
 
@@ -592,6 +592,13 @@ def readings_path(atlas: Atlas, judge_name: str, k: int, threshold: float) -> Pa
     return atlas.folder / f"concepts_{judge_name}_k{k}_t{threshold:g}.csv"
 
 
+def load_readings(atlas: Atlas, judge_name: str, k: int = DEFAULT_TOP_K,
+                  threshold: float = CONCEPT_THRESHOLD) -> pd.DataFrame | None:
+    """The readings stored_readings wrote for this judge, k and threshold, or None."""
+    path = readings_path(atlas, judge_name, k, threshold)
+    return pd.read_csv(path) if path.is_file() else None
+
+
 def stored_readings(atlas: Atlas, judge: object, k: int = DEFAULT_TOP_K, threshold: float = CONCEPT_THRESHOLD,
                     on_step: OnStep | None = None, should_cancel: ShouldCancel | None = None) -> pd.DataFrame:
     """concept_readings for every unit, stored beside the pass and read back next time. Only a
@@ -599,23 +606,63 @@ def stored_readings(atlas: Atlas, judge: object, k: int = DEFAULT_TOP_K, thresho
     if atlas.views_done < len(atlas.views):
         raise ConfigError(f"{atlas.folder}: the pass is not finished ({atlas.views_done} of {len(atlas.views)} views); "
                           "run it again to finish before reading concepts.")
-    path = readings_path(atlas, judge.name, k, threshold)
-    if path.is_file():
-        return pd.read_csv(path)
+    stored = load_readings(atlas, judge.name, k, threshold)
+    if stored is not None:
+        return stored
     table = concept_readings(atlas, judge, k, threshold, on_step=on_step, should_cancel=should_cancel)
     table.insert(0, "layer", atlas.layer)
     table.insert(0, "model", atlas.model)
     table["judge"], table["judge_data"] = judge.name, judge.dataset
-    _write_atomic(path, table.to_csv(index=False).encode())
+    _write_atomic(readings_path(atlas, judge.name, k, threshold), table.to_csv(index=False).encode())
     return table
 
 
 # ---------------------------------------------------------------- several models, one folder
 
 
-def run_folder(root: Path, model: str, layer_alias: str) -> Path:
-    """Where one model's layer lives under a comparison's root folder."""
-    return Path(root) / f"{model}__{layer_alias}".replace("/", "-")
+def run_folder(root: Path, model: str, layer_alias: str, side: int) -> Path:
+    """Where one model's layer, at one view size, lives under a root folder."""
+    return Path(root) / f"{model}__{layer_alias}__{side}px".replace("/", "-")
+
+
+def atlas_root() -> Path:
+    """Where the dashboard keeps atlases: ~/.cache/inceptionism/atlas, or atlas/ under $INCEPTIONISM_CACHE_DIR."""
+    root = os.environ.get("INCEPTIONISM_CACHE_DIR") or Path.home() / ".cache" / "inceptionism"
+    return Path(root) / "atlas"
+
+
+def is_complete(folder: Path) -> bool:
+    """A pass whose every batch is stored (without loading the arrays)."""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text())
+        total = -(-len(manifest["views"]) // int(manifest["batch"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all(_batch_path(Path(folder), i).is_file() for i in range(total))
+
+
+SORT_KEYS = ("peak", "selectivity", "share", "unit")
+
+
+def unit_overview(found: Atlas, readings: pd.DataFrame | None) -> pd.DataFrame:
+    """The unit table with each unit's concept reading (concept, share, top_class) when there is one."""
+    table = found.unit_table()
+    if readings is None:
+        return table.assign(concept=NO_CONCEPT, share=float("nan"), top_class="")
+    return table.merge(readings[["unit", "concept", "share", "top_class"]], on="unit", how="left")
+
+
+def choose_units(overview: pd.DataFrame, concepts: Sequence[str] | None = None, sort: str = "peak",
+                 min_selectivity: float = 0.0) -> list[int]:
+    """The units to show: in the given concepts, at least this selective, strongest (or by unit) first."""
+    if sort not in SORT_KEYS:
+        raise ConfigError(f"Unknown order '{sort}': choose {', '.join(SORT_KEYS)}.")
+    rows = overview
+    if concepts is not None:
+        rows = rows[rows["concept"].isin(list(concepts))]
+    rows = rows[rows["selectivity"] >= min_selectivity]
+    rows = rows.sort_values(sort, ascending=sort == "unit", kind="stable")
+    return [int(u) for u in rows["unit"]]
 
 
 def atlas_folders(root: Path) -> list[Path]:

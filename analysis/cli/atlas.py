@@ -77,7 +77,7 @@ def cmd_atlas(args: argparse.Namespace) -> int | None:
         model = first if name == names[0] else load_model(name, device=args.device, precision=args.precision)
         for asked in layers:
             info = asked if model is first else model.layer_at_depth(asked.depth)
-            folder = atlas.run_folder(args.out, model.name, info.alias)
+            folder = atlas.run_folder(args.out, model.name, info.alias, settings.side)
             progress = Progress(f"{model.name} {info.alias}")
             try:
                 done = atlas.run_pass(model, info.name, views, folder, settings, on_step=progress)

@@ -293,7 +293,8 @@ def test_the_atlas_command_runs_two_models_at_the_same_depth_and_reports(lite0, 
     argv = ["atlas", "--model", "efficientnet_lite0", "--model", "efficientnet_lite0-untrained", "--layer", "block3",
             "--images", str(pictures), "--size", "64", "--top-k", "3", "--device", "cpu", "--out", str(out)]
     assert main(argv) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["efficientnet_lite0-untrained__block3", "efficientnet_lite0__block3"]
+    assert sorted(p.name for p in out.iterdir()) == ["efficientnet_lite0-untrained__block3__64px",
+                                                      "efficientnet_lite0__block3__64px"]
     stored = sorted(out.glob("*/batches/*.npz")) + sorted(out.glob("*/concepts_*.csv"))
     written = [p.stat().st_mtime_ns for p in stored]
     assert main(argv) == 0  # again: resumed, nothing redone or rewritten
