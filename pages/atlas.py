@@ -10,7 +10,7 @@ from PIL import Image
 from analysis import atlas, featviz, figures, models
 from analysis.bias import DEFAULT_JUDGE, Judge
 from analysis.dream import dream, preset
-from analysis.errors import ConfigError, ImageError, LabError
+from analysis.errors import ConfigError, LabError
 from analysis.featviz import FeatvizConfig, RenderCache
 from analysis.images import load_image, tensor_to_pil
 from analysis.labels import class_groups, sample_images
@@ -134,181 +134,187 @@ if top_row[1].button(label, key="atlas.run", type="primary", icon=":material/tra
                      disabled=ready or progress.running(PASS_SLOT)):
     start_pass(model, layer)
 progress.panel(PASS_SLOT, on_done=pass_done)
-if not ready:
-    st.info("No atlas of this layer yet: Run computes it (stored, and resumed if stopped).", icon=":material/info:")
-    st.stop()
-
-overview = atlas.unit_overview(found, readings)
-field = found.field
-field_text = ("no spatial map: each unit sees the whole view" if field is None else
-              f"receptive field {field.side} px" + (" or more (the whole view)" if field.clipped or field.side >= found.side
-                                                    else f" of the {found.side} px view"))
-st.caption(f"Stored in {folder} · {field_text}.")
 
 
-# ---------------------------------------------------------------- the grid
-
-cache = RenderCache()
-maco = FeatvizConfig(size=RENDER.size, steps=RENDER.steps, parameterisation="maco")
-st.subheader(f"The {found.channels} units of {layer.alias}")
-filters = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
-present = [g for g in [*groups, atlas.NO_CONCEPT] if g in set(overview["concept"])]
-chosen_groups = filters[0].multiselect("Concepts", present, default=present, key="atlas.concepts")
-state.default("keep.atlas.sort", "peak", list(atlas.SORT_KEYS))
-sort = filters[1].selectbox("Order", atlas.SORT_KEYS, key="keep.atlas.sort",
-                            help="peak: the strongest response; selectivity: how far the best view stands out from "
-                                 "the typical one; share: how clear its concept is.")
-min_selectivity = filters[2].slider("Selectivity at least", 0.0, 1.0, 0.0, 0.05, key="atlas.min_selectivity")
-units = atlas.choose_units(overview, chosen_groups, sort, min_selectivity)
-pages = max(1, math.ceil(len(units) / PER_PAGE))
-page_number = filters[3].number_input(f"Page (of {pages})", 1, pages, 1, key=f"atlas.page.{folder.name}")
-shown = units[(int(page_number) - 1) * PER_PAGE:int(page_number) * PER_PAGE]
-rows = overview.set_index("unit")
-renders = featviz.lookup(model, layer.name, shown, RENDER, cache) if shown else {}
-unit = st.session_state.get(UNIT)
-if unit is None or not 0 <= unit < found.channels:
-    unit = shown[0] if shown else 0
+def show_atlas() -> None:
+    """The finished atlas: the grid, the chosen unit, and the second model beside it."""
+    overview = atlas.unit_overview(found, readings)
+    field = found.field
+    field_text = ("no spatial map: each unit sees the whole view" if field is None else
+                  f"receptive field {field.side} px" + (" or more (the whole view)" if field.clipped or field.side >= found.side
+                                                        else f" of the {found.side} px view"))
+    st.caption(f"Stored in {folder} · {field_text}.")
 
 
-def open_unit(number: int) -> None:
-    st.session_state[UNIT] = number
+    # ---------------------------------------------------------------- the grid
+
+    cache = RenderCache()
+    maco = FeatvizConfig(size=RENDER.size, steps=RENDER.steps, parameterisation="maco")
+    st.subheader(f"The {found.channels} units of {layer.alias}")
+    filters = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
+    present = [g for g in [*groups, atlas.NO_CONCEPT] if g in set(overview["concept"])]
+    chosen_groups = filters[0].multiselect("Concepts", present, default=present, key="atlas.concepts")
+    state.default("keep.atlas.sort", "peak", list(atlas.SORT_KEYS))
+    sort = filters[1].selectbox("Order", atlas.SORT_KEYS, key="keep.atlas.sort",
+                                help="peak: the strongest response; selectivity: how far the best view stands out from "
+                                     "the typical one; share: how clear its concept is.")
+    min_selectivity = filters[2].slider("Selectivity at least", 0.0, 1.0, 0.0, 0.05, key="atlas.min_selectivity")
+    units = atlas.choose_units(overview, chosen_groups, sort, min_selectivity)
+    pages = max(1, math.ceil(len(units) / PER_PAGE))
+    page_number = filters[3].number_input(f"Page (of {pages})", 1, pages, 1, key=f"atlas.page.{folder.name}")
+    shown = units[(int(page_number) - 1) * PER_PAGE:int(page_number) * PER_PAGE]
+    rows = overview.set_index("unit")
+    renders = featviz.lookup(model, layer.name, shown, RENDER, cache) if shown else {}
+    unit = st.session_state.get(UNIT)
+    if unit is None or not 0 <= unit < found.channels:
+        unit = shown[0] if shown else 0
 
 
-def best_crop(number: int) -> Image.Image:
-    _, crop = found.example_images(found.top_examples(number, 1)[0])
-    return tensor_to_pil(crop).resize((96, 96), Image.Resampling.LANCZOS)
+    def open_unit(number: int) -> None:
+        st.session_state[UNIT] = number
 
 
-if not shown:
-    st.caption("No unit matches these filters.")
-for start in range(0, len(shown), COLUMNS):
-    for column, number in zip(st.columns(COLUMNS), shown[start:start + COLUMNS]):
-        with column, st.container(border=True):
-            pictures = st.columns(2)
-            render = renders.get(number)
-            if render is not None:
-                pictures[0].image(tensor_to_pil(render.image), width="stretch")
-            else:
-                pictures[0].caption("feature visualisation not rendered yet")
-            pictures[1].image(best_crop(number), width="stretch")
-            row = rows.loc[number]
-            st.button(f"#{number} · {row['concept']}", key=f"atlas.open.{number}", on_click=open_unit, args=(number,),
-                      width="stretch", type="primary" if number == unit else "secondary",
-                      help=f"peak {row['peak']:.3g}, selectivity {row['selectivity']:.2f}")
+    def best_crop(number: int) -> Image.Image:
+        _, crop = found.example_images(found.top_examples(number, 1)[0])
+        return tensor_to_pil(crop).resize((96, 96), Image.Resampling.LANCZOS)
 
 
-def start_render(loaded: models.LoadedModel, info: models.LayerInfo, channels: list[int]) -> None:
-    def work(on_step, should_cancel) -> str:
-        for config in (RENDER, maco):
-            featviz.render_channels(loaded, info.name, channels, config, cache, on_step, should_cancel)
-        return "rendered"
+    if not shown:
+        st.caption("No unit matches these filters.")
+    for start in range(0, len(shown), COLUMNS):
+        for column, number in zip(st.columns(COLUMNS), shown[start:start + COLUMNS]):
+            with column, st.container(border=True):
+                pictures = st.columns(2)
+                render = renders.get(number)
+                if render is not None:
+                    pictures[0].image(tensor_to_pil(render.image), width="stretch")
+                else:
+                    pictures[0].caption("feature visualisation not rendered yet")
+                pictures[1].image(best_crop(number), width="stretch")
+                row = rows.loc[number]
+                st.button(f"#{number} · {row['concept']}", key=f"atlas.open.{number}", on_click=open_unit, args=(number,),
+                          width="stretch", type="primary" if number == unit else "secondary",
+                          help=f"peak {row['peak']:.3g}, selectivity {row['selectivity']:.2f}")
 
-    with state.user_errors():
-        progress.start(RENDER_SLOT, f"Rendering {len(channels)} unit(s) of {info.alias}, FFT and MaCo", work,
-                       lock=state.device_lock(loaded.device))
 
+    def start_render(loaded: models.LoadedModel, info: models.LayerInfo, channels: list[int]) -> None:
+        def work(on_step, should_cancel) -> str:
+            for config in (RENDER, maco):
+                featviz.render_channels(loaded, info.name, channels, config, cache, on_step, should_cancel)
+            return "rendered"
 
-missing = [n for n in shown if n not in renders]
-if missing and st.button(f"Render the feature visualisations of these {len(missing)} units (FFT and MaCo)",
-                         key="atlas.render_page", icon=":material/brush:", disabled=progress.running(RENDER_SLOT)):
-    start_render(model, layer, missing)
-progress.panel(RENDER_SLOT, on_done=lambda _: None)
-
-
-# ---------------------------------------------------------------- one unit
-
-st.query_params.update({"model": model.name, "layer": layer.alias, "unit": str(unit)})
-st.divider()
-st.subheader(f"Unit {unit} of {layer.alias}")
-row = rows.loc[unit]
-reading = (f"Concept: **{row['concept']}**, {row['share']:.0%} of its {top_k} top crops judged "
-           f"{'so' if row['concept'] != atlas.NO_CONCEPT else 'in its commonest group'} "
-           f"(most common class: {row['top_class']})" if isinstance(row["top_class"], str) else "No concept reading.")
-st.markdown(f"{reading}. Peak {row['peak']:.3g}, typical maximum {row['median_max']:.3g}, "
-            f"active on {row['active_share']:.0%} of the views. Link: `?model={model.name}&layer={layer.alias}&unit={unit}`")
-examples = found.top_examples(unit, int(top_k))
-crops_column, whole_column = st.columns(2, gap="large")
-pictures = [found.example_images(e) for e in examples]
-with crops_column:
-    st.markdown("**Top examples: what its receptive field sees**")
-    for start in range(0, len(examples), 3):
-        for column, example, (_, crop) in zip(st.columns(3), examples[start:start + 3], pictures[start:start + 3]):
-            column.image(tensor_to_pil(crop).resize((128, 128), Image.Resampling.LANCZOS),
-                         caption=f"{example.rank}. {example.activation:.3g}", width="stretch")
-with whole_column:
-    st.markdown("**The whole views**")
-    for start in range(0, len(examples), 3):
-        for column, example, (whole, _) in zip(st.columns(3), examples[start:start + 3], pictures[start:start + 3]):
-            column.image(tensor_to_pil(whole), caption=found.views[example.view].name, width="stretch")
-
-histogram_column, fv_column, dream_column = st.columns(3, gap="medium")
-with histogram_column:
-    st.plotly_chart(figures.unit_histogram(found.histogram(unit), f"Unit {unit}: maximum per view"),
-                    key="atlas.histogram", config={"displayModeBar": False})
-with fv_column:
-    st.markdown("**What it wants to see**")
-    both = st.columns(2)
-    for column, config, name in ((both[0], RENDER, "FFT (lucent)"), (both[1], maco, "MaCo")):
-        render = featviz.lookup(model, layer.name, [unit], config, cache).get(unit)
-        if render is None:
-            column.caption(f"{name}: not rendered yet")
-            continue
-        column.image(tensor_to_pil(render.image), caption=name, width="stretch")
-        if config is maco and render.attribution is not None:
-            column.image(tensor_to_pil(render.attribution[None].expand(3, -1, -1)), width="stretch",
-                         caption="MaCo attribution: where the picture matters to the unit")
-    if st.button(f"Render unit {unit}", key="atlas.render_unit", icon=":material/brush:",
-                 disabled=progress.running(RENDER_SLOT)):
-        start_render(model, layer, [unit])
-with dream_column:
-    st.markdown("**Its DeepDream on a photo**")
-    samples = {s.path.name: s for s in sample_images()}
-    state.default("keep.atlas.dream_image", "cat_chelsea.jpg", list(samples))
-    sample = samples[st.selectbox("Photo", list(samples), key="keep.atlas.dream_image",
-                                  format_func=lambda f: samples[f].title)]
-    dream_key = (model.name, layer.name, unit, sample.path.name)
-    if st.button(f"Dream unit {unit}", key="atlas.dream", type="primary", icon=":material/auto_awesome:",
-                 disabled=progress.running(DREAM_SLOT)):
         with state.user_errors():
-            start_image = load_image(sample.path, DREAM_SIDE)
-            objective = Channels(layer.alias, [unit]).bind(model)
-            config = preset("google")
-
-            def work(on_step, should_cancel) -> dict:
-                return {"key": dream_key, "result": dream(model, start_image, objective, config, on_step, should_cancel)}
-
-            progress.start(DREAM_SLOT, f"Dreaming unit {unit}", work, lock=state.device_lock(model.device),
-                           steps_per_octave=config.iterations, total=config.total_steps)
-    progress.panel(DREAM_SLOT, on_done=lambda done: st.session_state.update({DREAMED: done}))
-    dreamed = st.session_state.get(DREAMED)
-    if dreamed is not None and dreamed["key"] == dream_key:
-        st.image(tensor_to_pil(dreamed["result"].image), width="stretch",
-                 caption=f"{sample.title}, the unit as the objective (Google preset)")
+            progress.start(RENDER_SLOT, f"Rendering {len(channels)} unit(s) of {info.alias}, FFT and MaCo", work,
+                           lock=state.device_lock(loaded.device))
 
 
-# ---------------------------------------------------------------- beside it
+    missing = [n for n in shown if n not in renders]
+    if missing and st.button(f"Render the feature visualisations of these {len(missing)} units (FFT and MaCo)",
+                             key="atlas.render_page", icon=":material/brush:", disabled=progress.running(RENDER_SLOT)):
+        start_render(model, layer, missing)
+    progress.panel(RENDER_SLOT, on_done=lambda _: None)
 
-st.divider()
-second_name = (choice.spec.parent or choice.name + models.UNTRAINED_SUFFIX) if second == TWIN else second
-try:
-    model_b = state.load_model(second_name)
-except (LabError, ImageError) as err:
-    state.show_error(str(err))
-    st.stop()
-layer_b = model_b.layer_at_depth(layer.depth)
-st.subheader(f"Beside it: {model_b.spec.title}, {layer_b.alias}")
-folder_b = folder_of(model_b, layer_b)
-found_b = atlas.load_atlas(folder_b) if atlas.is_complete(folder_b) else None
-readings_b = readings_of(found_b) if found_b is not None else None
-if readings_b is None:
-    st.caption(f"At the same relative depth ({layer_b.depth:.2f} against {layer.depth:.2f}); its atlas is not computed "
-               "yet.")
-    if st.button(f"Run the atlas of {layer_b.alias} on {model_b.name}", key="atlas.run_second",
-                 icon=":material/travel_explore:", disabled=progress.running(PASS_SLOT)):
-        start_pass(model_b, layer_b)
+
+    # ---------------------------------------------------------------- one unit
+
+    st.query_params.update({"model": model.name, "layer": layer.alias, "unit": str(unit)})
+    st.divider()
+    st.subheader(f"Unit {unit} of {layer.alias}")
+    row = rows.loc[unit]
+    reading = (f"Concept: **{row['concept']}**, {row['share']:.0%} of its {top_k} top crops judged "
+               f"{'so' if row['concept'] != atlas.NO_CONCEPT else 'in its commonest group'} "
+               f"(most common class: {row['top_class']})" if isinstance(row["top_class"], str) else "No concept reading.")
+    st.markdown(f"{reading}. Peak {row['peak']:.3g}, typical maximum {row['median_max']:.3g}, "
+                f"active on {row['active_share']:.0%} of the views. Link: `?model={model.name}&layer={layer.alias}&unit={unit}`")
+    examples = found.top_examples(unit, int(top_k))
+    crops_column, whole_column = st.columns(2, gap="large")
+    pictures = [found.example_images(e) for e in examples]
+    with crops_column:
+        st.markdown("**Top examples: what its receptive field sees**")
+        for start in range(0, len(examples), 3):
+            for column, example, (_, crop) in zip(st.columns(3), examples[start:start + 3], pictures[start:start + 3]):
+                column.image(tensor_to_pil(crop).resize((128, 128), Image.Resampling.LANCZOS),
+                             caption=f"{example.rank}. {example.activation:.3g}", width="stretch")
+    with whole_column:
+        st.markdown("**The whole views**")
+        for start in range(0, len(examples), 3):
+            for column, example, (whole, _) in zip(st.columns(3), examples[start:start + 3], pictures[start:start + 3]):
+                column.image(tensor_to_pil(whole), caption=found.views[example.view].name, width="stretch")
+
+    histogram_column, fv_column, dream_column = st.columns(3, gap="medium")
+    with histogram_column:
+        st.plotly_chart(figures.unit_histogram(found.histogram(unit), f"Unit {unit}: maximum per view"),
+                        key="atlas.histogram", config={"displayModeBar": False})
+    with fv_column:
+        st.markdown("**What it wants to see**")
+        both = st.columns(2)
+        for column, config, name in ((both[0], RENDER, "FFT (lucent)"), (both[1], maco, "MaCo")):
+            render = featviz.lookup(model, layer.name, [unit], config, cache).get(unit)
+            if render is None:
+                column.caption(f"{name}: not rendered yet")
+                continue
+            column.image(tensor_to_pil(render.image), caption=name, width="stretch")
+            if config is maco and render.attribution is not None:
+                column.image(tensor_to_pil(render.attribution[None].expand(3, -1, -1)), width="stretch",
+                             caption="MaCo attribution: where the picture matters to the unit")
+        if st.button(f"Render unit {unit}", key="atlas.render_unit", icon=":material/brush:",
+                     disabled=progress.running(RENDER_SLOT)):
+            start_render(model, layer, [unit])
+    with dream_column:
+        st.markdown("**Its DeepDream on a photo**")
+        samples = {s.path.name: s for s in sample_images()}
+        state.default("keep.atlas.dream_image", "cat_chelsea.jpg", list(samples))
+        sample = samples[st.selectbox("Photo", list(samples), key="keep.atlas.dream_image",
+                                      format_func=lambda f: samples[f].title)]
+        dream_key = (model.name, layer.name, unit, sample.path.name)
+        if st.button(f"Dream unit {unit}", key="atlas.dream", type="primary", icon=":material/auto_awesome:",
+                     disabled=progress.running(DREAM_SLOT)):
+            with state.user_errors():
+                start_image = load_image(sample.path, DREAM_SIDE)
+                objective = Channels(layer.alias, [unit]).bind(model)
+                config = preset("google")
+
+                def work(on_step, should_cancel) -> dict:
+                    return {"key": dream_key, "result": dream(model, start_image, objective, config, on_step, should_cancel)}
+
+                progress.start(DREAM_SLOT, f"Dreaming unit {unit}", work, lock=state.device_lock(model.device),
+                               steps_per_octave=config.iterations, total=config.total_steps)
+        progress.panel(DREAM_SLOT, on_done=lambda done: st.session_state.update({DREAMED: done}))
+        dreamed = st.session_state.get(DREAMED)
+        if dreamed is not None and dreamed["key"] == dream_key:
+            st.image(tensor_to_pil(dreamed["result"].image), width="stretch",
+                     caption=f"{sample.title}, the unit as the objective (Google preset)")
+
+
+    # ---------------------------------------------------------------- beside it
+
+    st.divider()
+    second_name = (choice.spec.parent or choice.name + models.UNTRAINED_SUFFIX) if second == TWIN else second
+    try:
+        model_b = state.load_model(second_name)
+    except LabError as err:
+        state.show_error(str(err))
+        return
+    layer_b = model_b.layer_at_depth(layer.depth)
+    st.subheader(f"Beside it: {model_b.spec.title}, {layer_b.alias}")
+    folder_b = folder_of(model_b, layer_b)
+    found_b = atlas.load_atlas(folder_b) if atlas.is_complete(folder_b) else None
+    readings_b = readings_of(found_b) if found_b is not None else None
+    if readings_b is None:
+        st.caption(f"At the same relative depth ({layer_b.depth:.2f} against {layer.depth:.2f}); its atlas is not computed "
+                   "yet.")
+        if st.button(f"Run the atlas of {layer_b.alias} on {model_b.name}", key="atlas.run_second",
+                     icon=":material/travel_explore:", disabled=progress.running(PASS_SLOT)):
+            start_pass(model_b, layer_b)
+    else:
+        counts = atlas.units_per_group(pd.concat([readings, readings_b], ignore_index=True), groups)
+        st.plotly_chart(figures.units_per_concept(counts), key="atlas.compare", config={"displayModeBar": False})
+        dogs = counts[counts["group"] == "dogs"].set_index("model")["units"]
+        st.caption(f"Same views, same judge, same threshold. Dog units: {model.name} {dogs.get(model.name, 0)}, "
+                   f"{model_b.name} {dogs.get(model_b.name, 0)}.")
+
+
+if ready:
+    show_atlas()
 else:
-    counts = atlas.units_per_group(pd.concat([readings, readings_b], ignore_index=True), groups)
-    st.plotly_chart(figures.units_per_concept(counts), key="atlas.compare", config={"displayModeBar": False})
-    dogs = counts[counts["group"] == "dogs"].set_index("model")["units"]
-    st.caption(f"Same views, same judge, same threshold. Dog units: {model.name} {dogs.get(model.name, 0)}, "
-               f"{model_b.name} {dogs.get(model_b.name, 0)}.")
+    st.info("No atlas of this layer yet: Run computes it (stored, and resumed if stopped).", icon=":material/info:")
