@@ -22,6 +22,8 @@ UNIT, LINKED, DREAMED, RENDERED = "atlas.unit", "atlas.linked", "atlas.dreamed",
 TWIN = "(twin)"
 COLLECTIONS = {"Bundled photos, 364 views (crops and mirrors)": atlas.DEFAULT_SCALES,
                "Bundled photos, 14 views (whole and mirrored)": ((1.0, 1),)}
+COLLECTION_IDS = dict(zip(COLLECTIONS, ("default", "whole")))  # in links and folder names
+TOP_KS = [4, 9, 16]
 SIDES = [64, 128, 224]
 PER_PAGE, COLUMNS = 12, 4
 RENDER = FeatvizConfig(size=128, steps=128)
@@ -47,6 +49,17 @@ def apply_link() -> None:
         st.session_state["keep.model"], st.session_state["keep.twin"] = base, spec.parent is not None
         if "unit" in params:
             st.session_state[UNIT] = int(params["unit"])
+        # the atlas itself: the same collection, view size and k give the very same unit reading
+        by_id = {v: k for k, v in COLLECTION_IDS.items()}
+        if "views" in params:
+            if params["views"] not in by_id:
+                raise ConfigError(f"The link's collection '{params['views']}' is not one of {', '.join(by_id)}.")
+            st.session_state["keep.atlas.collection"] = by_id[params["views"]]
+        for name, key, allowed in (("size", "keep.atlas.side", SIDES), ("k", "keep.atlas.top_k", TOP_KS)):
+            if name in params:
+                if int(params[name]) not in allowed:
+                    raise ConfigError(f"The link's {name} {params[name]} is not one of {allowed}.")
+                st.session_state[key] = int(params[name])
     except (LabError, ValueError) as err:
         st.session_state["atlas.link_error"] = f"The link could not be opened: {err}"
 
@@ -72,8 +85,8 @@ with st.sidebar:
     state.default("keep.atlas.side", atlas.DEFAULT_SIDE, SIDES)
     side = st.selectbox("View size (px)", SIDES, key="keep.atlas.side",
                         help="Each view is shown to the network at this size; 224 is what it was trained at.")
-    state.default("keep.atlas.top_k", atlas.DEFAULT_TOP_K, [4, 9, 16])
-    top_k = st.selectbox("Examples per unit", [4, 9, 16], key="keep.atlas.top_k")
+    state.default("keep.atlas.top_k", atlas.DEFAULT_TOP_K, TOP_KS)
+    top_k = st.selectbox("Examples per unit", TOP_KS, key="keep.atlas.top_k")
     names = [TWIN, *models.model_names(include_twins=True)]
     state.default("keep.atlas.second", TWIN, names)
     second = st.selectbox("Beside it", names, key="keep.atlas.second",
@@ -86,7 +99,7 @@ except LabError as err:
     state.show_error(str(err))
     st.stop()
 views = atlas.sample_collection(COLLECTIONS[collection])
-root = atlas.atlas_root() / ("default" if COLLECTIONS[collection] == atlas.DEFAULT_SCALES else "whole")
+root = atlas.atlas_root() / COLLECTION_IDS[collection]
 settings = atlas.AtlasSettings(side=int(side))
 groups = list(class_groups(judge.dataset))
 
@@ -217,7 +230,9 @@ def show_atlas() -> None:
 
     # ---------------------------------------------------------------- one unit
 
-    st.query_params.update({"model": model.name, "layer": layer.alias, "unit": str(unit)})
+    link = {"model": model.name, "layer": layer.alias, "unit": str(unit), "views": COLLECTION_IDS[collection],
+            "size": str(side), "k": str(top_k)}
+    st.query_params.update(link)
     st.divider()
     st.subheader(f"Unit {unit} of {layer.alias}")
     row = rows.loc[unit]
@@ -225,7 +240,8 @@ def show_atlas() -> None:
                f"{'so' if row['concept'] != atlas.NO_CONCEPT else 'in its commonest group'} "
                f"(most common class: {row['top_class']})" if isinstance(row["top_class"], str) else "No concept reading.")
     st.markdown(f"{reading}. Peak {row['peak']:.3g}, typical maximum {row['median_max']:.3g}, "
-                f"active on {row['active_share']:.0%} of the views. Link: `?model={model.name}&layer={layer.alias}&unit={unit}`")
+                f"active on {row['active_share']:.0%} of the views. "
+                f"Link: `?{'&'.join(f'{k}={v}' for k, v in link.items())}`")
     examples = found.top_examples(unit, int(top_k))
     crops_column, whole_column = st.columns(2, gap="large")
     pictures = [found.example_images(e) for e in examples]

@@ -15,13 +15,14 @@ PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "atlas.py")
 QUICK = "Bundled photos, 14 views (whole and mirrored)"
 
 
-def open_page(params: dict[str, str] | None = None) -> AppTest:
+def open_page(params: dict[str, str] | None = None, quick: bool = True) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=120)
     for key, value in (params or {}).items():
         at.query_params[key] = value
-    at.session_state["keep.atlas.collection"] = QUICK
-    at.session_state["keep.atlas.side"] = 64
-    at.session_state["keep.atlas.top_k"] = 4
+    if quick:
+        at.session_state["keep.atlas.collection"] = QUICK
+        at.session_state["keep.atlas.side"] = 64
+        at.session_state["keep.atlas.top_k"] = 4
     return at.run()
 
 
@@ -33,9 +34,11 @@ def isolated(tmp_path, monkeypatch):
 
 
 def test_a_link_opens_that_unit_after_the_pass_and_the_twin_is_compared(isolated):
-    at = open_page({"model": "efficientnet_lite0", "layer": "block3", "unit": "7"})
+    link = {"model": "efficientnet_lite0", "layer": "block3", "unit": "7", "views": "whole", "size": "64", "k": "4"}
+    at = open_page(link, quick=False)  # the link alone chooses the collection, view size and k
     assert not at.exception and not at.error
     assert at.selectbox(key="keep.layer.efficientnet_lite0").value == "_blocks.3"
+    assert at.selectbox(key="keep.atlas.collection").value == QUICK and at.selectbox(key="keep.atlas.side").value == 64
     assert at.button(key="atlas.run").label == "Run the atlas"
     at.button(key="atlas.run").click().run()
     at = finish_job(at, "atlas.pass_job")
@@ -45,7 +48,7 @@ def test_a_link_opens_that_unit_after_the_pass_and_the_twin_is_compared(isolated
     assert atlas.is_complete(stored)
     titles = [s.value for s in at.subheader]
     assert "Unit 7 of block3" in titles  # the linked unit, not the strongest one
-    assert at.query_params["unit"] == "7" and at.query_params["layer"] == "block3"
+    assert {k: at.query_params[k] for k in link} == link  # the page's own link is the one it was opened with
     unit_buttons = [b for b in at.button if b.key and b.key.startswith("atlas.open.")]
     assert len(unit_buttons) == 12  # a page of the grid
 
@@ -80,3 +83,5 @@ def test_a_bad_link_says_so_and_the_page_still_works(isolated):
     assert at.button(key="atlas.run").label == "Run the atlas"
     at = open_page({"model": "nonsense"})
     assert not at.exception and any("Unknown model" in e.value for e in at.error)
+    at = open_page({"model": "efficientnet_lite0", "size": "100"}, quick=False)
+    assert not at.exception and any("size 100 is not one of" in e.value for e in at.error)
