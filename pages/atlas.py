@@ -149,9 +149,32 @@ if top_row[1].button(label, key="atlas.run", type="primary", icon=":material/tra
 progress.panel(PASS_SLOT, on_done=pass_done)
 
 
-def show_atlas() -> None:
-    """The finished atlas: the grid, the chosen unit, and the second model beside it."""
-    overview = atlas.unit_overview(found, readings)
+cache = RenderCache()
+maco = FeatvizConfig(size=RENDER.size, steps=RENDER.steps, parameterisation="maco")
+
+
+def open_unit(number: int) -> None:
+    st.session_state[UNIT] = number
+
+
+def best_crop(number: int) -> Image.Image:
+    _, crop = found.example_images(found.top_examples(number, 1)[0])
+    return tensor_to_pil(crop).resize((96, 96), Image.Resampling.LANCZOS)
+
+
+def start_render(loaded: models.LoadedModel, info: models.LayerInfo, channels: list[int]) -> None:
+    def work(on_step, should_cancel) -> str:
+        for config in (RENDER, maco):
+            featviz.render_channels(loaded, info.name, channels, config, cache, on_step, should_cancel)
+        return "rendered"
+
+    with state.user_errors():
+        progress.start(RENDER_SLOT, f"Rendering {len(channels)} unit(s) of {info.alias}, FFT and MaCo", work,
+                       lock=state.device_lock(loaded.device))
+
+
+def caption() -> None:
+    """Where the atlas is stored and what a unit sees."""
     field = found.field
     field_text = ("no spatial map: each unit sees the whole view" if field is None else
                   f"receptive field {field.side} px" + (" or more (the whole view)" if field.clipped or field.side >= found.side
@@ -159,10 +182,8 @@ def show_atlas() -> None:
     st.caption(f"Stored in {folder} · {field_text}.")
 
 
-    # ---------------------------------------------------------------- the grid
-
-    cache = RenderCache()
-    maco = FeatvizConfig(size=RENDER.size, steps=RENDER.steps, parameterisation="maco")
+def grid(overview: pd.DataFrame) -> int:
+    """The layer's units, filtered and sorted, a page at a time; returns the unit to open."""
     st.subheader(f"The {found.channels} units of {layer.alias}")
     filters = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
     present = [g for g in [*groups, atlas.NO_CONCEPT] if g in set(overview["concept"])]
@@ -182,16 +203,6 @@ def show_atlas() -> None:
     if unit is None or not 0 <= unit < found.channels:
         unit = shown[0] if shown else 0
 
-
-    def open_unit(number: int) -> None:
-        st.session_state[UNIT] = number
-
-
-    def best_crop(number: int) -> Image.Image:
-        _, crop = found.example_images(found.top_examples(number, 1)[0])
-        return tensor_to_pil(crop).resize((96, 96), Image.Resampling.LANCZOS)
-
-
     if not shown:
         st.caption("No unit matches these filters.")
     for start in range(0, len(shown), COLUMNS):
@@ -209,27 +220,17 @@ def show_atlas() -> None:
                           width="stretch", type="primary" if number == unit else "secondary",
                           help=f"peak {row['peak']:.3g}, selectivity {row['selectivity']:.2f}")
 
-
-    def start_render(loaded: models.LoadedModel, info: models.LayerInfo, channels: list[int]) -> None:
-        def work(on_step, should_cancel) -> str:
-            for config in (RENDER, maco):
-                featviz.render_channels(loaded, info.name, channels, config, cache, on_step, should_cancel)
-            return "rendered"
-
-        with state.user_errors():
-            progress.start(RENDER_SLOT, f"Rendering {len(channels)} unit(s) of {info.alias}, FFT and MaCo", work,
-                           lock=state.device_lock(loaded.device))
-
-
     missing = [n for n in shown if n not in renders]
     if missing and st.button(f"Render the feature visualisations of these {len(missing)} units (FFT and MaCo)",
                              key="atlas.render_page", icon=":material/brush:", disabled=progress.running(RENDER_SLOT)):
         start_render(model, layer, missing)
     progress.panel(RENDER_SLOT, on_done=lambda _: None)
+    return unit
 
 
-    # ---------------------------------------------------------------- one unit
-
+def unit_view(overview: pd.DataFrame, unit: int) -> None:
+    """One unit: its address, concept, top crops and views, histogram, renders and DeepDream."""
+    rows = overview.set_index("unit")
     link = {"model": model.name, "layer": layer.alias, "unit": str(unit), "views": COLLECTION_IDS[collection],
             "size": str(side), "k": str(top_k)}
     st.query_params.update(link)
@@ -302,8 +303,8 @@ def show_atlas() -> None:
                      caption=f"{sample.title}, the unit as the objective (Google preset)")
 
 
-    # ---------------------------------------------------------------- beside it
-
+def beside() -> None:
+    """The second model at the same relative depth, and the units per concept of both."""
     st.divider()
     second_name = (choice.spec.parent or choice.name + models.UNTRAINED_SUFFIX) if second == TWIN else second
     try:
@@ -331,6 +332,9 @@ def show_atlas() -> None:
 
 
 if ready:
-    show_atlas()
+    overview = atlas.unit_overview(found, readings)
+    caption()
+    unit_view(overview, grid(overview))
+    beside()
 else:
     st.info("No atlas of this layer yet: Run computes it (stored, and resumed if stopped).", icon=":material/info:")
