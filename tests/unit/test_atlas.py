@@ -309,3 +309,17 @@ def test_the_atlas_command_runs_two_models_at_the_same_depth_and_reports(lite0, 
     assert main(["atlas", "report", str(tmp_path / "nowhere")]) == 2
     assert "holds no atlas" in capsys.readouterr().err
     assert main(["atlas", "--layer", "block3"]) == 2
+
+
+def test_the_units_per_concept_figure_shows_each_model_side_by_side():
+    from analysis import figures
+
+    readings = pd.DataFrame({"model": ["A", "A", "A", "B", "B", "B"], "layer": ["l4"] * 3 + ["l7"] * 3,
+                             "concept": ["dogs", "dogs", "food", "food", atlas.NO_CONCEPT, "food"]})
+    fig = figures.units_per_concept(atlas.units_per_group(readings, ["dogs", "food"]))
+    assert [t.name for t in fig.data] == ["A · l4", "B · l7"]
+    assert list(fig.data[0].x) == ["dogs", "food", atlas.NO_CONCEPT]
+    assert list(fig.data[0].y) == [2, 1, 0] and list(fig.data[1].y) == [0, 2, 1]
+    histogram = pd.DataFrame({"left": [0.0, 1.0], "right": [1.0, 2.0], "views": [3, 5]})
+    bars = figures.unit_histogram(histogram, "unit 0").data[0]
+    assert list(bars.x) == [0.5, 1.5] and list(bars.y) == [3, 5] and list(bars.width) == [1.0, 1.0]
