@@ -562,7 +562,9 @@ def render_channels(
                                    attribution=done.attribution[i], complete=not cancelled, metadata=meta)
             renders[channel] = render
             if cache is not None and not cancelled:
-                cache.put(render_key(model, info.name, channel, config), render.image, meta, render.attribution)
+                # MaCo's attribution is part of its result; the FFT renderer's cache stays one file per render
+                attribution = render.attribution if config.parameterisation == "maco" else None
+                cache.put(render_key(model, info.name, channel, config), render.image, meta, attribution)
         if cancelled:
             break
     return FeatvizResult(model.name, info.alias, [renders[c] for c in channels if c in renders], config,
