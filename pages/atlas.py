@@ -26,7 +26,7 @@ COLLECTION_IDS = dict(zip(COLLECTIONS, ("default", "whole")))  # in links and fo
 TOP_KS = [4, 9, 16]
 SIDES = [64, 128, 224]
 PER_PAGE, COLUMNS = 12, 4
-RENDER = FeatvizConfig(size=128, steps=128)
+QUALITIES = {"Draft": (64, 64), "Standard": (128, 128), "Fine": (224, 512)}  # feature visualisation: px, steps
 DREAM_SIDE = 224
 
 
@@ -87,6 +87,10 @@ with st.sidebar:
                         help="Each view is shown to the network at this size; 224 is what it was trained at.")
     state.default("keep.atlas.top_k", atlas.DEFAULT_TOP_K, TOP_KS)
     top_k = st.selectbox("Examples per unit", TOP_KS, key="keep.atlas.top_k")
+    state.default("keep.atlas.quality", "Standard", list(QUALITIES))
+    quality = st.selectbox("Feature visualisations", list(QUALITIES), key="keep.atlas.quality",
+                           format_func=lambda q: f"{q}: {QUALITIES[q][0]} px, {QUALITIES[q][1]} steps",
+                           help="Both renderers (lucent's FFT and MaCo) use these; renders are cached.")
     names = [TWIN, *models.model_names(include_twins=True)]
     state.default("keep.atlas.second", TWIN, names)
     second = st.selectbox("Beside it", names, key="keep.atlas.second",
@@ -150,7 +154,8 @@ progress.panel(PASS_SLOT, on_done=pass_done)
 
 
 cache = RenderCache()
-maco = FeatvizConfig(size=RENDER.size, steps=RENDER.steps, parameterisation="maco")
+fft = FeatvizConfig(size=QUALITIES[quality][0], steps=QUALITIES[quality][1])
+maco = FeatvizConfig(size=fft.size, steps=fft.steps, parameterisation="maco")
 
 
 def open_unit(number: int) -> None:
@@ -164,7 +169,7 @@ def best_crop(number: int) -> Image.Image:
 
 def start_render(loaded: models.LoadedModel, info: models.LayerInfo, channels: list[int]) -> None:
     def work(on_step, should_cancel) -> str:
-        for config in (RENDER, maco):
+        for config in (fft, maco):
             featviz.render_channels(loaded, info.name, channels, config, cache, on_step, should_cancel)
         return "rendered"
 
@@ -198,7 +203,7 @@ def grid(overview: pd.DataFrame) -> int:
     page_number = filters[3].number_input(f"Page (of {pages})", 1, pages, 1, key=f"atlas.page.{folder.name}")
     shown = units[(int(page_number) - 1) * PER_PAGE:int(page_number) * PER_PAGE]
     rows = overview.set_index("unit")
-    renders = featviz.lookup(model, layer.name, shown, RENDER, cache) if shown else {}
+    renders = featviz.lookup(model, layer.name, shown, fft, cache) if shown else {}
     unit = st.session_state.get(UNIT)
     if unit is None or not 0 <= unit < found.channels:
         unit = shown[0] if shown else 0
@@ -265,17 +270,19 @@ def unit_view(overview: pd.DataFrame, unit: int) -> None:
     with fv_column:
         st.markdown("**What it wants to see**")
         both = st.columns(2)
-        for column, config, name in ((both[0], RENDER, "FFT (lucent)"), (both[1], maco, "MaCo")):
+        unrendered = False
+        for column, config, name in ((both[0], fft, "FFT (lucent)"), (both[1], maco, "MaCo")):
             render = featviz.lookup(model, layer.name, [unit], config, cache).get(unit)
             if render is None:
+                unrendered = True
                 column.caption(f"{name}: not rendered yet")
                 continue
             column.image(tensor_to_pil(render.image), caption=name, width="stretch")
             if config is maco and render.attribution is not None:
                 column.image(tensor_to_pil(render.attribution[None].expand(3, -1, -1)), width="stretch",
                              caption="MaCo attribution: where the picture matters to the unit")
-        if st.button(f"Render unit {unit}", key="atlas.render_unit", icon=":material/brush:",
-                     disabled=progress.running(RENDER_SLOT)):
+        if unrendered and st.button(f"Render unit {unit}", key="atlas.render_unit", icon=":material/brush:",
+                                    disabled=progress.running(RENDER_SLOT)):
             start_render(model, layer, [unit])
     with dream_column:
         st.markdown("**Its DeepDream on a photo**")

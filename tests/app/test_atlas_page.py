@@ -67,6 +67,16 @@ def test_a_link_opens_that_unit_after_the_pass_and_the_twin_is_compared(isolated
     expected = set(readings.loc[readings["concept"] == concept, "unit"])
     assert shown and set(shown) <= expected and len(shown) == min(12, len(expected))
 
+    # the unit's two feature visualisations (draft quality), MaCo with its attribution map
+    at.session_state["keep.atlas.quality"] = "Draft"
+    at.run()
+    at.button(key="atlas.render_unit").click().run()
+    at = finish_job(at, "atlas.render_job")
+    assert not at.exception and not at.error
+    captions = [c for image in at.image for c in image.captions]
+    assert {"FFT (lucent)", "MaCo", "MaCo attribution: where the picture matters to the unit"} <= set(captions)
+    assert "atlas.render_unit" not in [b.key for b in at.button]  # both rendered: no button
+
     # the untrained twin beside it, at the same depth, then the units-per-concept chart
     at.button(key="atlas.run_second").click().run()
     at = finish_job(at, "atlas.pass_job")
