@@ -107,12 +107,10 @@ def cmd_atlas(args: argparse.Namespace) -> int | None:
 
 
 def report(root: Path, per_group: int, as_json: bool) -> None:
-    folders = atlas.atlas_folders(root)
-    readings = [atlas.stored_readings_of(f) for f in folders]
-    tables = {}
-    for folder, reading in zip(folders, readings):
-        found = atlas.load_atlas(folder)
-        tables[(found.model, found.layer)] = found.unit_table()
+    found = sorted((atlas.load_atlas(f) for f in atlas.atlas_folders(root)),
+                   key=lambda a: (a.model, a.manifest["layer_depth"]))  # each model's layers low to high
+    readings = [atlas.stored_readings_of(a.folder) for a in found]
+    tables = {(a.model, a.layer): a.unit_table() for a in found}
     every = pd.concat(readings, ignore_index=True)
     judges = every["judge"].unique().tolist()
     if len(judges) != 1:
@@ -127,7 +125,8 @@ def report(root: Path, per_group: int, as_json: bool) -> None:
     if as_json:
         return print_json({"units_per_group": counts.to_dict("records"), "top_units": best.to_dict("records"),
                            "files": [str(counts_path), str(top_path)]})
-    wide = counts.pivot(index="group", columns=["model", "layer"], values="units").loc[counts["group"].unique()]
+    wide = counts.pivot(index="group", columns=["model", "layer"], values="units")
+    wide = wide.loc[counts["group"].unique(), list(dict.fromkeys(zip(counts["model"], counts["layer"])))]
     print(f"Units per concept (judge {judges[0]}, a unit's group needs {every['threshold'].iloc[0]:g} of its crops):")
     print(wide.to_string())
     print(f"\nClearest units per concept (up to {per_group}):")
