@@ -19,7 +19,9 @@ instantly afterwards.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import io
 import json
 import logging
 import math
@@ -50,8 +52,16 @@ FEATVIZ_VERSION = 1
 """Part of every cache key: bump it when the algorithm changes what a render looks like."""
 
 SORT_ORDERS = ("channel index", "excitation")
+PARAMETERISATIONS = ("fft", "maco")
+"""fft: lucent's (free Fourier coefficients, decorrelated colour); maco: Fel et al. 2023, only the
+Fourier phase is optimised, under the fixed magnitude spectrum of natural photos."""
+SPECTRUM_FILE = Path(__file__).resolve().parent.parent / "assets" / "spectra" / "natural_rfft128.npy"
+MACO_STEP_SCALE = 20.0
+"""MaCo's phase is in radians: its NAdam step is this times the learning rate (1.0 at the default
+0.05, the step of MaCo's reference implementation, horama)."""
 
 log = logging.getLogger("inceptionism.featviz")
+ATTRIBUTION_SUFFIX = ".attribution.png"
 
 
 @dataclass(frozen=True)
@@ -64,9 +74,12 @@ class FeatvizConfig:
     seed: int = 0
     transforms: bool = True  # lucent's standard_transforms: pad 12, jitter, scale, rotate
     batch: int = 16  # channels per batched optimisation (memory vs speed, not the picture)
+    parameterisation: str = "fft"  # see PARAMETERISATIONS
 
     def validate(self) -> FeatvizConfig:
         checks = [
+            (self.parameterisation in PARAMETERISATIONS,
+             f"parameterisation must be {' or '.join(PARAMETERISATIONS)}, not '{self.parameterisation}'"),
             (32 <= self.size <= 512, "size must be 32 to 512 px"),
             (1 <= self.steps <= 4096, "steps must be 1 to 4096"),
             (0 < self.learning_rate <= 1, "learning rate must be above 0 and at most 1"),
@@ -82,6 +95,8 @@ class FeatvizConfig:
         """The settings that change the picture (batch size does not)."""
         settings = asdict(self)
         del settings["batch"]
+        if settings["parameterisation"] == "fft":  # the original renderer: its cached renders keep their keys
+            del settings["parameterisation"]
         return settings
 
 
@@ -91,6 +106,7 @@ class ChannelRender:
     image: torch.Tensor  # (3, size, size) on the CPU, 8-bit values, so a cache hit is identical
     trace: list[float]  # the channel's mean activation at every step; empty when from the cache
     activation: float  # the channel's mean activation on the finished picture
+    attribution: torch.Tensor | None = None  # (S, S) in [0, 1]: where the objective's gradient fell (MaCo's transparency)
     cached: bool = False
     complete: bool = True  # False: cut short by a cancel (never cached)
     metadata: dict = field(default_factory=dict)
@@ -186,6 +202,17 @@ class RenderCache:
     def _path(self, key: str) -> Path:
         return self.folder / f"{key}.png"
 
+    def _attribution_path(self, key: str) -> Path:
+        return self.folder / f"{key}{ATTRIBUTION_SUFFIX}"
+
+    def get_attribution(self, key: str) -> torch.Tensor | None:
+        """The render's attribution map (S, S) in [0, 1], or None (an older render, or evicted)."""
+        try:
+            with Image.open(self._attribution_path(key)) as picture:
+                return torch.from_numpy(np.asarray(picture.convert("L"), dtype=np.float32) / 255.0)
+        except (OSError, ValueError, SyntaxError):
+            return None
+
     def get(self, key: str) -> tuple[torch.Tensor, dict] | None:
         """(image, metadata) for a key, or None. A damaged file counts as a miss and is removed."""
         path = self._path(key)
@@ -201,12 +228,19 @@ class RenderCache:
             path.unlink(missing_ok=True)
             return None
 
-    def put(self, key: str, image: torch.Tensor, metadata: dict) -> bool:
-        """Store a render; False when the folder is not writable (the render still stands, uncached)."""
+    def put(self, key: str, image: torch.Tensor, metadata: dict, attribution: torch.Tensor | None = None) -> bool:
+        """Store a render (and its attribution map, as an 8-bit grey PNG beside it); False when the
+        folder is not writable (the render still stands, uncached)."""
         target = self._path(key)
         temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            if attribution is not None:
+                grey = Image.fromarray((attribution.clamp(0, 1) * 255).round().byte().numpy(), "L")
+                buffer = io.BytesIO()
+                grey.save(buffer, format="PNG")
+                temporary.write_bytes(buffer.getvalue())
+                os.replace(temporary, self._attribution_path(key))
             temporary.write_bytes(png_bytes(image, metadata))
             os.replace(temporary, target)
         except OSError as err:
@@ -218,15 +252,19 @@ class RenderCache:
         return True
 
     def files(self) -> list[Path]:
+        """The renders (not their attribution maps)."""
+        return [p for p in self._all_files() if not p.name.endswith(ATTRIBUTION_SUFFIX)]
+
+    def _all_files(self) -> list[Path]:
         return sorted(self.folder.glob("*.png")) if self.folder.is_dir() else []
 
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.files() if p.exists())
+        return sum(p.stat().st_size for p in self._all_files() if p.exists())
 
     def evict(self) -> int:
         """Delete least recently used renders until the folder fits max_bytes; returns how many."""
         entries = []
-        for path in self.files():
+        for path in self._all_files():
             try:
                 stat = path.stat()
             except FileNotFoundError:  # another process evicted it first
@@ -243,11 +281,11 @@ class RenderCache:
         return removed
 
     def clear(self) -> int:
-        """Delete every render; returns how many."""
-        files = self.files()
-        for path in files:
+        """Delete every render (and attribution map); returns how many renders."""
+        renders = len(self.files())
+        for path in self._all_files():
             path.unlink(missing_ok=True)
-        return len(files)
+        return renders
 
 
 # ---------------------------------------------------------------- the optimisation
@@ -292,6 +330,102 @@ def _preview(images: torch.Tensor) -> torch.Tensor:
     return make_grid(shown, nrow=math.ceil(math.sqrt(shown.shape[0])), padding=2, pad_value=1.0)
 
 
+def color_correlation() -> torch.Tensor:
+    """lucent's colour matrix (the square root of ImageNet's colour covariance, normalised):
+    rgb = C @ x takes a picture from the decorrelated space both parameterisations optimise in."""
+    from lucent.optvis.param.color import color_correlation_normalized
+
+    return torch.tensor(color_correlation_normalized)
+
+
+@functools.lru_cache(maxsize=1)
+def _stored_spectrum() -> torch.Tensor:
+    try:
+        return torch.from_numpy(np.load(SPECTRUM_FILE).astype(np.float32))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"MaCo's magnitude spectrum {SPECTRUM_FILE} is unreadable ({err}): rebuild it with "
+                          "assets/spectra/make_spectrum.py.") from None
+
+
+def natural_magnitude(size: int) -> torch.Tensor:
+    """The photos' mean Fourier magnitude at size x size, as an rfft2 half (3, size, size // 2 + 1).
+
+    The stored 128 px spectrum is completed to the full plane, resampled in relative frequency
+    (cycles per pixel: natural images look alike at any scale), and symmetrised (M(k) = M(-k)),
+    so it is the magnitude of a real picture; the mean (DC) is zero, the picture is standardised anyway.
+    """
+    half = _stored_spectrum()
+    n = half.shape[1]
+    flipped = (-torch.arange(n)) % n
+    full = torch.cat([half, half[:, flipped][:, :, 1:n - n // 2].flip(-1)], dim=2)  # M[k, l] = M[-k, n - l]
+    centred = torch.fft.fftshift(full, dim=(1, 2))
+    resampled = torch.nn.functional.interpolate(centred[None], size=(size, size), mode="bilinear",
+                                                align_corners=False)[0]
+    plane = torch.fft.ifftshift(resampled, dim=(1, 2))
+    rows, cols = (-torch.arange(size)) % size, (-torch.arange(size)) % size
+    plane = (plane + plane[:, rows][:, :, cols]) / 2
+    plane[:, 0, 0] = 0
+    return plane[:, :, : size // 2 + 1].contiguous()
+
+
+class MacoImage:
+    """MaCo (Fel et al. 2023): pictures whose Fourier magnitude is fixed to natural photos' and
+    whose phase alone is optimised. Calling it gives (N, 3, S, S) in [0, 1].
+
+    A free phase tensor need not be the phase of a real picture (the spectrum of a real picture
+    is Hermitian), and the inverse FFT would then quietly change the magnitude; the phase used
+    is that of the real picture the free phase makes, so the magnitude is kept exactly.
+    """
+
+    def __init__(self, size: int, seeds: Sequence[int], device: torch.device):
+        self.size = size
+        self.magnitude = natural_magnitude(size).to(device)
+        phases = [torch.rand(self.magnitude.shape, generator=torch.Generator().manual_seed(seed)) * 2 * math.pi - math.pi
+                  for seed in seeds]
+        self.phase = torch.stack(phases).to(device).requires_grad_(True)
+        self.colours = color_correlation().to(device)
+
+    def spectrum(self) -> torch.Tensor:
+        """(N, 3, S, S // 2 + 1) complex: the fixed magnitude with the (made consistent) phase."""
+        unit = torch.polar(torch.ones_like(self.phase), self.phase)
+        real = torch.fft.rfft2(torch.fft.irfft2(unit, s=(self.size, self.size)))
+        # complex times real: a complex-by-complex multiply or divide is several times slower on the CPU
+        return real * (self.magnitude / real.abs().clamp_min(1e-20))
+
+    def raw(self) -> torch.Tensor:
+        """The picture before standardising and colouring: its rfft2 magnitude is self.magnitude."""
+        return torch.fft.irfft2(self.spectrum(), s=(self.size, self.size))
+
+    def __call__(self) -> torch.Tensor:
+        x = self.raw()
+        # one scale per picture keeps the colour channels' relative power, as in the spectrum
+        x = (x - x.mean((1, 2, 3), keepdim=True)) / x.std((1, 2, 3), keepdim=True).clamp_min(1e-12)
+        return torch.sigmoid(torch.einsum("ij,njhw->nihw", self.colours, x))
+
+
+def _fft_image(size: int, channels: Sequence[int], seed: int) -> tuple[list[torch.Tensor], Callable[[], torch.Tensor]]:
+    """lucent's FFT parameterisation, each channel's spectrum drawn from its own seeded generator."""
+    param, _, _ = _lucent()
+    # lucent puts its tensors on CUDA when there is one, whatever the model's device: the
+    # picture is made there and moved to the model explicitly before every forward.
+    with torch.random.fork_rng(devices=[]):
+        params, image_f = param.image(size, batch=len(channels), decorrelate=True, fft=True)
+    spectrum = params[0]
+    with torch.no_grad():
+        for i, channel in enumerate(channels):
+            generator = torch.Generator().manual_seed(_channel_seed(seed, channel))
+            spectrum[i].copy_(torch.randn(spectrum.shape[1:], generator=generator) * 0.01)
+    return params, image_f
+
+
+@dataclass
+class BatchRender:
+    images: torch.Tensor  # (N, 3, S, S) in [0, 1] on the CPU, 8-bit values
+    trace: torch.Tensor  # (steps done, N): each channel's objective at every step
+    attribution: torch.Tensor  # (N, S, S) in [0, 1]: the objective's gradient on the picture, summed over steps
+    cancelled: bool
+
+
 def optimise_channels(
     model: LoadedModel,
     layer: str,
@@ -300,31 +434,30 @@ def optimise_channels(
     on_step: Callable[[int, torch.Tensor | None], None] | None = None,
     should_cancel: ShouldCancel | None = None,
     preview_every: int = 8,
-) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """One batched optimisation: image i maximises channel channels[i].
+) -> BatchRender:
+    """One batched optimisation: image i maximises channel channels[i], in either parameterisation.
 
-    Returns (images (N, 3, S, S) in [0, 1] on the CPU, trace (steps, N), cancelled).
-    on_step(step, preview) is called after each step of this batch.
+    on_step(step, preview) is called after each step of this batch. The attribution map is
+    MaCo's transparency: the absolute gradient of the objective on the picture, accumulated
+    over the steps (where the picture matters to the unit).
     """
-    param, transform, objectives = _lucent()
+    _, transform, objectives = _lucent()
     info = model.layer(layer)
     channels = _check_channels(info, channels)
     hooks_before = count_hooks(model.module)
     size, count = config.size, len(channels)
-    # lucent puts its tensors on CUDA when there is one, whatever the model's device: the
-    # picture is made there and moved to the model explicitly before every forward.
-    with torch.random.fork_rng(devices=[]):
-        params, image_f = param.image(size, batch=count, decorrelate=True, fft=True)
-    spectrum = params[0]
-    with torch.no_grad():
-        for i, channel in enumerate(channels):
-            generator = torch.Generator().manual_seed(_channel_seed(config.seed, channel))
-            spectrum[i].copy_(torch.randn(spectrum.shape[1:], generator=generator) * 0.01)
+    if config.parameterisation == "maco":
+        maco = MacoImage(size, [_channel_seed(config.seed, c) for c in channels], model.device)
+        image_f: Callable[[], torch.Tensor] = maco
+        optimiser: torch.optim.Optimizer = torch.optim.NAdam([maco.phase], lr=config.learning_rate * MACO_STEP_SCALE)
+    else:
+        params, image_f = _fft_image(size, channels, config.seed)
+        optimiser = torch.optim.Adam(params, lr=config.learning_rate)
     jitter = transform.compose(transform.standard_transforms) if config.transforms else None
     terms = [objectives.channel(info.name, c, batch=i) for i, c in enumerate(channels)]
-    optimiser = torch.optim.Adam(params, lr=config.learning_rate)
     randomness = _NumpyStream(config.seed)
     trace: list[torch.Tensor] = []
+    attribution = torch.zeros(count, size, size)
     cancelled = False
     for step in range(1, config.steps + 1):
         if should_cancel is not None and should_cancel():
@@ -332,12 +465,15 @@ def optimise_channels(
             break
         optimiser.zero_grad(set_to_none=True)
         picture = image_f()
+        picture.retain_grad()
+        shown = picture
         if jitter is not None:
             with randomness:
-                picture = jitter(picture)
-        acts = model.activations(picture.to(model.device), [info.name])
+                shown = jitter(picture)
+        acts = model.activations(shown.to(model.device), [info.name])
         scores = torch.stack([-term(acts.__getitem__) for term in terms])
         (-scores.sum()).backward()
+        attribution += picture.grad.detach().abs().sum(1).float().cpu()
         optimiser.step()
         trace.append(scores.detach().float().cpu())
         if on_step is not None:
@@ -348,7 +484,13 @@ def optimise_channels(
     with torch.no_grad():
         images = _quantise(image_f().detach().float().cpu())
     history = torch.stack(trace) if trace else torch.zeros(0, count)
-    return images, history, cancelled
+    return BatchRender(images, history, _normalise_map(attribution), cancelled)
+
+
+def _normalise_map(maps: torch.Tensor) -> torch.Tensor:
+    """Each map to [0, 1], its 99th percentile at 1 (a few hot pixels must not make the rest black)."""
+    top = maps.flatten(1).quantile(0.99, dim=1).clamp_min(1e-20).view(-1, 1, 1)
+    return (maps / top).clamp(0, 1)
 
 
 def _quantise(images: torch.Tensor) -> torch.Tensor:
@@ -369,11 +511,12 @@ def lookup(model: LoadedModel, layer: str, channels: Iterable[int], config: Feat
     info = model.layer(layer)
     found = {}
     for channel in _check_channels(info, list(channels)):
-        hit = cache.get(render_key(model, info.name, channel, config))
+        key = render_key(model, info.name, channel, config)
+        hit = cache.get(key)
         if hit is not None:
             image, meta = hit
             found[channel] = ChannelRender(channel, image, [], float(meta.get("activation", math.nan)),
-                                           cached=True, metadata=meta)
+                                           attribution=cache.get_attribution(key), cached=True, metadata=meta)
     return found
 
 
@@ -408,17 +551,20 @@ def render_channels(
             if on_step is not None:
                 on_step(done_before + step, total, preview)
 
-        images, history, cancelled = optimise_channels(model, info.name, batch, config, batch_step, should_cancel)
-        if history.shape[0] == 0:  # cancelled before its first step: nothing worth showing
+        done = optimise_channels(model, info.name, batch, config, batch_step, should_cancel)
+        cancelled = done.cancelled
+        if done.trace.shape[0] == 0:  # cancelled before its first step: nothing worth showing
             break
-        activations = _render_activations(model, info.name, batch, images)
+        activations = _render_activations(model, info.name, batch, done.images)
         for i, channel in enumerate(batch):
-            meta = _metadata(model, info, channel, config, activations[i], steps_done=history.shape[0])
-            render = ChannelRender(channel, images[i], history[:, i].tolist(), activations[i],
-                                   complete=not cancelled, metadata=meta)
+            meta = _metadata(model, info, channel, config, activations[i], steps_done=done.trace.shape[0])
+            render = ChannelRender(channel, done.images[i], done.trace[:, i].tolist(), activations[i],
+                                   attribution=done.attribution[i], complete=not cancelled, metadata=meta)
             renders[channel] = render
             if cache is not None and not cancelled:
-                cache.put(render_key(model, info.name, channel, config), render.image, meta)
+                # MaCo's attribution is part of its result; the FFT renderer's cache stays one file per render
+                attribution = render.attribution if config.parameterisation == "maco" else None
+                cache.put(render_key(model, info.name, channel, config), render.image, meta, attribution)
         if cancelled:
             break
     return FeatvizResult(model.name, info.alias, [renders[c] for c in channels if c in renders], config,

@@ -244,3 +244,32 @@ def activation_map(frame: pd.DataFrame, title: str, image: Image.Image | None = 
     fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x")
     fig.update_layout(title=title, height=380, margin={"l": 10, "r": 10, "t": 40, "b": 70})
     return fig
+
+
+# ---------------------------------------------------------------- unit atlas (analysis.atlas)
+
+
+def units_per_concept(counts: pd.DataFrame) -> go.Figure:
+    """Units per concept group, one bar series per model and layer: the Network Dissection comparison.
+
+    Reads the frame of atlas.units_per_group: model, layer, group, units, share, of."""
+    groups = list(dict.fromkeys(counts["group"]))
+    fig = go.Figure()
+    for (model, layer), part in counts.groupby(["model", "layer"], sort=False):
+        part = part.set_index("group").reindex(groups)
+        fig.add_trace(go.Bar(x=groups, y=part["units"].tolist(), name=f"{model} · {layer}",
+                             customdata=(part["share"] * 100).round(1).tolist(),
+                             hovertemplate="%{x}: %{y} units (%{customdata}%)<extra>%{fullData.name}</extra>"))
+    fig.update_layout(title="Units per concept", barmode="group", yaxis_title="units", height=380, margin=_MARGIN,
+                      legend={"orientation": "h", "y": -0.35})
+    return fig
+
+
+def unit_histogram(histogram: pd.DataFrame, title: str) -> go.Figure:
+    """A unit's activation distribution over the collection (atlas.Atlas.histogram: left, right, views)."""
+    centres = ((histogram["left"] + histogram["right"]) / 2).tolist()
+    widths = (histogram["right"] - histogram["left"]).tolist()
+    fig = go.Figure(go.Bar(x=centres, y=histogram["views"].tolist(), width=widths,
+                           hovertemplate="%{x:.3g}: %{y} views<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="activation", yaxis_title="views", bargap=0, height=300, margin=_MARGIN)
+    return fig

@@ -360,6 +360,57 @@ def section_featviz(model: LoadedModel, channels: int, steps: int, size: int) ->
     return row
 
 
+def section_atlas(model: LoadedModel, views: int, size: int, repeats: int, steps: int, channels: int) -> dict:
+    """The atlas's example pass (batched, truncated at the layer, gradient-free) against the usual way
+    (the whole network as written, a hook at the layer, one image at a time); then MaCo against the
+    FFT renderer at a deep layer, same steps and channels: time and the objective reached."""
+    import tempfile
+
+    from analysis import atlas, featviz
+
+    middle = model.layer("block10")
+    pictures = torch.stack([atlas.load_view(v, size) for v in atlas.sample_collection()[:views]])
+
+    def ours() -> None:
+        for start in range(0, views, atlas.DEFAULT_BATCH):
+            atlas.unit_stats(model, middle.name, pictures[start:start + atlas.DEFAULT_BATCH])
+
+    plain = plain_model(model)
+
+    @torch.no_grad()
+    def usual() -> None:
+        captured = {}
+        handle = plain.module.get_submodule(middle.name).register_forward_hook(
+            lambda _m, _i, out: captured.update(out=out))
+        try:
+            for picture in pictures:
+                plain.module(plain.preprocess(picture[None].to(plain.device)))
+                out = captured["out"].flatten(2)
+                out.max(2), out.mean(2)
+        finally:
+            handle.remove()
+
+    ours_s, usual_s = median_seconds(ours, repeats), median_seconds(usual, repeats)
+    with tempfile.TemporaryDirectory() as folder:  # the whole pass: decoding, statistics, storing, field measured
+        start = time.perf_counter()
+        atlas.run_pass(model, middle.name, atlas.sample_collection()[:views], Path(folder), atlas.AtlasSettings(size))
+        whole_s = time.perf_counter() - start
+    row = {"model": model.name, "layer": middle.alias, "views": views, "size": size,
+           "ours_images_per_s": views / ours_s, "usual_images_per_s": views / usual_s, "speedup": usual_s / ours_s,
+           "run_pass_images_per_s_incl_decode_and_field": views / whole_s}
+    deep = model.layer("block15")
+    for name in featviz.PARAMETERISATIONS:
+        config = featviz.FeatvizConfig(size=128, steps=steps, parameterisation=name, batch=channels)
+        start = time.perf_counter()
+        result = featviz.render_channels(model, deep.name, list(range(channels)), config, cache=None)
+        row[f"{name}_seconds"] = time.perf_counter() - start
+        row[f"{name}_objective_last_step"] = statistics.mean(r.trace[-1] for r in result.renders)
+        row[f"{name}_activation_final_picture"] = statistics.mean(r.activation for r in result.renders)
+    row.update({"featviz_layer": deep.alias, "featviz_steps": steps, "featviz_channels": channels})
+    print(_fmt(row), flush=True)
+    return row
+
+
 MEMORY_CHILD = """
 import sys, torch
 from analysis.models import load_model
@@ -557,7 +608,8 @@ def machine() -> dict:
     return info
 
 
-SECTIONS = ("speed", "sweep", "allocator", "layout", "compile", "goal", "featviz", "memory", "app", "video", "study")
+SECTIONS = ("speed", "sweep", "allocator", "layout", "compile", "goal", "featviz", "atlas", "memory", "app", "video",
+            "study")
 
 
 def main() -> None:
@@ -594,6 +646,9 @@ def main() -> None:
         report["goal"] = section_goal(models["googlenet (random weights)"], 1024, repeats if device.type == "cuda" else 1)
     if "featviz" in args.only:
         report["featviz"] = section_featviz(models["efficientnet_lite0"], 8, 32, 96)
+    if "atlas" in args.only:
+        report["atlas"] = section_atlas(models["efficientnet_lite0"], 64 if args.quick else 128, 224, repeats,
+                                        steps=64, channels=4)
     if "memory" in args.only:
         sizes = [512, 1024, 2048] if args.quick else [512, 1024, 2048, 4096]
         report["memory"] = section_memory(sizes, tile=512, untiled_max=2048)

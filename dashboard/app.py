@@ -23,6 +23,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("dream.py", "Dream", ":material/auto_awesome:"),
     ("layers.py", "Layers", ":material/layers:"),
     ("features.py", "Features", ":material/grid_view:"),
+    ("atlas.py", "Atlas", ":material/travel_explore:"),
     ("compare.py", "Compare", ":material/compare:"),
     ("activation_statistics.py", "Statistics", ":material/query_stats:"),
     ("bias.py", "Bias", ":material/pets:"),

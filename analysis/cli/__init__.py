@@ -17,7 +17,7 @@ EXIT_USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from analysis.cli import bias, core, export, featviz, studies, study, video
+    from analysis.cli import atlas, bias, core, export, featviz, studies, study, video
 
     called = Path(sys.argv[0]).name
     parser = argparse.ArgumentParser(
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Inceptionism Lab: DeepDream and layer analysis from the command line.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (core, featviz, study, export, bias, studies, video):
+    for module in (core, featviz, study, export, bias, studies, atlas, video):
         module.register(commands)
     return parser
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from analysis import featviz
 from analysis.cli import print_json
 from analysis.cli.core import Progress, add_model_args, load_from_args
 from analysis.export import save_png
@@ -23,6 +24,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--lr", type=float, default=defaults.learning_rate, help="Adam learning rate")
     p.add_argument("--batch", type=int, default=defaults.batch, help="channels per batched optimisation")
+    p.add_argument("--param", default=defaults.parameterisation, choices=featviz.PARAMETERISATIONS,
+                   help="fft: lucent's Fourier parameterisation; maco: phase only under natural photos' magnitude "
+                        "(Fel et al. 2023), also writes each channel's attribution map (default %(default)s)")
     p.add_argument("--no-transforms", action="store_true", help="optimise without jitter/scale/rotate")
     p.add_argument("--no-cache", action="store_true", help=f"neither read nor write the render cache ({cache_dir()})")
     p.add_argument("--json", action="store_true", help="print one record per channel as JSON")
@@ -35,7 +39,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def cmd_featviz(args: argparse.Namespace) -> None:
     config = FeatvizConfig(size=args.size, steps=args.steps, learning_rate=args.lr, seed=args.seed,
-                           transforms=not args.no_transforms, batch=args.batch).validate()
+                           transforms=not args.no_transforms, batch=args.batch,
+                           parameterisation=args.param).validate()
     model = load_from_args(args)
     info = model.layer(args.layer)
     channels = parse_channels(args.channels, info.shape[0])
@@ -49,8 +54,11 @@ def cmd_featviz(args: argparse.Namespace) -> None:
     for render in result.renders:
         name = f"{model.name}_{info.alias}_c{render.channel:04d}.png".replace("/", "-")
         path = save_png(args.out / name, render.image, render.metadata)
-        records.append({"channel": render.channel, "file": str(path), "activation": render.activation,
-                        "cached": render.cached})
+        record = {"channel": render.channel, "file": str(path), "activation": render.activation, "cached": render.cached}
+        if config.parameterisation == "maco" and render.attribution is not None:
+            record["attribution"] = str(save_png(path.with_suffix(".attribution.png"),
+                                                 render.attribution[None].expand(3, -1, -1)))
+        records.append(record)
     sheet_path = save_png(args.out / "contact_sheet.png", contact_sheet(result))
     if args.json:
         return print_json({"model": model.name, "layer": info.alias, "contact_sheet": str(sheet_path),

@@ -50,7 +50,8 @@ def server(tmp_path_factory):
         _need(False, "playwright is not installed")
     port = _free_port()
     log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
-    env = {**os.environ, "INCEPTIONISM_WEIGHTS_DIR": str(tmp_path_factory.mktemp("weights"))}
+    env = {**os.environ, "INCEPTIONISM_WEIGHTS_DIR": str(tmp_path_factory.mktemp("weights")),
+           "INCEPTIONISM_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
@@ -203,3 +204,21 @@ def test_export_saves_one_result_with_its_recipe_in_a_real_browser(server, page)
     saved = json.loads(Path(recipe.value.path()).read_text())
     assert saved["model"] == "efficientnet_lite0" and saved["config"]["seed"] == 0
     assert read_png_metadata(Path(picture.value.path()).read_bytes())["recipe"] == saved
+
+
+def test_a_link_opens_an_atlas_unit_in_a_real_browser(server, page):
+    """A shared address opens that unit: the atlas it names is computed here, then the unit shows."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    link = "model=efficientnet_lite0&layer=block3&unit=5&views=whole&size=64&k=4"
+    page.goto(f"{server}/atlas?{link}")
+    run = page.get_by_role("button", name="Run the atlas")
+    run.wait_for()
+    run.click()
+    page.get_by_text("Unit 5 of block3").first.wait_for(timeout=240_000)
+    page.get_by_text("Concept:", exact=False).first.wait_for()
+    page.wait_for_timeout(1500)  # let the crops and the histogram paint
+    page.screenshot(path=str(ARTIFACTS / "e2e-atlas.png"), full_page=True)
+    assert page.url.endswith(link)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    assert page.locator('[data-testid="stImage"] img').count() >= 2 * 4  # the unit's 4 crops and 4 views at least
