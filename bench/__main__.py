@@ -27,6 +27,7 @@ from analysis.dream import DreamConfig, dream, dream_batch
 from analysis.models import PRECISIONS, LayerInfo, LoadedModel, load_model, pick_precision
 from analysis.objectives import LayerL2
 from analysis.polyphase import use_native_gradients
+from bench.dashboard import section_dashboard
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -425,7 +426,7 @@ def machine() -> dict:
     return info
 
 
-SECTIONS = ("speed", "sweep", "allocator", "layout", "compile", "goal", "featviz", "memory", "app")
+SECTIONS = ("speed", "sweep", "allocator", "layout", "compile", "goal", "featviz", "memory", "app", "dashboard")
 
 
 def main() -> None:
@@ -467,6 +468,9 @@ def main() -> None:
         report["memory"] = section_memory(sizes, tile=512, untiled_max=2048)
     if "app" in args.only:
         report["app"] = section_app()
+    if "dashboard" in args.only:
+        report["dashboard"] = section_dashboard(models["efficientnet_lite0"], 256, repeats)
+        print(_fmt(report["dashboard"]), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"{report['date']}-{platform.node() or 'machine'}-{device.type}.json"
     path = RESULTS / name
