@@ -28,6 +28,7 @@ from analysis.dream import DreamConfig, dream, dream_batch
 from analysis.models import PRECISIONS, LayerInfo, LoadedModel, cpu_kind, load_model, pick_precision
 from analysis.objectives import LayerL2
 from analysis.polyphase import use_native_gradients
+from bench.dashboard import section_dashboard
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -608,8 +609,8 @@ def machine() -> dict:
     return info
 
 
-SECTIONS = ("speed", "sweep", "allocator", "layout", "compile", "goal", "featviz", "atlas", "memory", "app", "video",
-            "study")
+SECTIONS = ("speed", "sweep", "allocator", "layout", "compile", "goal", "featviz", "atlas", "memory", "app", "dashboard",
+            "video", "study")
 
 
 def main() -> None:
@@ -659,6 +660,9 @@ def main() -> None:
         report["video"] = section_video(models["efficientnet_lite0"], size, frames, "google", repeats)
     if "study" in args.only:
         report["study"] = section_study(4 if args.quick else 8, [256, 512])
+    if "dashboard" in args.only:
+        report["dashboard"] = section_dashboard(models["efficientnet_lite0"], 256, repeats)
+        print(_fmt(report["dashboard"]), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"{report['date']}-{platform.node() or 'machine'}-{device.type}.json"
     path = RESULTS / name

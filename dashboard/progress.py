@@ -31,7 +31,7 @@ import streamlit as st
 import torch
 
 from analysis.errors import LabError
-from analysis.images import tensor_to_pil
+from analysis.export import png_bytes
 
 log = logging.getLogger("inceptionism.dashboard")
 
@@ -56,6 +56,7 @@ class Job:
     running_since: float | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = field(default=None, repr=False)
+    _shown: tuple[torch.Tensor, bytes] | None = field(default=None, repr=False)  # a preview and its PNG
 
     # -- the callbacks analysis calls
     def on_step(self, step: int, total: int, preview: torch.Tensor | None) -> None:
@@ -68,6 +69,16 @@ class Job:
 
     def cancel(self) -> None:
         self.cancel_event.set()
+
+    def preview_png(self) -> bytes | None:
+        """The latest preview as PNG, encoded once per preview: the panel redraws every POLL_SECONDS,
+        and Streamlit would encode a picture handed to st.image again each time, for the same pixels."""
+        preview = self.preview  # one read: the worker may replace it meanwhile
+        if preview is None:
+            return None
+        if self._shown is None or self._shown[0] is not preview:
+            self._shown = (preview, png_bytes(preview))
+        return self._shown[1]
 
     @property
     def finished(self) -> bool:
@@ -198,8 +209,9 @@ def _draw(job: Job, slot: str) -> None:
     fraction = job.step / job.total if job.total else 0.0
     box.progress(min(1.0, fraction))
     left, right = box.columns([1, 2])
-    if job.preview is not None:
-        left.image(tensor_to_pil(job.preview), width="stretch",
+    preview = job.preview_png()
+    if preview is not None:
+        left.image(preview, width="stretch", output_format="PNG",  # PNG: as it is, not encoded again
                    caption="Live preview, every few steps" if job.step >= 5 else "Start image; the preview follows")
     else:
         left.caption("The preview appears after the first few steps.")
