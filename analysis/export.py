@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
+from analysis import schemas
 from analysis.dream import OnStep, ShouldCancel, library_versions
 from analysis.errors import ConfigError, ImageError
 from analysis.images import tensor_to_pil
@@ -66,10 +67,7 @@ def read_png_metadata(source: Path | bytes) -> dict:
         raise ImageError(f"Not a readable PNG ({type(err).__name__}).") from None
     if not text:
         return {}
-    try:
-        metadata = json.loads(text)
-    except json.JSONDecodeError:
-        raise ImageError("The PNG's metadata is not valid JSON.") from None
+    metadata = schemas.parse_json(text, "PNG's metadata")
     if not isinstance(metadata, dict):
         raise ImageError("The PNG's metadata is not what this tool writes.")
     return metadata
@@ -520,7 +518,7 @@ def arrange(items: Sequence[GridItem], rows_by: str | None = None, cols_by: str 
 
 # ---------------------------------------------------------------- grid recipes and bundles
 
-GRID_RECIPE_VERSION = 1
+GRID_RECIPE_VERSION = schemas.GRID_RECIPE_VERSION
 MAX_BUNDLE_MEMBER = 64 * 1024 * 1024
 """Refuse a bundle member that unpacks to more than this (a ZIP is untrusted input)."""
 
@@ -560,22 +558,15 @@ class GridRecipe:
             return cls([[Recipe.from_dict(data)]])
         if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
             raise ConfigError("This is not a grid recipe (no 'cells').")
-        if data.get("grid_recipe_version", GRID_RECIPE_VERSION) > GRID_RECIPE_VERSION:
-            raise ConfigError("This grid recipe was written by a newer version of the tool.")
-        if not all(isinstance(row, list) for row in data["cells"]):
-            raise ConfigError("The grid recipe's cells must be a list of rows.")
-        cells = [[Recipe.from_dict(cell) if cell is not None else None for cell in row] for row in data["cells"]]
-        if not any(cell for row in cells for cell in row):
-            raise ConfigError("The grid recipe has no cells to dream.")
-        side = data.get("cell_side")
-        if side is not None and not (isinstance(side, int) and 16 <= side <= 4096):
-            raise ConfigError("The grid recipe's cell_side must be 16 to 4096 px.")
-        rows, cols = ([str(x) for x in data.get(key) or []] for key in ("row_labels", "col_labels"))
-        return cls(cells, rows, cols, str(data.get("title") or ""), str(data.get("footnote") or ""), side)
+        grid = schemas.validate(schemas.GridRecipeFile, data, "grid recipe")
+        cells = [[Recipe.from_schema(cell, f"grid recipe's cells[{r}][{c}]") if cell is not None else None
+                  for c, cell in enumerate(row)] for r, row in enumerate(grid.cells)]
+        return cls(cells, list(grid.row_labels), list(grid.col_labels), grid.title or "", grid.footnote or "",
+                   grid.cell_side)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> GridRecipe:
-        return cls.from_dict(read_json(text))
+        return cls.from_dict(read_json(text, "grid recipe"))
 
 
 def replay_grid(recipe: GridRecipe, load: Callable[[str], LoadedModel] = load_model,
