@@ -201,16 +201,16 @@ def check_objective_fits(model: str, objective: dict, label: str = "recipe") -> 
             count = counts.get(LOGITS)
             if count is None:
                 raise ConfigError(f"{model} has no class labels, so the {label}'s class objective cannot run.")
-            layer, indices, what = LOGITS, part["classes"], "classes"
+            layer, indices, what = LOGITS, part["classes"], ("Class", "classes")
         else:
-            layer, indices, what = part["layer"], part.get("channels", []), "channels"
+            layer, indices, what = part["layer"], part.get("channels", []), ("Channel", "channels")
             if layer not in counts:
                 raise ConfigError(f"{model} has no dream-able layer '{layer}' (in the {label}'s objective). "
                                   f"Layers: {', '.join(i.alias for i in layers if i.name != LOGITS)}")
         bad = [i for i in indices if i >= counts[layer]]
         if bad:
-            raise ConfigError(f"{what[:-1].capitalize()} {bad[0]} does not exist (in the {label}'s objective): "
-                              f"{model} has {what} 0 to {counts[layer] - 1} at {layer}.")
+            raise ConfigError(f"{what[0]} {bad[0]} does not exist (in the {label}'s objective): "
+                              f"{model} has {what[1]} 0 to {counts[layer] - 1}" + ("." if layer == LOGITS else f" at {layer}."))
 
 
 def check_model(recipe: Recipe, model: LoadedModel) -> LoadedModel:

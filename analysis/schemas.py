@@ -115,7 +115,12 @@ LayerName = _text(200, 1)
 
 def _tagged(key: str, choices: tuple[str, ...]) -> Discriminator:
     """A union chosen by data[key]; its members are tagged "key=value" so error paths can drop the tag."""
-    return Discriminator(lambda data: f"{key}={data.get(key)}" if isinstance(data, dict) else None,
+    def tag(data: object) -> str | None:  # a dict when validating, a model when serialising
+        if isinstance(data, dict):
+            return f"{key}={data.get(key)}"
+        return f"{key}={getattr(data, key)}" if isinstance(data, BaseModel) else None
+
+    return Discriminator(tag,
                          custom_error_type="unknown_kind", custom_error_message=key,
                          custom_error_context={"key": key, "expected": " or ".join(choices)})
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis import models
+from analysis import models, schemas
 from analysis.cli import print_json
 from analysis.dream import PRESETS, DreamConfig, dream, preset
 from analysis.errors import ConfigError, ImageError
@@ -48,6 +48,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", type=Path, help="replay a recipe JSON, or the dream PNG that carries it (other settings are ignored)")
     p.add_argument("--json", action="store_true", help="print the result's metadata as JSON")
     p.set_defaults(handler=cmd_dream)
+
+    p = commands.add_parser("schema", help="the JSON Schema of a file you can hand in (recipe, zoom recipe, bundle)")
+    p.add_argument("kind", choices=sorted(schemas.SCHEMAS),
+                   help="recipe (dream --recipe), zoom (zoom --recipe) or bundle (a bundle's recipe.json, grid --recipe)")
+    p.add_argument("--out", type=Path, help="write the schema here instead of printing it")
+    p.set_defaults(handler=cmd_schema)
 
 
 def add_model_args(p: argparse.ArgumentParser, default: str | None = models.DEFAULT_MODEL) -> None:
@@ -133,6 +139,15 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def cmd_schema(args: argparse.Namespace) -> None:
+    text = json.dumps(schemas.json_schema(args.kind), indent=2) + "\n"
+    if args.out is None:
+        print(text, end="")
+        return
+    args.out.write_text(text)
+    print(f"wrote the {args.kind} schema to {args.out}")
 
 
 def cmd_models(args: argparse.Namespace) -> None:
