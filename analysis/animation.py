@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from analysis import schemas
 from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream, run_metadata
 from analysis.errors import ConfigError
-from analysis.export import Grid, GridItem, settings_footnote
+from analysis.export import Grid, GridItem, settings_footnote, write_file
 from analysis.images import tensor_to_pil
 from analysis.models import LoadedModel, load_model
 from analysis.objectives import Objective
@@ -238,7 +238,4 @@ def video_bytes(frames: list[torch.Tensor], suffix: str, fps: int = 12) -> bytes
 def write_video(path: Path, frames: list[torch.Tensor], fps: int = 12) -> Path:
     """Write frames as .gif or .mp4, chosen by the file name."""
     path = Path(path)
-    data = video_bytes(frames, path.suffix, fps)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+    return write_file(path, video_bytes(frames, path.suffix, fps))

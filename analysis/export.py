@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
+import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -52,9 +54,23 @@ def png_bytes(image: torch.Tensor | Image.Image, metadata: dict | None = None) -
 
 
 def save_png(path: Path, image: torch.Tensor | Image.Image, metadata: dict | None = None) -> Path:
+    return write_file(path, png_bytes(image, metadata))
+
+
+def write_file(path: Path, data: bytes | str) -> Path:
+    """Write a result: to a temporary file beside the destination, then renamed onto it, so a failed write
+    never leaves half a file where the user expects a result (nor destroys the one that was there)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png_bytes(image, metadata))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
+                                         delete=False) as part:
+            part.write(data.encode() if isinstance(data, str) else data)
+        os.replace(part.name, path)
+    except OSError as err:
+        if "part" in locals():
+            Path(part.name).unlink(missing_ok=True)
+        raise ConfigError(f"Could not write {path} ({err.strerror or type(err).__name__}).") from None
     return path
 
 
@@ -519,6 +535,8 @@ def arrange(items: Sequence[GridItem], rows_by: str | None = None, cols_by: str 
 # ---------------------------------------------------------------- grid recipes and bundles
 
 GRID_RECIPE_VERSION = schemas.GRID_RECIPE_VERSION
+MAX_BUNDLE_BYTES = 1024 * 1024 * 1024
+"""Refuse a bundle ZIP larger than this before reading it."""
 MAX_BUNDLE_MEMBER = 64 * 1024 * 1024
 """Refuse a bundle member that unpacks to more than this (a ZIP is untrusted input)."""
 

@@ -17,7 +17,7 @@ import torch
 from analysis import labels, schemas
 from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream
 from analysis.errors import ConfigError, ImageError
-from analysis.images import check_side, load_image, noise_image
+from analysis.images import check_side, file_sha256, load_image, noise_image, read_verified
 from analysis.models import LOGITS, LoadedModel, get_spec, layer_table, load_model
 from analysis.objectives import Objective, objective_from_dict
 
@@ -56,7 +56,7 @@ class ImageSource:
     @classmethod
     def sample(cls, name: str) -> ImageSource:
         path = _sample_path(name)
-        return cls("sample", name=path.name, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+        return cls("sample", name=path.name, sha256=file_sha256(path))
 
     @classmethod
     def upload(cls, name: str, data: bytes) -> ImageSource:
@@ -70,17 +70,15 @@ class ImageSource:
             scale = min(1.0, max_side / max(height, width))
             return noise_image((max(1, round(height * scale)), max(1, round(width * scale))), self.seed)
         if self.kind == "sample":
-            raw = _sample_path(self.name).read_bytes()
+            raw = read_verified(_sample_path(self.name), self.sha256, self.name)
         elif self.data is not None:
             raw = self.data
+            if self.sha256 and hashlib.sha256(raw).hexdigest() != self.sha256:
+                raise ImageError(f"The image is not the one the recipe was made with ({self.name}, sha256 differs).")
         elif file is not None:
-            raw = Path(file).read_bytes() if Path(file).is_file() else b""
-            if not raw:
-                raise ImageError(f"No image file at {file}.")
+            raw = read_verified(Path(file), self.sha256, self.name)
         else:
             raise ImageError(f"This recipe dreams the file '{self.name}': give it with --image.")
-        if self.sha256 and hashlib.sha256(raw).hexdigest() != self.sha256:
-            raise ImageError(f"The image is not the one the recipe was made with ({self.name}, sha256 differs).")
         named = io.BytesIO(raw)
         named.name = self.name or "the image"  # errors name the user's file, not "the upload"
         return load_image(named, max_side)

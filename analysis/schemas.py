@@ -15,7 +15,6 @@ models, so every range is written once, here.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
@@ -106,6 +105,14 @@ def _sha256(value: str) -> str:
     return value
 
 
+def _file_name(value: str) -> str:
+    """A recipe names its photo by its base name: it is looked up beside the recipe, never elsewhere."""
+    if value in (".", "..") or any(c in value for c in "/\\\0"):
+        raise PydanticCustomError("file_name", "must be a file name without folders")
+    return value
+
+
+FileName = Annotated[str, Field(max_length=255), AfterValidator(_file_name)]
 Sha256 = Annotated[str, AfterValidator(_sha256), Field(json_schema_extra={"pattern": "^[0-9a-f]{64}$"})]
 Seed = bounded(int, 0, MAX_SEED, "seed")
 Side = bounded(int, 16, MAX_DREAM_SIDE, "size", "px")
@@ -223,13 +230,13 @@ class NoiseImage(_Strict):
 
 class SampleImage(_Strict):
     kind: Literal["sample"]
-    name: _text(255, 1)
+    name: Annotated[FileName, Field(min_length=1)]
     sha256: Sha256 | Literal[""] = ""
 
 
 class FileImage(_Strict):
     kind: Literal["file"]
-    name: _text(255)
+    name: FileName
     sha256: Sha256
 
 
@@ -370,9 +377,14 @@ def _depth_of(data: object) -> int:
 Model = TypeVar("Model")
 
 
-@functools.cache
+_ADAPTERS: dict[int, tuple[object, TypeAdapter]] = {}
+
+
 def _adapter(schema: object) -> TypeAdapter:
-    return TypeAdapter(schema)
+    """One TypeAdapter per schema (by identity: Annotated types with dicts inside are not hashable)."""
+    if id(schema) not in _ADAPTERS:
+        _ADAPTERS[id(schema)] = (schema, TypeAdapter(schema))
+    return _ADAPTERS[id(schema)][1]
 
 
 def validate(schema: type[Model], data: object, label: str, section: tuple[str, ...] = ()) -> Model:
@@ -427,8 +439,8 @@ def _problem(error: ErrorDetails) -> str:
     if kind in ("string_too_long", "string_too_short"):
         limit = f"at most {ctx.get('max_length')}" if kind == "string_too_long" else f"at least {ctx.get('min_length')}"
         return f"must be {limit} characters long"
-    if kind == "out_of_range":
-        return f"{ctx['rule']}, got {_shown(got)}"
+    if kind in ("out_of_range", "file_name"):
+        return f"{ctx.get('rule', error['msg'])}, got {_shown(got)}"
     if kind == "literal_error":
         return f"must be {ctx.get('expected')}, got {_shown(got)}"
     return f"{error['msg'][:1].lower()}{error['msg'][1:]}"

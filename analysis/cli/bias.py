@@ -7,10 +7,11 @@ from pathlib import Path
 
 from analysis import bias
 from analysis.cli import print_json
-from analysis.cli.core import Progress, add_config_args, add_device_args, config_from_args, image_source
+from analysis.cli.core import Progress, add_config_args, add_device_args, check_outputs, config_from_args, image_source
 from analysis.cli.study import expand_images
 from analysis.compare import parse_depths
 from analysis.errors import ConfigError
+from analysis.export import write_file
 from analysis.models import DEFAULT_MODEL, LoadedModel, load_model
 
 
@@ -50,6 +51,7 @@ def reading_group(judge: bias.Judge, asked: str | None) -> str:
 
 
 def cmd_bias(args: argparse.Namespace) -> None:
+    check_outputs(args)
     depths = parse_depths(args.depths)
     config = config_from_args(args)
     images = [study_image(item, args.size) for item in expand_images(args.images)]
@@ -69,8 +71,7 @@ def cmd_bias(args: argparse.Namespace) -> None:
         study = bias.run_study([loaded[n] for n in names], depths, images, judges, config, on_step=progress)
     finally:
         progress.close()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    study.table.to_csv(args.out, index=False)
+    write_file(args.out, study.table.to_csv(index=False))
     report = [{"judge": judge.name, "group": groups[judge.name],
                "summary": bias.summary(study.table, groups[judge.name], judge.name).to_dict(orient="records"),
                "reading": bias.reading(study.table, groups[judge.name], judge.name)} for judge in judges]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from tqdm import tqdm
@@ -12,8 +13,8 @@ from analysis import models, schemas
 from analysis.cli import print_json
 from analysis.dream import PRESETS, DreamConfig, dream, preset
 from analysis.errors import ConfigError, ImageError
-from analysis.export import save_png
-from analysis.images import load_image
+from analysis.export import save_png, write_file
+from analysis.images import MAX_IMAGE_FILE_BYTES, file_sha256, load_image
 from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective, Sum
 from analysis.recipes import ImageSource, Recipe, run_recipe
 
@@ -111,17 +112,52 @@ def image_source(arg: str) -> tuple[ImageSource, Path | None]:
     """A path, or the name of a bundled sample."""
     path = Path(arg)
     if path.is_file():
-        return ImageSource("file", name=path.name, sha256=_sha256(path)), path
+        return ImageSource("file", name=path.name, sha256=file_sha256(path)), path
     try:
         return ImageSource.sample(arg), None
     except ImageError:
         raise ImageError(f"No image file at {arg} (and no bundled sample of that name).") from None
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
+def read_input(path: Path, what: str, limit: int) -> bytes:
+    """A file the user names (a recipe, a bundle), its size checked before it is read."""
+    if not path.is_file():
+        raise ConfigError(f"No {what} file at {path}.")
+    size = path.stat().st_size
+    if size > limit:
+        raise ConfigError(f"{path} is {size / 2**20:.0f} MB; a {what} file is at most {limit // 2**20} MB.")
+    return path.read_bytes()
 
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+def check_outputs(args: argparse.Namespace, files: tuple[str, ...] = ("out",), folders: tuple[str, ...] = ()) -> None:
+    """Before the work starts, every output path the command will write can be written: a folder given where a
+    file belongs (or the other way round), a parent that is a file, or no permission is one line now, not a
+    traceback after the work is done. files and folders name the args attributes (None: not given)."""
+    for names, folder in ((files, False), (folders, True)):
+        for name in names:
+            path = getattr(args, name)
+            if path is not None:
+                check_output(Path(path), "--" + name.replace("_", "-"), folder)
+
+
+def check_output(path: Path, flag: str, folder: bool = False) -> None:
+    want = "folder" if folder else "file"
+    try:
+        if path.exists():
+            if path.is_dir() != folder:
+                raise ConfigError(f"{flag} {path} is a {'file' if folder else 'folder'}: give a {want} name.")
+            if not os.access(path, os.W_OK):
+                raise ConfigError(f"{flag} {path} cannot be written (no permission).")
+            return
+        ancestor = path.parent
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+    except OSError as err:  # a name too long, a path through something unreadable
+        raise ConfigError(f"{flag} {path} cannot be written ({err.strerror or type(err).__name__}).") from None
+    if not ancestor.is_dir():
+        raise ConfigError(f"{flag} {path} cannot be written: {ancestor} is a file, not a folder.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path} cannot be written: no permission to create it in {ancestor}.")
 
 
 class Progress:
@@ -146,7 +182,8 @@ def cmd_schema(args: argparse.Namespace) -> None:
     if args.out is None:
         print(text, end="")
         return
-    args.out.write_text(text)
+    check_outputs(args)
+    write_file(args.out, text)
     print(f"wrote the {args.kind} schema to {args.out}")
 
 
@@ -214,12 +251,11 @@ def build_objective(args: argparse.Namespace, model: models.LoadedModel) -> Obje
 
 
 def cmd_dream(args: argparse.Namespace) -> None:
+    check_outputs(args, ("out", "recipe_out"))
     progress = Progress("dreaming")
     try:
-        if args.recipe:
-            if not args.recipe.is_file():
-                raise ConfigError(f"No recipe file at {args.recipe}.")
-            recipe = Recipe.from_json(args.recipe.read_bytes())
+        if args.recipe:  # recipe JSON, or the dream PNG that carries it
+            recipe = Recipe.from_json(read_input(args.recipe, "recipe", MAX_IMAGE_FILE_BYTES))
             file = Path(args.image) if args.image else None
             model = load_from_args(args, recipe.model, recipe.precision)
             result = run_recipe(recipe, model, file, on_step=progress)
@@ -241,8 +277,7 @@ def cmd_dream(args: argparse.Namespace) -> None:
         progress.close()
     save_png(args.out, result.image, result.metadata)
     if args.recipe_out:
-        args.recipe_out.parent.mkdir(parents=True, exist_ok=True)
-        args.recipe_out.write_text(json.dumps(result.metadata["recipe"], indent=2))
+        write_file(args.recipe_out, json.dumps(result.metadata["recipe"], indent=2))
     if args.json:
         print_json(result.metadata)
     else:
