@@ -152,7 +152,7 @@ class AnimationRecipe:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> AnimationRecipe:
-        return cls.from_dict(read_json(text, "animation recipe"))
+        return cls.from_dict(read_json(text))
 
     def finished(self, animation: Animation) -> AnimationRecipe:
         """This recipe cut to the frames a (possibly cancelled) run finished: it replays exactly those."""

@@ -584,7 +584,7 @@ class GridRecipe:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> GridRecipe:
-        return cls.from_dict(read_json(text, "grid recipe"))
+        return cls.from_dict(read_json(text))
 
 
 def replay_grid(recipe: GridRecipe, load: Callable[[str], LoadedModel] = load_model,
