@@ -74,8 +74,9 @@ def write_file(path: Path, data: bytes | str) -> Path:
     return path
 
 
-def read_png_metadata(source: Path | bytes) -> dict:
-    """The metadata a result PNG carries ({} when it has none)."""
+def read_png_metadata(source: Path | bytes, check: bool = True) -> dict:
+    """The metadata a result PNG carries ({} when it has none). check: the values the tool reads are of the
+    types it writes (schemas.ResultMetadata); a caller that looks at the record first checks it itself."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as picture:
             text = picture.info.get(METADATA_KEY)  # text chunks before the pixels: no need to decode the image
@@ -86,6 +87,8 @@ def read_png_metadata(source: Path | bytes) -> dict:
     metadata = schemas.parse_json(text, "PNG's metadata")
     if not isinstance(metadata, dict):
         raise ImageError("The PNG's metadata is not what this tool writes.")
+    if check:
+        schemas.validate(schemas.ResultMetadata, metadata, "PNG's metadata", worded=False)
     return metadata
 
 

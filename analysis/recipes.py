@@ -143,7 +143,7 @@ class Recipe:
         if isinstance(text, bytes) and text.startswith(PNG_SIGNATURE):
             from analysis.export import read_png_metadata  # export builds on recipes: imported here, not above
 
-            metadata = read_png_metadata(text)
+            metadata = read_png_metadata(text, check=False)  # what it is first, then whether it is well-formed
             if "animation" in metadata:
                 raise ConfigError("This is a frame of an animation: replay the animation from its recipe "
                                   "(the Recipe beside its video) with 'python -m analysis zoom --recipe'.")
@@ -152,10 +152,11 @@ class Recipe:
                                   "(its bundle ZIP) or on the dashboard's Export page.")
             if not isinstance(metadata.get("recipe"), dict):
                 raise ConfigError("This PNG carries no recipe (only dreams made by this tool on one image do).")
-            result = schemas.validate(schemas.ResultMetadata, metadata, "PNG's metadata")
-            recipe = cls.from_schema(schemas.validate(schemas.DreamRecipeFile, result.recipe, "recipe"))
-            if result.steps not in (None, recipe.config.total_steps):
-                raise ConfigError(f"This dream was stopped after {result.steps} of "
+            schemas.validate(schemas.ResultMetadata, metadata, "PNG's metadata", worded=False)
+            recipe = cls.from_dict(metadata["recipe"])
+            steps = metadata.get("steps")
+            if steps not in (None, recipe.config.total_steps):
+                raise ConfigError(f"This dream was stopped after {steps} of "
                                   f"{recipe.config.total_steps} steps: its recipe would dream all of them.")
             return recipe
         return cls.from_dict(read_json(text))

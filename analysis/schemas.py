@@ -297,13 +297,45 @@ class GridRecipeFile(_Strict):
         return self
 
 
-class ResultMetadata(BaseModel):
-    """The part of a result PNG's metadata a replay reads (the rest is the run record, free-form)."""
+class _Open(BaseModel):
+    """Typed where the tool reads a value, free elsewhere: a result's metadata is a run record that grows."""
 
-    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
+    model_config = ConfigDict(strict=True, extra="allow")
 
-    recipe: dict | None = None
+
+class _RecordedSettings(_Open):
+    octave_scale: float | None = None
+    step_size: float | None = None
+    zoom: float | None = None
+    rotation: float | None = None
+
+
+class _RecordedMotion(_Open):
+    frames: int | None = None
+    zoom: float | None = None
+    rotation: float | None = None
+
+
+class _RecordedRecipe(_Open):
+    image: dict | None = None
+    max_side: int | None = None
+
+
+class ResultMetadata(_Open):
+    """What the tool reads from a result PNG's metadata (a grid labels its cells with it, a replay takes its
+    recipe): each of these of the type the tool writes, so a hostile PNG is one line, not a traceback."""
+
+    model: str | None = None
+    training_data: str | None = None
+    layers: list[str] | None = None
+    objective_text: str | None = None
+    seed: int | None = None
+    config: _RecordedSettings | None = None
+    animation: _RecordedMotion | None = None
+    recipe: _RecordedRecipe | None = None
     steps: Annotated[int, Field(ge=0)] | None = None
+    versions: dict[str, str | None] | None = None
+    device: str | None = None
 
 
 SCHEMAS: dict[str, type[BaseModel]] = {
@@ -387,11 +419,13 @@ def _adapter(schema: object) -> TypeAdapter:
     return _ADAPTERS[id(schema)][1]
 
 
-def validate(schema: type[Model], data: object, label: str, section: tuple[str, ...] = ()) -> Model:
+def validate(schema: type[Model], data: object, label: str, section: tuple[str, ...] = (), worded: bool = True
+             ) -> Model:
     """data checked against schema (a model, or a type such as StartImage); the first problem becomes one
     ConfigError line naming the field.
 
-    section: where data sits in a file (("config",) for a DreamConfig), for the wording of errors.
+    section: where data sits in a file (("config",) for a DreamConfig), for the wording of errors;
+    worded=False: plain wording (path: problem) for files that are not recipes, such as a PNG's run record.
     """
     if _depth_of(data) > MAX_JSON_DEPTH:
         raise ConfigError(f"The {label} is nested more than {MAX_JSON_DEPTH} levels deep.")
@@ -399,7 +433,7 @@ def validate(schema: type[Model], data: object, label: str, section: tuple[str, 
         return _adapter(schema).validate_python(data)
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
-        raise ConfigError(describe(first, label, section)) from None
+        raise ConfigError(describe(first, label, section, worded)) from None
 
 
 # ---------------------------------------------------------------- one line per problem
@@ -446,8 +480,8 @@ def _problem(error: ErrorDetails) -> str:
     return f"{error['msg'][:1].lower()}{error['msg'][1:]}"
 
 
-def describe(error: ErrorDetails, label: str, section: tuple[str, ...] = ()) -> str:
-    """One line for one validation error, worded for where it is in the file."""
+def describe(error: ErrorDetails, label: str, section: tuple[str, ...] = (), worded: bool = True) -> str:
+    """One line for one validation error, worded for where it is in a recipe (worded) or plainly."""
     kind, ctx = error["type"], error.get("ctx") or {}
     at = tuple(ctx["at"].split(".")) if ctx.get("at") else ()  # a check on the whole file names its field
     loc = (*section, *(part for part in error["loc"] if not (isinstance(part, str) and "=" in part)), *at)
@@ -462,6 +496,8 @@ def describe(error: ErrorDetails, label: str, section: tuple[str, ...] = ()) -> 
         choices = ctx.get("expected") or ""
         return f"Unknown {field} {_shown(got)} in the {label}" + (f": choose {choices}." if choices else ".")
     where = _path(loc)
+    if not worded:
+        return f"The {label} is malformed: {where or 'it'} {_problem(error)}."
     if "objective" in loc[:-1]:  # inside the objective (a missing objective is a missing key below)
         at = loc.index("objective")
         inner, outer = loc[at + 1:], _path(loc[:at])

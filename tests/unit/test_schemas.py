@@ -23,7 +23,7 @@ from analysis.animation import AnimationRecipe, ZoomSettings
 from analysis.cli import main
 from analysis.dream import DreamConfig
 from analysis.errors import ConfigError, LabError
-from analysis.export import METADATA_KEY, load_grid_recipe
+from analysis.export import METADATA_KEY, GridItem, arrange, bundle_zip, load_grid_recipe, read_png_metadata
 from analysis.recipes import Recipe
 
 REPO_SCHEMAS = schemas.__file__.rsplit("/analysis/", 1)[0] + "/docs/schemas"
@@ -80,7 +80,26 @@ def _png(data: bytes) -> object:
     return Recipe.from_json(buffer.getvalue())
 
 
-READERS = {"recipe": (DREAM, _recipe), "zoom": (ZOOM, _zoom), "bundle": (GRID, _bundle), "png": (DREAM, _png)}
+RUN_RECORD = {"model": "efficientnet_lite0", "training_data": "ImageNet", "layers": ["_blocks.3"],
+              "objective_text": "L2 of block3", "seed": 3, "config": DREAM["config"], "steps": 2,
+              "weights_sha256": "a" * 64, "versions": {"inceptionism": "0.3.0", "torch": "2"}, "device": "cpu",
+              "precision": "fp32", "recipe": DREAM, "animation": {"frames": 4, "zoom": 0.05, "rotation": 1.0}}
+
+
+def _grid_of_pngs(data: bytes) -> object:
+    """Result PNGs laid out as a grid and bundled, as `grid A.png B.png --bundle` and the Export page do."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text(METADATA_KEY, data.decode())
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=info)
+    items = [GridItem(Image.new("RGB", (8, 8)), read_png_metadata(buffer.getvalue()), "a"),
+             GridItem(Image.new("RGB", (8, 8), "red"), {**RUN_RECORD, "seed": 4}, "b")]
+    grid = arrange(items)
+    return grid.png(), bundle_zip(grid)
+
+
+READERS = {"recipe": (DREAM, _recipe), "zoom": (ZOOM, _zoom), "bundle": (GRID, _bundle), "png": (DREAM, _png),
+           "grid of PNGs": (RUN_RECORD, _grid_of_pngs)}
 
 
 # ---------------------------------------------------------------- the valid files are read
@@ -181,6 +200,8 @@ def _check_result(result: object) -> None:
     elif isinstance(result, AnimationRecipe):
         schemas.validate(schemas.AnimationRecipeFile, result.to_dict(), "animation recipe")
         _is_sound(result.dream)
+    elif isinstance(result[0], bytes):  # a grid of PNGs: it rendered
+        assert result[0].startswith(b"\x89PNG")
     else:
         grid, _inputs = result
         schemas.validate(schemas.GridRecipeFile, grid.to_dict(), "grid recipe")
