@@ -231,7 +231,8 @@ class NoiseImage(_Strict):
 class SampleImage(_Strict):
     kind: Literal["sample"]
     name: Annotated[FileName, Field(min_length=1)]
-    sha256: Sha256 | Literal[""] = ""
+    sha256: Annotated[str, AfterValidator(lambda v: v and _sha256(v)),
+                      Field(json_schema_extra={"pattern": "^([0-9a-f]{64})?$"})] = ""  # "": not checked
 
 
 class FileImage(_Strict):

@@ -275,6 +275,10 @@ def _with(document: dict, path: tuple, value: object) -> bytes:
     (("objective", "terms", 0, "objective", "channels"), [99_999], "Channel 99999 does not exist"),
     (("objective", "terms", 0, "objective", "layer"), "block99", "no dream-able layer 'block99'"),
     (("model",), ["efficientnet_lite0"], "model is not text"),
+    (("image",), {"kind": "sample", "name": "cat_chelsea.png", "sha256": "xyz"}, "image.sha256 is not a sha256"),
+    (("image",), {"kind": "file", "name": "../../etc/passwd", "sha256": "0" * 64},
+     "image.name must be a file name without folders"),
+    (("image",), {"kind": "film"}, "Unknown image kind 'film' in the"),
     (("precision",), "fp8", "Unknown precision 'fp8' in the"),
     (("colour",), "red", "colour is not a known key"),
 ])
