@@ -22,9 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from analysis import schemas
 from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream, run_metadata
 from analysis.errors import ConfigError
-from analysis.export import Grid, GridItem, settings_footnote
+from analysis.export import Grid, GridItem, settings_footnote, write_file
 from analysis.images import tensor_to_pil
 from analysis.models import LoadedModel, load_model
 from analysis.objectives import Objective
@@ -41,31 +42,21 @@ class ZoomSettings:
     fps: int = 12
 
     def validate(self) -> ZoomSettings:
-        checks = [
-            (1 <= self.frames <= 1000, "frames must be 1 to 1000"),
-            (0 <= self.zoom <= 0.5, "zoom per frame must be 0 to 0.5"),
-            (-45 <= self.rotation <= 45, "rotation per frame must be -45 to 45 degrees"),
-            (1 <= self.fps <= 60, "frames per second must be 1 to 60"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"Invalid animation setting: {message}.")
+        """Every value of the right type and in range (the ranges live in analysis.schemas.ZoomSettingsSchema)."""
+        schemas.validate(schemas.ZoomSettingsSchema, self.to_dict(), "animation settings", section=("zoom",))
         return self
 
     def to_dict(self) -> dict:
         return {"frames": self.frames, "zoom": self.zoom, "rotation": self.rotation, "fps": self.fps}
 
     @classmethod
-    def from_dict(cls, data: dict) -> ZoomSettings:
+    def from_dict(cls, data: object) -> ZoomSettings:
         """From a recipe's 'zoom': every value checked, anything else one clear ConfigError."""
-        try:
-            settings = cls(int(data["frames"]), float(data["zoom"]), float(data.get("rotation", 0.0)),
-                           int(data.get("fps", 12)))
-        except KeyError as err:
-            raise ConfigError(f"The animation recipe's zoom settings lack {err}.") from None
-        except (TypeError, ValueError, OverflowError) as err:
-            raise ConfigError(f"The animation recipe's zoom settings are malformed ({err}).") from None
-        return settings.validate()
+        return cls.from_schema(schemas.validate(schemas.ZoomSettingsSchema, data, "animation recipe", ("zoom",)))
+
+    @classmethod
+    def from_schema(cls, settings: schemas.ZoomSettingsSchema) -> ZoomSettings:
+        return cls(**settings.model_dump())
 
 
 @dataclass
@@ -101,6 +92,7 @@ def zoom_dream(model: LoadedModel, start: torch.Tensor, objective: Objective, co
     """
     settings.validate()
     config.validate()
+    schemas.check_seed_range(config.seed, settings.frames)  # before the first frame, not at the one that fails
     per_frame = config.total_steps
     total = settings.frames * per_frame
     started = time.perf_counter()
@@ -137,6 +129,9 @@ class AnimationRecipe:
     dream: Recipe
     zoom: ZoomSettings
 
+    def __post_init__(self) -> None:
+        schemas.check_seed_range(self.dream.config.seed, self.zoom.frames)
+
     def to_dict(self) -> dict:
         return {"recipe_version": RECIPE_VERSION, "kind": "animation", "zoom": self.zoom.to_dict(),
                 "dream": self.dream.to_dict()}
@@ -151,15 +146,10 @@ class AnimationRecipe:
                               "'python -m analysis dream --recipe'.")
         if not isinstance(data, dict) or data.get("kind") != "animation":
             raise ConfigError("This is not an animation recipe (it needs \"kind\": \"animation\").")
-        version = data.get("recipe_version", RECIPE_VERSION)
-        if not isinstance(version, int):
-            raise ConfigError("The animation recipe is malformed (its recipe_version is not a whole number).")
-        if version > RECIPE_VERSION:
-            raise ConfigError("This animation recipe was written by a newer version of the tool.")
         if not isinstance(data.get("zoom"), dict) or not isinstance(data.get("dream"), dict):
             raise ConfigError("The animation recipe is incomplete: it needs 'zoom' and 'dream' sections.")
-        zoom = ZoomSettings.from_dict(data["zoom"])
-        return cls(Recipe.from_dict(data["dream"]), zoom)
+        recipe = schemas.validate(schemas.AnimationRecipeFile, data, "animation recipe")
+        return cls(Recipe.from_schema(recipe.dream, "animation recipe"), ZoomSettings.from_schema(recipe.zoom))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> AnimationRecipe:
@@ -257,7 +247,4 @@ def video_bytes(frames: list[torch.Tensor], suffix: str, fps: int = 12) -> bytes
 def write_video(path: Path, frames: list[torch.Tensor], fps: int = 12) -> Path:
     """Write frames as .gif or .mp4, chosen by the file name."""
     path = Path(path)
-    data = video_bytes(frames, path.suffix, fps)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+    return write_file(path, video_bytes(frames, path.suffix, fps))

@@ -12,18 +12,17 @@ import math
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from analysis import allocator
+from analysis import allocator, schemas
 from analysis.errors import ConfigError
 from analysis.images import resize
 from analysis.models import LoadedModel, count_hooks, cpu_kind
 from analysis.objectives import Objective
 
-NORMALISATIONS = ("mean-abs", "std", "laplacian")
 OnStep = Callable[[int, int, "torch.Tensor | None"], None]
 ShouldCancel = Callable[[], bool]
 
@@ -41,19 +40,8 @@ class DreamConfig:
     tile_size: int = 0  # px; 0 = whole image at once
 
     def validate(self) -> DreamConfig:
-        checks = [
-            (1 <= self.octaves <= 10, "octaves must be 1 to 10"),
-            (1.05 <= self.octave_scale <= 3.0, "octave scale must be 1.05 to 3"),
-            (1 <= self.iterations <= 500, "iterations per octave must be 1 to 500"),
-            (0 < self.step_size <= 0.5, "step size must be above 0 and at most 0.5"),
-            (0 <= self.jitter <= 256, "jitter must be 0 to 256 px"),
-            (self.normalization in NORMALISATIONS, f"normalisation must be one of {', '.join(NORMALISATIONS)}"),
-            (0 <= self.seed < 2**63, "seed must be a non-negative integer"),
-            (self.tile_size == 0 or 64 <= self.tile_size <= 4096, "tile size must be 0 (off) or 64 to 4096 px"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"Invalid setting: {message}.")
+        """Every value of the right type and in range (the ranges live in analysis.schemas.DreamSettings)."""
+        schemas.validate(schemas.DreamSettings, self.to_dict(), "settings", section=("config",))
         return self
 
     @property
@@ -65,14 +53,12 @@ class DreamConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> DreamConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
-        try:
-            return cls(**data).validate()
-        except TypeError as err:
-            raise ConfigError(f"Invalid settings: {err}.") from None
+        """From a dict of settings (missing ones take their defaults); one ConfigError for anything else."""
+        return cls.from_schema(schemas.validate(schemas.DreamSettings, data, "settings", section=("config",)))
+
+    @classmethod
+    def from_schema(cls, settings: schemas.DreamSettings) -> DreamConfig:
+        return cls(**settings.model_dump())
 
 
 @dataclass(frozen=True)

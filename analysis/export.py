@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
+import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
+from analysis import schemas
 from analysis.dream import OnStep, ShouldCancel, library_versions
 from analysis.errors import ConfigError, ImageError
 from analysis.images import tensor_to_pil
@@ -51,14 +54,29 @@ def png_bytes(image: torch.Tensor | Image.Image, metadata: dict | None = None) -
 
 
 def save_png(path: Path, image: torch.Tensor | Image.Image, metadata: dict | None = None) -> Path:
+    return write_file(path, png_bytes(image, metadata))
+
+
+def write_file(path: Path, data: bytes | str) -> Path:
+    """Write a result: to a temporary file beside the destination, then renamed onto it, so a failed write
+    never leaves half a file where the user expects a result (nor destroys the one that was there)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png_bytes(image, metadata))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
+                                         delete=False) as part:
+            part.write(data.encode() if isinstance(data, str) else data)
+        os.replace(part.name, path)
+    except OSError as err:
+        if "part" in locals():
+            Path(part.name).unlink(missing_ok=True)
+        raise ConfigError(f"Could not write {path} ({err.strerror or type(err).__name__}).") from None
     return path
 
 
-def read_png_metadata(source: Path | bytes) -> dict:
-    """The metadata a result PNG carries ({} when it has none)."""
+def read_png_metadata(source: Path | bytes, check: bool = True) -> dict:
+    """The metadata a result PNG carries ({} when it has none). check: the values the tool reads are of the
+    types it writes (schemas.ResultMetadata); a caller that looks at the record first checks it itself."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as picture:
             text = picture.info.get(METADATA_KEY)  # text chunks before the pixels: no need to decode the image
@@ -66,12 +84,11 @@ def read_png_metadata(source: Path | bytes) -> dict:
         raise ImageError(f"Not a readable PNG ({type(err).__name__}).") from None
     if not text:
         return {}
-    try:
-        metadata = json.loads(text)
-    except json.JSONDecodeError:
-        raise ImageError("The PNG's metadata is not valid JSON.") from None
+    metadata = schemas.parse_json(text, "PNG's metadata")
     if not isinstance(metadata, dict):
         raise ImageError("The PNG's metadata is not what this tool writes.")
+    if check:
+        schemas.validate(schemas.ResultMetadata, metadata, "PNG's metadata", worded=False)
     return metadata
 
 
@@ -520,7 +537,9 @@ def arrange(items: Sequence[GridItem], rows_by: str | None = None, cols_by: str 
 
 # ---------------------------------------------------------------- grid recipes and bundles
 
-GRID_RECIPE_VERSION = 1
+GRID_RECIPE_VERSION = schemas.GRID_RECIPE_VERSION
+MAX_BUNDLE_BYTES = 1024 * 1024 * 1024
+"""Refuse a bundle ZIP larger than this before reading it."""
 MAX_BUNDLE_MEMBER = 64 * 1024 * 1024
 """Refuse a bundle member that unpacks to more than this (a ZIP is untrusted input)."""
 
@@ -560,18 +579,11 @@ class GridRecipe:
             return cls([[Recipe.from_dict(data)]])
         if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
             raise ConfigError("This is not a grid recipe (no 'cells').")
-        if data.get("grid_recipe_version", GRID_RECIPE_VERSION) > GRID_RECIPE_VERSION:
-            raise ConfigError("This grid recipe was written by a newer version of the tool.")
-        if not all(isinstance(row, list) for row in data["cells"]):
-            raise ConfigError("The grid recipe's cells must be a list of rows.")
-        cells = [[Recipe.from_dict(cell) if cell is not None else None for cell in row] for row in data["cells"]]
-        if not any(cell for row in cells for cell in row):
-            raise ConfigError("The grid recipe has no cells to dream.")
-        side = data.get("cell_side")
-        if side is not None and not (isinstance(side, int) and 16 <= side <= 4096):
-            raise ConfigError("The grid recipe's cell_side must be 16 to 4096 px.")
-        rows, cols = ([str(x) for x in data.get(key) or []] for key in ("row_labels", "col_labels"))
-        return cls(cells, rows, cols, str(data.get("title") or ""), str(data.get("footnote") or ""), side)
+        grid = schemas.validate(schemas.GridRecipeFile, data, "grid recipe")
+        cells = [[Recipe.from_schema(cell, f"grid recipe's cells[{r}][{c}]") if cell is not None else None
+                  for c, cell in enumerate(row)] for r, row in enumerate(grid.cells)]
+        return cls(cells, list(grid.row_labels), list(grid.col_labels), grid.title or "", grid.footnote or "",
+                   grid.cell_side)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> GridRecipe:

@@ -7,8 +7,11 @@ with one clear line, and returns float tensors (3, H, W) in [0, 1].
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,34 +25,80 @@ from analysis.errors import ImageError
 MAX_INPUT_PIXELS = 64_000_000
 """Refuse files that decode to more than this many pixels (decompression bombs)."""
 
+MAX_IMAGE_FILE_BYTES = 256 * 2**20
+"""Refuse image files larger than this before reading them (a 64-megapixel PNG is well under it)."""
+
 MAX_DREAM_SIDE = 4096
 """The longest side a dream may have; tiling keeps memory bounded up to it."""
 
 ImageSource = str | Path | bytes | BinaryIO
 
 
-def _open(source: ImageSource) -> Image.Image:
-    name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "the upload")
-    if isinstance(source, (str, Path)) and not Path(source).is_file():
-        raise ImageError(f"No image file at {source}.")
+@contextmanager
+def opened(source: ImageSource) -> Iterator[Image.Image]:
+    """An untrusted image, decoded, for the with-block; the picture and its file are closed on every path
+    (a truncated or oversized file once left its file open: a ResourceWarning after the error line)."""
+    if isinstance(source, (str, Path)):
+        check_file(Path(source))
+        with open(source, "rb") as stream, _decoded(stream, str(source)) as image:
+            yield image
+        return
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    with _decoded(stream, getattr(source, "name", "the upload")) as image:
+        yield image
+
+
+@contextmanager
+def _decoded(stream: BinaryIO, name: str) -> Iterator[Image.Image]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(stream)
-            if image.width * image.height > MAX_INPUT_PIXELS:
-                raise ImageError(
-                    f"{name} is {image.width}x{image.height} pixels; the limit is "
-                    f"{MAX_INPUT_PIXELS // 1_000_000} megapixels."
-                )
-            image.load()
-    except ImageError:
-        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{name} is too large to decode safely.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageError(f"{name} is not a readable image ({type(err).__name__}).") from None
-    return image
+    with image:
+        if image.width * image.height > MAX_INPUT_PIXELS:
+            raise ImageError(f"{name} is {image.width}x{image.height} pixels; the limit is "
+                             f"{MAX_INPUT_PIXELS // 1_000_000} megapixels.")
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as err:
+            raise ImageError(f"{name} is not a readable image ({type(err).__name__}).") from None
+        yield image
+
+
+def check_file(path: Path, limit: int | None = None) -> int:
+    """The size of an image file, once it is known to be one within the limit (checked before it is read)."""
+    limit = MAX_IMAGE_FILE_BYTES if limit is None else limit
+    if not path.is_file():
+        raise ImageError(f"No image file at {path}.")
+    size = path.stat().st_size
+    if size > limit:
+        raise ImageError(f"{path} is {size / 2**20:.0f} MB; the limit for an image file is {limit // 2**20} MB.")
+    return size
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of an image file within the size limit, hashed while streaming (never held whole in memory)."""
+    check_file(path)
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def read_verified(path: Path, sha256: str, name: str) -> bytes:
+    """A file a recipe names: its size checked, then its sha256 while streaming, and only then its bytes.
+
+    A wrong file (or one too large) is refused without ever being read into memory whole.
+    """
+    if sha256 and file_sha256(path) != sha256:
+        raise ImageError(f"The image is not the one the recipe was made with ({name}, sha256 differs).")
+    check_file(path)
+    raw = path.read_bytes()
+    if sha256 and hashlib.sha256(raw).hexdigest() != sha256:  # it changed between the two reads
+        raise ImageError(f"The image is not the one the recipe was made with ({name}, sha256 differs).")
+    return raw
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -70,7 +119,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def load_image(source: ImageSource, max_side: int | None = None) -> torch.Tensor:
     """Open an untrusted image as a (3, H, W) float tensor in [0, 1], longest side <= max_side."""
-    image = to_rgb(_open(source))
+    with opened(source) as picture:
+        image = to_rgb(picture)  # a new picture: independent of the file closed below
     if max_side is not None:
         image = fit_pil(image, max_side)
     return pil_to_tensor(image)

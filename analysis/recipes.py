@@ -18,14 +18,14 @@ from pathlib import Path
 
 import torch
 
-from analysis import labels
+from analysis import labels, schemas
 from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream
 from analysis.errors import ConfigError, ImageError
-from analysis.images import MAX_DREAM_SIDE, check_side, load_image, noise_image
-from analysis.models import PRECISIONS, LoadedModel, load_model
+from analysis.images import check_side, file_sha256, load_image, noise_image, read_verified
+from analysis.models import LOGITS, LoadedModel, get_spec, layer_table, load_model
 from analysis.objectives import Objective, objective_from_dict
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = schemas.RECIPE_VERSION
 
 
 @dataclass
@@ -48,18 +48,19 @@ class ImageSource:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict) -> ImageSource:
-        kind = data.get("kind")
-        if kind == "noise":
-            return cls("noise", size=tuple(data.get("size", (224, 224))), seed=int(data.get("seed", 0)))
-        if kind in ("sample", "file"):
-            return cls(kind, name=str(data.get("name", "")), sha256=str(data.get("sha256", "")))
-        raise ConfigError(f"Unknown image kind '{kind}' in the recipe.")
+    def from_dict(cls, data: object) -> ImageSource:
+        return cls.from_schema(schemas.validate(schemas.StartImage, data, "recipe", section=("image",)))
+
+    @classmethod
+    def from_schema(cls, image: schemas.NoiseImage | schemas.SampleImage | schemas.FileImage) -> ImageSource:
+        if isinstance(image, schemas.NoiseImage):
+            return cls("noise", size=(image.size[0], image.size[1]), seed=image.seed)
+        return cls(image.kind, name=image.name, sha256=image.sha256)
 
     @classmethod
     def sample(cls, name: str) -> ImageSource:
         path = _sample_path(name)
-        return cls("sample", name=path.name, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+        return cls("sample", name=path.name, sha256=file_sha256(path))
 
     @classmethod
     def upload(cls, name: str, data: bytes) -> ImageSource:
@@ -71,19 +72,17 @@ class ImageSource:
         if self.kind == "noise":
             height, width = self.size
             scale = min(1.0, max_side / max(height, width))
-            return noise_image((round(height * scale), round(width * scale)), self.seed)
+            return noise_image((max(1, round(height * scale)), max(1, round(width * scale))), self.seed)
         if self.kind == "sample":
-            raw = _sample_path(self.name).read_bytes()
+            raw = read_verified(_sample_path(self.name), self.sha256, self.name)
         elif self.data is not None:
             raw = self.data
+            if self.sha256 and hashlib.sha256(raw).hexdigest() != self.sha256:
+                raise ImageError(f"The image is not the one the recipe was made with ({self.name}, sha256 differs).")
         elif file is not None:
-            raw = Path(file).read_bytes() if Path(file).is_file() else b""
-            if not raw:
-                raise ImageError(f"No image file at {file}.")
+            raw = read_verified(Path(file), self.sha256, self.name)
         else:
             raise ImageError(f"This recipe dreams the file '{self.name}': give it with --image.")
-        if self.sha256 and hashlib.sha256(raw).hexdigest() != self.sha256:
-            raise ImageError(f"The image is not the one the recipe was made with ({self.name}, sha256 differs).")
         named = io.BytesIO(raw)
         named.name = self.name or "the image"  # errors name the user's file, not "the upload"
         return load_image(named, max_side)
@@ -100,14 +99,9 @@ def _sample_path(name: str) -> Path:
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def read_json(text: str | bytes) -> object:
-    """Parse an untrusted recipe file: anything that is not JSON is one clear error."""
-    try:
-        return json.loads(text)
-    except UnicodeDecodeError:
-        raise ConfigError("The recipe is not a text file (a recipe is JSON; is this an image or a ZIP?).") from None
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"The recipe is not valid JSON ({err.__class__.__name__}).") from None
+def read_json(text: str | bytes, label: str = "recipe") -> object:
+    """Parse an untrusted recipe file: too large, too deep or not JSON is one clear error."""
+    return schemas.parse_json(text, label)
 
 
 @dataclass
@@ -138,21 +132,15 @@ class Recipe:
                               "'python -m analysis grid --recipe' or on the dashboard's Export page.")
         if not isinstance(data, dict) or "model" not in data:
             raise ConfigError("This is not a dream recipe (no 'model').")
-        try:
-            version, max_side = int(data.get("recipe_version", RECIPE_VERSION)), int(data.get("max_side", 512))
-            if version > RECIPE_VERSION:
-                raise ConfigError("This recipe was written by a newer version of the tool.")
-            if not 16 <= max_side <= MAX_DREAM_SIDE:
-                raise ConfigError(f"Recipe size {max_side} px is out of range (16 to {MAX_DREAM_SIDE}).")
-            precision = str(data.get("precision", "fp32"))
-            if precision not in PRECISIONS:
-                raise ConfigError(f"Unknown precision '{precision}' in the recipe.")
-            recipe = cls(model=str(data["model"]), objective=dict(data["objective"]),
-                         config=DreamConfig.from_dict(dict(data.get("config", {}))),
-                         image=ImageSource.from_dict(dict(data["image"])), max_side=max_side, precision=precision)
-        except (KeyError, TypeError, ValueError) as err:
-            raise ConfigError(f"The recipe is incomplete or malformed ({err}).") from None
-        recipe.build_objective()  # a malformed objective is refused here, not halfway through a run
+        return cls.from_schema(schemas.validate(schemas.DreamRecipeFile, data, "recipe"))
+
+    @classmethod
+    def from_schema(cls, data: schemas.DreamRecipeFile, label: str = "recipe") -> Recipe:
+        """From a validated recipe: the model must exist and its objective fit it, checked before any run."""
+        recipe = cls(model=data.model, objective=data.objective.model_dump(), config=DreamConfig.from_schema(data.config),
+                     image=ImageSource.from_schema(data.image), max_side=data.max_side, precision=data.precision)
+        check_objective_fits(recipe.model, recipe.objective, label)
+        recipe.build_objective()  # a malformed objective (a guide that is no image) is refused here, not halfway
         return recipe
 
     @classmethod
@@ -161,19 +149,20 @@ class Recipe:
         if isinstance(text, bytes) and text.startswith(PNG_SIGNATURE):
             from analysis.export import read_png_metadata  # export builds on recipes: imported here, not above
 
-            metadata = read_png_metadata(text)
-            obstacle = replay_obstacle(metadata)
-            if obstacle == "animation":
+            metadata = read_png_metadata(text, check=False)  # what it is first, then whether it is well-formed
+            if "animation" in metadata:
                 raise ConfigError("This is a frame of an animation: replay the animation from its recipe "
                                   "(the Recipe beside its video) with 'python -m analysis zoom --recipe'.")
             if "grid_recipe" in metadata:
                 raise ConfigError("This is a grid: replay it with 'python -m analysis grid --recipe' "
                                   "(its bundle ZIP) or on the dashboard's Export page.")
-            if obstacle == "no recipe":
+            if not isinstance(metadata.get("recipe"), dict):
                 raise ConfigError("This PNG carries no recipe (only dreams made by this tool on one image do).")
+            schemas.validate(schemas.ResultMetadata, metadata, "PNG's metadata", worded=False)
             recipe = cls.from_dict(metadata["recipe"])
-            if obstacle == "stopped":
-                raise ConfigError(f"This dream was stopped after {metadata['steps']} of "
+            steps = metadata.get("steps")
+            if steps not in (None, recipe.config.total_steps):
+                raise ConfigError(f"This dream was stopped after {steps} of "
                                   f"{recipe.config.total_steps} steps: its recipe would dream all of them.")
             return recipe
         return cls.from_dict(read_json(text))
@@ -195,9 +184,38 @@ def replay_obstacle(metadata: dict) -> str | None:
         return "animation"
     if not isinstance(recipe, dict):
         return "no recipe"
-    config = recipe.get("config") or {}
-    total = config["octaves"] * config["iterations"] if "octaves" in config and "iterations" in config else None
+    config = recipe.get("config") if isinstance(recipe.get("config"), dict) else {}
+    octaves, iterations = config.get("octaves"), config.get("iterations")
+    total = octaves * iterations if isinstance(octaves, int) and isinstance(iterations, int) else None
     return "stopped" if metadata.get("steps") not in (None, total) else None
+
+
+def check_objective_fits(model: str, objective: dict, label: str = "recipe") -> None:
+    """The objective's layers, channels and classes exist in the model (known from its architecture, without
+    loading weights): a recipe for another model is refused when it is read, not when its run starts."""
+    spec = get_spec(model)
+    layers = layer_table(spec)
+    counts = {name: info.shape[0] for info in layers for name in (info.name, info.alias)}
+    todo = [objective]
+    while todo:
+        part = todo.pop()
+        if part["type"] == "sum":
+            todo += [term["objective"] for term in part["terms"]]
+            continue
+        if part["type"] == "class":
+            count = counts.get(LOGITS)
+            if count is None:
+                raise ConfigError(f"{model} has no class labels, so the {label}'s class objective cannot run.")
+            layer, indices, what = LOGITS, part["classes"], ("Class", "classes")
+        else:
+            layer, indices, what = part["layer"], part.get("channels", []), ("Channel", "channels")
+            if layer not in counts:
+                raise ConfigError(f"{model} has no dream-able layer '{layer}' (in the {label}'s objective). "
+                                  f"Layers: {', '.join(i.alias for i in layers if i.name != LOGITS)}")
+        bad = [i for i in indices if i >= counts[layer]]
+        if bad:
+            raise ConfigError(f"{what[0]} {bad[0]} does not exist (in the {label}'s objective): "
+                              f"{model} has {what[1]} 0 to {counts[layer] - 1}" + ("." if layer == LOGITS else f" at {layer}."))
 
 
 def check_model(recipe: Recipe, model: LoadedModel) -> LoadedModel:

@@ -10,11 +10,12 @@ from tqdm import tqdm
 
 from analysis import bias, models
 from analysis.cli import print_json
-from analysis.cli.core import Progress, add_config_args, add_device_args, config_from_args
+from analysis.cli.core import Progress, add_config_args, add_device_args, check_outputs, config_from_args
 from analysis.cli.studies import plan_from
 from analysis.cli.study import expand_images
 from analysis.compare import parse_depths
 from analysis.errors import ConfigError
+from analysis.export import write_file
 from analysis.labels import class_groups
 from analysis.models import DEFAULT_MODEL, pick_device, pick_precision
 from analysis.studies import executors
@@ -58,6 +59,7 @@ def reading_group(judge: str, groups: list[str], dataset: str, asked: str | None
 def cmd_bias(args: argparse.Namespace) -> None:
     """A shortcut onto the study engine: a plan from the flags, run here into a results folder beside the CSV
     (run again, it carries on where it stopped), then the tidy table as CSV and each judge's reading."""
+    check_outputs(args)
     depths = parse_depths(args.depths)
     config = config_from_args(args)
     images = expand_images(args.images)
@@ -78,8 +80,7 @@ def cmd_bias(args: argparse.Namespace) -> None:
     finally:
         progress.close()
     table = study_stats.tidy(Results.open(folder).table(), plan)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
+    write_file(args.out, table.to_csv(index=False))
     report = []
     for judge in plan.judges:
         dataset = models.get_spec(judge).labels

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis import models
+from analysis import models, schemas
 from analysis.cli import print_json
 from analysis.dream import PRESETS, DreamConfig, dream, preset
 from analysis.errors import ConfigError, ImageError
-from analysis.export import save_png
-from analysis.images import load_image
+from analysis.export import save_png, write_file
+from analysis.images import MAX_IMAGE_FILE_BYTES, file_sha256, load_image
 from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective, Sum
 from analysis.recipes import PNG_SIGNATURE, ImageSource, Recipe, check_replay, run_recipe
 
@@ -50,6 +51,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", type=Path, help="replay a recipe JSON, or the dream PNG that carries it (other settings are ignored)")
     p.add_argument("--json", action="store_true", help="print the result's metadata as JSON")
     p.set_defaults(handler=cmd_dream)
+
+    p = commands.add_parser("schema", help="the JSON Schema of a file you can hand in (recipe, zoom recipe, bundle)")
+    p.add_argument("kind", choices=sorted(schemas.SCHEMAS),
+                   help="recipe (dream --recipe), zoom (zoom --recipe) or bundle (a bundle's recipe.json, grid --recipe)")
+    p.add_argument("--out", type=Path, help="write the schema here instead of printing it")
+    p.set_defaults(handler=cmd_schema)
 
 
 def add_model_args(p: argparse.ArgumentParser, default: str | None = models.DEFAULT_MODEL) -> None:
@@ -111,17 +118,52 @@ def image_source(arg: str) -> tuple[ImageSource, Path | None]:
     """A path, or the name of a bundled sample."""
     path = Path(arg)
     if path.is_file():
-        return ImageSource("file", name=path.name, sha256=_sha256(path)), path
+        return ImageSource("file", name=path.name, sha256=file_sha256(path)), path
     try:
         return ImageSource.sample(arg), None
     except ImageError:
         raise ImageError(f"No image file at {arg} (and no bundled sample of that name).") from None
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
+def read_input(path: Path, what: str, limit: int) -> bytes:
+    """A file the user names (a recipe, a bundle), its size checked before it is read."""
+    if not path.is_file():
+        raise ConfigError(f"No {what} file at {path}.")
+    size = path.stat().st_size
+    if size > limit:
+        raise ConfigError(f"{path} is {size / 2**20:.0f} MB; a {what} file is at most {limit // 2**20} MB.")
+    return path.read_bytes()
 
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+def check_outputs(args: argparse.Namespace, files: tuple[str, ...] = ("out",), folders: tuple[str, ...] = ()) -> None:
+    """Before the work starts, every output path the command will write can be written: a folder given where a
+    file belongs (or the other way round), a parent that is a file, or no permission is one line now, not a
+    traceback after the work is done. files and folders name the args attributes (None: not given)."""
+    for names, folder in ((files, False), (folders, True)):
+        for name in names:
+            path = getattr(args, name)
+            if path is not None:
+                check_output(Path(path), "--" + name.replace("_", "-"), folder)
+
+
+def check_output(path: Path, flag: str, folder: bool = False) -> None:
+    want = "folder" if folder else "file"
+    try:
+        if path.exists():
+            if path.is_dir() != folder:
+                raise ConfigError(f"{flag} {path} is a {'file' if folder else 'folder'}: give a {want} name.")
+            if not os.access(path, os.W_OK):
+                raise ConfigError(f"{flag} {path} cannot be written (no permission).")
+            return
+        ancestor = path.parent
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+    except OSError as err:  # a name too long, a path through something unreadable
+        raise ConfigError(f"{flag} {path} cannot be written ({err.strerror or type(err).__name__}).") from None
+    if not ancestor.is_dir():
+        raise ConfigError(f"{flag} {path} cannot be written: {ancestor} is a file, not a folder.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path} cannot be written: no permission to create it in {ancestor}.")
 
 
 class Progress:
@@ -140,6 +182,16 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def cmd_schema(args: argparse.Namespace) -> None:
+    text = json.dumps(schemas.json_schema(args.kind), indent=2) + "\n"
+    if args.out is None:
+        print(text, end="")
+        return
+    check_outputs(args)
+    write_file(args.out, text)
+    print(f"wrote the {args.kind} schema to {args.out}")
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -214,13 +266,12 @@ def build_objective(args: argparse.Namespace, model: models.LoadedModel) -> Obje
 
 
 def cmd_dream(args: argparse.Namespace) -> None:
+    check_outputs(args, ("out", "recipe_out"))
     progress = Progress("dreaming")
     replay = None  # what a replayed dream PNG says about its own pixels
     try:
-        if args.recipe:
-            if not args.recipe.is_file():
-                raise ConfigError(f"No recipe file at {args.recipe}.")
-            recipe_bytes = args.recipe.read_bytes()
+        if args.recipe:  # recipe JSON, or the dream PNG that carries it
+            recipe_bytes = read_input(args.recipe, "recipe", MAX_IMAGE_FILE_BYTES)
             recipe = Recipe.from_json(recipe_bytes)
             file = Path(args.image) if args.image else None
             model = load_from_args(args, recipe.model, recipe.precision)
@@ -245,8 +296,7 @@ def cmd_dream(args: argparse.Namespace) -> None:
         progress.close()
     save_png(args.out, result.image, result.metadata)
     if args.recipe_out:
-        args.recipe_out.parent.mkdir(parents=True, exist_ok=True)
-        args.recipe_out.write_text(json.dumps(result.metadata["recipe"], indent=2))
+        write_file(args.recipe_out, json.dumps(result.metadata["recipe"], indent=2))
     if args.json:
         print_json(result.metadata | ({"replay": replay} if replay else {}))
     else:

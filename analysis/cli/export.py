@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
+import glob
 import signal
 import threading
 from pathlib import Path
 
 from PIL import Image
 
-from analysis import models
+from analysis import models, schemas
 from analysis.animation import VIDEO_FORMATS, AnimationRecipe, ZoomSettings, run_animation_recipe, write_video
 from analysis.cli import print_json
 from analysis.cli.core import (Progress, add_config_args, add_device_args, add_model_args, add_start_args,
-                               build_objective, config_from_args, image_source, load_from_args)
+                               build_objective, check_outputs, config_from_args, image_source, load_from_args,
+                               read_input)
 from analysis.errors import ConfigError, ImageError
-from analysis.export import (GRID_FIELDS, ONE_ROW, Grid, GridItem, GridRecipe, arrange, bundle_zip, load_grid_recipe,
-                             read_png_metadata, replay_grid, save_png)
-from analysis.images import to_rgb
+from analysis.export import (GRID_FIELDS, MAX_BUNDLE_BYTES, ONE_ROW, Grid, GridItem, GridRecipe, arrange, bundle_zip, load_grid_recipe,
+                             read_png_metadata, replay_grid, save_png, write_file)
+from analysis.images import file_sha256, read_verified, to_rgb
 from analysis.recipes import ImageSource, Recipe
 
 
@@ -84,9 +85,7 @@ class _StopOnInterrupt:
 def _zoom_recipe(args: argparse.Namespace) -> tuple[AnimationRecipe, models.LoadedModel, Path | None]:
     """The animation recipe to run (read from --recipe, or made from the other arguments), its model and image file."""
     if args.recipe:
-        if not args.recipe.is_file():
-            raise ConfigError(f"No recipe file at {args.recipe}.")
-        recipe = AnimationRecipe.from_json(args.recipe.read_bytes())
+        recipe = AnimationRecipe.from_json(read_input(args.recipe, "recipe", schemas.MAX_JSON_BYTES))
         model = load_from_args(args, recipe.dream.model, recipe.dream.precision)
         return recipe, model, Path(args.image) if args.image else None
     if not args.image and not args.noise:
@@ -106,6 +105,7 @@ def _zoom_recipe(args: argparse.Namespace) -> tuple[AnimationRecipe, models.Load
 def cmd_zoom(args: argparse.Namespace) -> None:
     if args.out.suffix.lower() not in VIDEO_FORMATS:
         raise ConfigError(f"--out must end in {' or '.join(VIDEO_FORMATS)} (got '{args.out.name}').")
+    check_outputs(args, ("out", "recipe_out"), ("frames_dir",))
     recipe, model, file = _zoom_recipe(args)
     settings = recipe.zoom
     progress = Progress(f"{settings.frames} frames")
@@ -118,8 +118,7 @@ def cmd_zoom(args: argparse.Namespace) -> None:
         raise ConfigError("Stopped before the first frame finished: nothing was written.")
     write_video(args.out, animation.frames, settings.fps)
     if args.recipe_out:
-        args.recipe_out.parent.mkdir(parents=True, exist_ok=True)
-        args.recipe_out.write_text(recipe.finished(animation).to_json())
+        write_file(args.recipe_out, recipe.finished(animation).to_json())
     if args.frames_dir:
         for i, frame in enumerate(animation.frames):
             save_png(args.frames_dir / f"frame-{i:04d}.png", frame, {**animation.metadata, "frame": i})
@@ -132,19 +131,21 @@ def cmd_zoom(args: argparse.Namespace) -> None:
 
 
 def _inputs_beside(recipe: GridRecipe, folder: Path) -> dict[str, bytes]:
-    """The photos a recipe dreams, looked up by name in folder and folder/inputs, checked by sha256."""
+    """The photos a recipe dreams, looked up by name in folder and folder/inputs, checked by sha256.
+
+    Each candidate's size is checked and its sha256 computed while streaming: only the file that is
+    the recipe's photo is read into memory.
+    """
     found = {}
     for _, _, cell in recipe.recipes():
-        if cell.image.kind != "file":
+        if cell.image.kind != "file" or cell.image.sha256 in found:
             continue
         candidates = [folder / cell.image.name, folder / "inputs" / cell.image.name,
-                      *sorted((folder / "inputs").glob(f"*-{cell.image.name}"))]
+                      *sorted((folder / "inputs").glob(f"*-{glob.escape(cell.image.name)}"))]
         for path in candidates:
-            if path.is_file():
-                data = path.read_bytes()
-                if hashlib.sha256(data).hexdigest() == cell.image.sha256:
-                    found[cell.image.sha256] = data
-                    break
+            if path.is_file() and file_sha256(path) == cell.image.sha256:  # a file over the size limit: one line
+                found[cell.image.sha256] = read_verified(path, cell.image.sha256, cell.image.name)
+                break
     return found
 
 
@@ -163,10 +164,9 @@ def _items_from_pngs(paths: list[str]) -> list[GridItem]:
 def cmd_grid(args: argparse.Namespace) -> None:
     if args.recipe and args.pngs:
         raise ConfigError("Give result PNGs or --recipe, not both.")
+    check_outputs(args, ("out", "bundle"))
     if args.recipe:
-        if not args.recipe.is_file():
-            raise ConfigError(f"No recipe file at {args.recipe}.")
-        recipe, inputs = load_grid_recipe(args.recipe.read_bytes())
+        recipe, inputs = load_grid_recipe(read_input(args.recipe, "recipe", MAX_BUNDLE_BYTES))
         inputs = {**_inputs_beside(recipe, args.inputs or args.recipe.parent), **inputs}
         device = models.pick_device(args.device)
         progress = Progress(f"replaying {len(recipe.recipes())} dreams")
@@ -193,11 +193,9 @@ def _write(grid: Grid, args: argparse.Namespace) -> None:
             stats = pd.read_csv(args.stats)
         except (ValueError, UnicodeDecodeError) as err:
             raise ConfigError(f"{args.stats} is not a readable CSV ({type(err).__name__}).") from None
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(grid.png())
+    write_file(args.out, grid.png())
     if args.bundle:
-        args.bundle.parent.mkdir(parents=True, exist_ok=True)
-        args.bundle.write_bytes(bundle_zip(grid, stats))
+        write_file(args.bundle, bundle_zip(grid, stats))
     if args.json:
         return print_json(grid.metadata())
     rows, cols = grid.shape

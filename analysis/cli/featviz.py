@@ -7,7 +7,7 @@ from pathlib import Path
 
 from analysis import featviz
 from analysis.cli import print_json
-from analysis.cli.core import Progress, add_model_args, load_from_args
+from analysis.cli.core import Progress, add_model_args, check_outputs, load_from_args
 from analysis.export import save_png
 from analysis.featviz import FeatvizConfig, RenderCache, cache_dir, contact_sheet, parse_channels, render_channels
 
@@ -38,6 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_featviz(args: argparse.Namespace) -> None:
+    check_outputs(args, files=(), folders=("out",))
     config = FeatvizConfig(size=args.size, steps=args.steps, learning_rate=args.lr, seed=args.seed,
                            transforms=not args.no_transforms, batch=args.batch,
                            parameterisation=args.param).validate()

@@ -10,9 +10,9 @@ import torch
 from analysis import compare as comparing
 from analysis import stats
 from analysis.cli import print_json
-from analysis.cli.core import Progress, add_config_args, add_device_args, config_from_args, image_source
+from analysis.cli.core import Progress, add_config_args, add_device_args, check_outputs, config_from_args, image_source
 from analysis.errors import ConfigError, ImageError
-from analysis.export import save_png
+from analysis.export import save_png, write_file
 from analysis.images import load_image
 from analysis.models import DEFAULT_MODEL, LoadedModel, load_model
 
@@ -82,6 +82,7 @@ def _split(text: str | None) -> list[str]:
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
+    check_outputs(args)
     names = args.model or [DEFAULT_MODEL]
     if len(names) > 2:
         raise ConfigError("Give one or two --model.")
@@ -93,8 +94,7 @@ def cmd_stats(args: argparse.Namespace) -> None:
         frame = stats.stats_for_models(loaded, images, on_step=progress)
     finally:
         progress.close()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(args.out, index=False)
+    write_file(args.out, frame.to_csv(index=False))
     table = stats.layer_table(frame)
     top = stats.top_channels(frame, args.top)
     if args.json:
@@ -112,6 +112,7 @@ def cmd_stats(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
+    check_outputs(args)
     names = args.model or list(comparing.DEFAULT_PAIR)
     if len(names) != 2:
         raise ConfigError("Give exactly two models: --model A --model B.")
