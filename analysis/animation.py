@@ -25,10 +25,11 @@ import torch.nn.functional as F
 from analysis import schemas
 from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream, run_metadata
 from analysis.errors import ConfigError
-from analysis.export import Grid, GridItem, settings_footnote, write_file
+from analysis.export import Grid, GridItem, settings_footnote
 from analysis.images import tensor_to_pil
 from analysis.models import LoadedModel, load_model
 from analysis.objectives import Objective
+from analysis.pngmeta import write_file
 from analysis.recipes import RECIPE_VERSION, Recipe, check_model, read_json
 
 VIDEO_FORMATS = (".mp4", ".gif")

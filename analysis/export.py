@@ -1,7 +1,6 @@
-"""Exports: PNG files that carry their run's metadata, and more (grids, bundles, animations).
+"""Exports: grids of results with their labels and footnotes, grid recipes and bundles (ZIP).
 
-Metadata goes into PNG text chunks (one JSON chunk 'inceptionism', plus readable
-'Software' and 'Description'), so any result PNG says how it was made.
+Result PNGs and their metadata are written and read by analysis/pngmeta.py.
 """
 
 from __future__ import annotations
@@ -9,17 +8,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+from PIL import Image, ImageDraw, ImageFont
 
 from analysis import schemas
 from analysis.dream import OnStep, ShouldCancel, library_versions
@@ -27,69 +23,14 @@ from analysis.errors import ConfigError, ImageError
 from analysis.images import tensor_to_pil
 from analysis.labels import sample_images
 from analysis.models import LoadedModel, load_model
+from analysis.pngmeta import png_bytes
 from analysis.recipes import REPLAY_OBSTACLES, Recipe, read_json, replay_obstacle, run_recipe
 
 if TYPE_CHECKING:
     import pandas as pd
 
-METADATA_KEY = "inceptionism"
 MIN_TEXT_WIDTH_EMS = 24
 """A grid is at least this many text heights wide, so its title and footnote stay readable."""
-
-
-def png_bytes(image: torch.Tensor | Image.Image, metadata: dict | None = None) -> bytes:
-    """Encode a picture as PNG with the metadata in text chunks."""
-    picture = tensor_to_pil(image) if isinstance(image, torch.Tensor) else image
-    info = PngImagePlugin.PngInfo()
-    if metadata:
-        info.add_text(METADATA_KEY, json.dumps(metadata, default=str))
-        info.add_text("Software", f"Inceptionism Lab {metadata.get('versions', {}).get('inceptionism', '')}".strip())
-        if metadata.get("title"):
-            info.add_text("Title", str(metadata["title"]))
-        if "objective_text" in metadata:
-            info.add_text("Description", f"{metadata.get('model')}: {metadata['objective_text']}, seed {metadata.get('seed')}")
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", pnginfo=info)
-    return buffer.getvalue()
-
-
-def save_png(path: Path, image: torch.Tensor | Image.Image, metadata: dict | None = None) -> Path:
-    return write_file(path, png_bytes(image, metadata))
-
-
-def write_file(path: Path, data: bytes | str) -> Path:
-    """Write a result: to a temporary file beside the destination, then renamed onto it, so a failed write
-    never leaves half a file where the user expects a result (nor destroys the one that was there)."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
-                                         delete=False) as part:
-            part.write(data.encode() if isinstance(data, str) else data)
-        os.replace(part.name, path)
-    except OSError as err:
-        if "part" in locals():
-            Path(part.name).unlink(missing_ok=True)
-        raise ConfigError(f"Could not write {path} ({err.strerror or type(err).__name__}).") from None
-    return path
-
-
-def read_png_metadata(source: Path | bytes, check: bool = True) -> dict:
-    """The metadata a result PNG carries ({} when it has none). check: the values the tool reads are of the
-    types it writes (schemas.ResultMetadata); a caller that looks at the record first checks it itself."""
-    try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as picture:
-            text = picture.info.get(METADATA_KEY)  # text chunks before the pixels: no need to decode the image
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageError(f"Not a readable PNG ({type(err).__name__}).") from None
-    if not text:
-        return {}
-    metadata = schemas.parse_json(text, "PNG's metadata")
-    if not isinstance(metadata, dict):
-        raise ImageError("The PNG's metadata is not what this tool writes.")
-    if check:
-        schemas.validate(schemas.ResultMetadata, metadata, "PNG's metadata", worded=False)
-    return metadata
 
 
 # ---------------------------------------------------------------- grids

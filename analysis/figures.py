@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 from PIL import Image
+from plotly.subplots import make_subplots
 
 _MARGIN = {"l": 10, "r": 10, "t": 50, "b": 10}
 

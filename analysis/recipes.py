@@ -24,6 +24,7 @@ from analysis.errors import ConfigError, ImageError
 from analysis.images import check_side, file_sha256, load_image, noise_image, read_verified
 from analysis.models import LOGITS, LoadedModel, get_spec, layer_table, load_model
 from analysis.objectives import Objective, objective_from_dict
+from analysis.pngmeta import read_png_metadata
 
 RECIPE_VERSION = schemas.RECIPE_VERSION
 
@@ -147,8 +148,6 @@ class Recipe:
     def from_json(cls, text: str | bytes) -> Recipe:
         """From recipe JSON, or from a result PNG, which carries its recipe in its metadata."""
         if isinstance(text, bytes) and text.startswith(PNG_SIGNATURE):
-            from analysis.export import read_png_metadata  # export builds on recipes: imported here, not above
-
             metadata = read_png_metadata(text, check=False)  # what it is first, then whether it is well-formed
             if "animation" in metadata:
                 raise ConfigError("This is a frame of an animation: replay the animation from its recipe "
@@ -270,7 +269,6 @@ def check_replay(original_png: bytes, replayed: DreamResult) -> ReplayCheck:
     import numpy as np
     from PIL import Image
 
-    from analysis.export import read_png_metadata  # export builds on recipes: imported here, not above
     from analysis.images import tensor_to_pil
 
     with Image.open(io.BytesIO(original_png)) as picture:

@@ -477,10 +477,19 @@ def section_video(model: LoadedModel, size: tuple[int, int], frames: int, preset
     import tempfile
 
     from analysis.dream import preset
-    from analysis.export import png_bytes
     from analysis.labels import sample_images
-    from analysis.video import (VideoSettings, carry, dream_video, flicker, motion_between, pan_clip, probe_video,
-                                read_frames, video_recipe)
+    from analysis.pngmeta import png_bytes
+    from analysis.video import (
+        VideoSettings,
+        carry,
+        dream_video,
+        flicker,
+        motion_between,
+        pan_clip,
+        probe_video,
+        read_frames,
+        video_recipe,
+    )
 
     config = preset(preset_name)
     objective = LayerL2(model.layer_at_depth(0.6).name)

@@ -31,7 +31,7 @@ import streamlit as st
 import torch
 
 from analysis.errors import LabError
-from analysis.export import png_bytes
+from analysis.pngmeta import png_bytes
 
 log = logging.getLogger("inceptionism.dashboard")
 

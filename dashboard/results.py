@@ -23,8 +23,9 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from analysis.export import Grid, GridItem, bundle_zip, png_bytes
+from analysis.export import Grid, GridItem, bundle_zip
 from analysis.images import tensor_to_pil
+from analysis.pngmeta import png_bytes
 from analysis.recipes import REPLAY_OBSTACLES, replay_obstacle
 
 RESULTS_KEY = "results.registry"

@@ -5,8 +5,8 @@ import streamlit as st
 from analysis import compare, figures, models, stats
 from analysis import labels as label_files
 from analysis.errors import ConfigError
-from analysis.export import png_bytes
 from analysis.images import fit_tensor, load_image
+from analysis.pngmeta import png_bytes
 from dashboard import progress, state, widgets
 
 SLOT, RESULT = "statistics.job", "statistics.result"

@@ -5,7 +5,7 @@ import streamlit as st
 
 from analysis import compare, models
 from analysis.errors import ConfigError
-from analysis.export import png_bytes
+from analysis.pngmeta import png_bytes
 from dashboard import progress, results, runs, state, widgets
 from dashboard.readings import depth_reading
 

@@ -11,8 +11,20 @@ import streamlit as st
 from analysis import labels
 from analysis.errors import LabError
 from analysis.objectives import LayerL2
-from analysis.video import (FLOWS, LIMITS_TEXT, MAX_VIDEO_BYTES, VideoRecipe, VideoSettings, dream_video, pan_clip,
-                            parse_schedule, probe_video, video_recipe, write_gif, write_mp4)
+from analysis.video import (
+    FLOWS,
+    LIMITS_TEXT,
+    MAX_VIDEO_BYTES,
+    VideoRecipe,
+    VideoSettings,
+    dream_video,
+    pan_clip,
+    parse_schedule,
+    probe_video,
+    video_recipe,
+    write_gif,
+    write_mp4,
+)
 from dashboard import progress, results, state, widgets
 
 SLOT, RESULT, SOURCE = "video.job", "video.result", "video.source"

@@ -15,9 +15,9 @@ from analysis.cli.studies import plan_from
 from analysis.cli.study import expand_images
 from analysis.compare import parse_depths
 from analysis.errors import ConfigError
-from analysis.export import write_file
 from analysis.labels import class_groups
 from analysis.models import DEFAULT_MODEL, pick_device, pick_precision
+from analysis.pngmeta import write_file
 from analysis.studies import executors
 from analysis.studies import stats as study_stats
 from analysis.studies.judging import check_judge_name

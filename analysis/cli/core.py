@@ -14,9 +14,9 @@ from analysis import models, schemas
 from analysis.cli import print_json
 from analysis.dream import PRESETS, DreamConfig, dream, preset
 from analysis.errors import ConfigError, ImageError
-from analysis.export import save_png, write_file
 from analysis.images import MAX_IMAGE_FILE_BYTES, file_sha256, load_image
 from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective, Sum
+from analysis.pngmeta import save_png, write_file
 from analysis.recipes import PNG_SIGNATURE, ImageSource, Recipe, check_replay, run_recipe
 
 

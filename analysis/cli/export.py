@@ -13,13 +13,34 @@ from PIL import Image
 from analysis import models, schemas
 from analysis.animation import VIDEO_FORMATS, AnimationRecipe, ZoomSettings, run_animation_recipe, write_video
 from analysis.cli import print_json
-from analysis.cli.core import (Progress, add_config_args, add_device_args, add_model_args, add_start_args,
-                               build_objective, check_outputs, config_from_args, image_source, load_from_args,
-                               read_input)
+from analysis.cli.core import (
+    Progress,
+    add_config_args,
+    add_device_args,
+    add_model_args,
+    add_start_args,
+    build_objective,
+    check_outputs,
+    config_from_args,
+    image_source,
+    load_from_args,
+    read_input,
+)
 from analysis.errors import ConfigError, ImageError
-from analysis.export import (GRID_FIELDS, MAX_BUNDLE_BYTES, ONE_ROW, Grid, GridItem, GridRecipe, arrange, bundle_zip, load_grid_recipe,
-                             read_png_metadata, replay_grid, save_png, write_file)
+from analysis.export import (
+    GRID_FIELDS,
+    MAX_BUNDLE_BYTES,
+    ONE_ROW,
+    Grid,
+    GridItem,
+    GridRecipe,
+    arrange,
+    bundle_zip,
+    load_grid_recipe,
+    replay_grid,
+)
 from analysis.images import file_sha256, read_verified, to_rgb
+from analysis.pngmeta import read_png_metadata, save_png, write_file
 from analysis.recipes import ImageSource, Recipe
 
 

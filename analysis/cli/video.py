@@ -12,9 +12,22 @@ from analysis.cli.core import DEFAULT_DEPTH, Progress, add_config_args, add_mode
 from analysis.cli.export import _StopOnInterrupt
 from analysis.errors import ConfigError
 from analysis.objectives import LayerL2
-from analysis.video import (DEFAULT_FRAME_SIDE, FLOWS, LIMITS_TEXT, RECIPE_FILE, VideoDream, VideoRecipe,
-                            VideoSettings, parse_frame_range, parse_schedule, probe_video, run_video_recipe,
-                            video_recipe, write_gif, write_mp4)
+from analysis.video import (
+    DEFAULT_FRAME_SIDE,
+    FLOWS,
+    LIMITS_TEXT,
+    RECIPE_FILE,
+    VideoDream,
+    VideoRecipe,
+    VideoSettings,
+    parse_frame_range,
+    parse_schedule,
+    probe_video,
+    run_video_recipe,
+    video_recipe,
+    write_gif,
+    write_mp4,
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -20,9 +20,9 @@ import torch
 from analysis import models
 from analysis.dream import dream
 from analysis.errors import ImageError
-from analysis.export import png_bytes
 from analysis.models import LoadedModel, load_model
 from analysis.objectives import LayerL2
+from analysis.pngmeta import png_bytes
 from analysis.recipes import ImageSource, Recipe
 from analysis.studies.judging import Judge
 from analysis.studies.plan import Item, Plan

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import finish_job
-
 from analysis.models import count_hooks
 from dashboard import state
+from tests.app.conftest import finish_job
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "features.py")
 

@@ -12,8 +12,9 @@ from PIL import Image
 from analysis import dream as dreaming
 from analysis.dream import preset
 from analysis.errors import ConfigError
-from analysis.export import arrange, read_png_metadata
+from analysis.export import arrange
 from analysis.images import noise_image
+from analysis.pngmeta import read_png_metadata
 from analysis.recipes import ImageSource, Recipe, run_recipe
 from dashboard import results, runs
 from tests.app.conftest import finish_job

@@ -183,7 +183,7 @@ def test_export_saves_one_result_with_its_recipe_in_a_real_browser(server, page)
     its recipe and the recipe JSON names the dream's model and seed."""
     import json
 
-    from analysis.export import read_png_metadata
+    from analysis.pngmeta import read_png_metadata
 
     page.goto(f"{server}/dream")
     page.get_by_role("button", name="✓ Cat").wait_for(state="visible")

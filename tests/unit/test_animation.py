@@ -13,8 +13,19 @@ import imageio.v3 as iio
 import pytest
 import torch
 
-from analysis.animation import (Animation, AnimationRecipe, ZoomSettings, contact_sheet, gif_bytes, mp4_bytes,
-                                run_animation_recipe, video_bytes, write_video, zoom_dream, zoom_frame)
+from analysis.animation import (
+    Animation,
+    AnimationRecipe,
+    ZoomSettings,
+    contact_sheet,
+    gif_bytes,
+    mp4_bytes,
+    run_animation_recipe,
+    video_bytes,
+    write_video,
+    zoom_dream,
+    zoom_frame,
+)
 from analysis.cli import main
 from analysis.dream import DreamConfig
 from analysis.errors import ConfigError

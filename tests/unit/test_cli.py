@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from analysis.cli import main
-from analysis.export import read_png_metadata
 from analysis.images import load_image
+from analysis.pngmeta import read_png_metadata
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = ["--octaves", "1", "--iterations", "2", "--size", "64"]

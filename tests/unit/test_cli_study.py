@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from analysis.cli import EXIT_USER_ERROR, main
-from analysis.export import read_png_metadata
 from analysis.labels import sample_images
+from analysis.pngmeta import read_png_metadata
 from analysis.stats import COLUMNS
 
 FAST = ["--octaves", "1", "--iterations", "2", "--size", "64"]

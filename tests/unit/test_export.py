@@ -14,11 +14,21 @@ from PIL import Image
 from analysis.cli import main
 from analysis.dream import DreamConfig
 from analysis.errors import ConfigError, ImageError
-from analysis.export import (ONE_ROW, Grid, GridItem, GridRecipe, arrange, bundle_zip, grid_image, load_grid_recipe,
-                             png_bytes, read_png_metadata, replay_grid, save_png)
+from analysis.export import (
+    ONE_ROW,
+    Grid,
+    GridItem,
+    GridRecipe,
+    arrange,
+    bundle_zip,
+    grid_image,
+    load_grid_recipe,
+    replay_grid,
+)
 from analysis.images import tensor_to_pil
 from analysis.models import load_model
 from analysis.objectives import LayerL2
+from analysis.pngmeta import png_bytes, read_png_metadata, save_png
 from analysis.recipes import ImageSource, Recipe, run_recipe
 
 TINY = DreamConfig(octaves=1, iterations=2, jitter=4, seed=7)

@@ -9,11 +9,11 @@ import json
 import pytest
 from PIL import Image, PngImagePlugin
 
+from analysis import models
 from analysis.dream import DreamConfig
 from analysis.errors import LabError
-from analysis.export import METADATA_KEY, png_bytes
-from analysis import models
 from analysis.models import load_model
+from analysis.pngmeta import METADATA_KEY, png_bytes
 from analysis.recipes import ImageSource, Recipe, check_replay, run_recipe
 
 TINY = DreamConfig(octaves=1, iterations=2, jitter=0)

@@ -23,7 +23,8 @@ from analysis.animation import AnimationRecipe, ZoomSettings
 from analysis.cli import main
 from analysis.dream import DreamConfig
 from analysis.errors import ConfigError, LabError
-from analysis.export import METADATA_KEY, GridItem, arrange, bundle_zip, load_grid_recipe, read_png_metadata
+from analysis.export import GridItem, arrange, bundle_zip, load_grid_recipe
+from analysis.pngmeta import METADATA_KEY, read_png_metadata
 from analysis.recipes import Recipe
 
 REPO_SCHEMAS = schemas.__file__.rsplit("/analysis/", 1)[0] + "/docs/schemas"

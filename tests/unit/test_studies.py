@@ -21,7 +21,7 @@ from analysis import bias, figures
 from analysis.cli import main
 from analysis.dream import preset
 from analysis.errors import ConfigError, ImageError
-from analysis.export import read_png_metadata
+from analysis.pngmeta import read_png_metadata
 from analysis.studies import executors, store
 from analysis.studies import stats as study_stats
 from analysis.studies.plan import Plan, expand

@@ -19,8 +19,9 @@ from analysis.cli import main
 from analysis.cli.export import _inputs_beside
 from analysis.dream import DreamConfig
 from analysis.errors import ImageError, LabError
-from analysis.export import GridRecipe, save_png, write_file
+from analysis.export import GridRecipe
 from analysis.images import load_image
+from analysis.pngmeta import save_png, write_file
 from analysis.recipes import ImageSource, Recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,7 +119,7 @@ def test_an_output_that_cannot_be_written_is_one_line_before_the_work(command, t
 
 
 def test_a_write_that_fails_leaves_no_half_file_and_keeps_the_old_one(tmp_path, monkeypatch):
-    import analysis.export
+    import analysis.pngmeta
 
     out = tmp_path / "result.png"
     out.write_bytes(b"the previous result")
@@ -126,7 +127,7 @@ def test_a_write_that_fails_leaves_no_half_file_and_keeps_the_old_one(tmp_path, 
     def full_disk(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(analysis.export.os, "replace", full_disk)
+    monkeypatch.setattr(analysis.pngmeta.os, "replace", full_disk)
     with pytest.raises(LabError, match="Could not write .*result.png \\(No space left on device\\)"):
         write_file(out, b"new")
     assert out.read_bytes() == b"the previous result"

@@ -16,10 +16,20 @@ from analysis import video
 from analysis.cli import main
 from analysis.dream import preset
 from analysis.errors import ConfigError, VideoError
-from analysis.export import read_png_metadata
 from analysis.objectives import LayerL2
-from analysis.video import (VideoRecipe, VideoSettings, carry, dream_video, motion_between, probe_video, read_frames,
-                            video_recipe, write_gif, write_mp4)
+from analysis.pngmeta import read_png_metadata
+from analysis.video import (
+    VideoRecipe,
+    VideoSettings,
+    carry,
+    dream_video,
+    motion_between,
+    probe_video,
+    read_frames,
+    video_recipe,
+    write_gif,
+    write_mp4,
+)
 
 SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "samples"
 SHIFT, FPS, FRAMES, SIZE = 2, 12, 6, (64, 48)
