@@ -77,6 +77,12 @@ def test_a_link_opens_that_unit_after_the_pass_and_the_twin_is_compared(isolated
     assert {"FFT (lucent)", "MaCo", "MaCo attribution: where the picture matters to the unit"} <= set(captions)
     assert "atlas.render_unit" not in [b.key for b in at.button]  # both rendered: no button
 
+    # its DeepDream on a bundled photo, the unit as the objective
+    at.button(key="atlas.dream").click().run()
+    at = finish_job(at, "atlas.dream_job")
+    assert not at.exception and not at.error
+    assert any(c.endswith("the unit as the objective (Google preset)") for image in at.image for c in image.captions)
+
     # the untrained twin beside it, at the same depth, then the units-per-concept chart
     at.button(key="atlas.run_second").click().run()
     at = finish_job(at, "atlas.pass_job")
