@@ -603,7 +603,7 @@ def stored_readings(atlas: Atlas, judge: object, k: int = DEFAULT_TOP_K, thresho
                     on_step: OnStep | None = None, should_cancel: ShouldCancel | None = None) -> pd.DataFrame:
     """concept_readings for every unit, stored beside the pass and read back next time. Only a
     complete pass is read (a partial one would change its top-k as it grows)."""
-    if atlas.views_done < len(atlas.views):
+    if not is_complete(atlas.folder):  # by its batches: a view whose photo was unreadable stays NaN for good
         raise ConfigError(f"{atlas.folder}: the pass is not finished ({atlas.views_done} of {len(atlas.views)} views); "
                           "run it again to finish before reading concepts.")
     stored = load_readings(atlas, judge.name, k, threshold)
