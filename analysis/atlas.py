@@ -271,7 +271,7 @@ def _manifest(model: LoadedModel, layer: str, views: Sequence[View], settings: A
     info = model.layer(layer)
     return {
         "version": ATLAS_VERSION, "model": model.name, "training_data": model.spec.training_data,
-        "weights_sha256": model.weights_sha256, "layer": info.alias, "layer_module": info.name,
+        "weights_sha256": model.weights_sha256, "precision": model.precision, "layer": info.alias, "layer_module": info.name,
         "layer_depth": info.depth, "channels": info.shape[0], "side": settings.side, "batch": settings.batch,
         "views": [asdict(v) for v in views], "views_digest": _views_digest(views),
         "receptive_field": asdict(field_) if field_ is not None else None,
@@ -279,7 +279,7 @@ def _manifest(model: LoadedModel, layer: str, views: Sequence[View], settings: A
 
 
 def _same_run(old: dict, new: dict) -> bool:
-    keys = ("version", "model", "weights_sha256", "layer_module", "side", "batch", "views_digest")
+    keys = ("version", "model", "weights_sha256", "precision", "layer_module", "side", "batch", "views_digest")
     return all(old.get(k) == new.get(k) for k in keys)
 
 
@@ -324,7 +324,6 @@ def run_pass(model: LoadedModel, layer: str, views: Sequence[View], out: Path,
         if not _same_run(old, wanted):
             raise ConfigError(f"{out} holds another atlas ({old.get('model')}, {old.get('layer')}, "
                               f"{len(old.get('views', []))} views): choose another output folder.")
-        wanted = old
     else:
         spatial = len(info.shape) == 3 and info.name != LOGITS
         # a field clipped at twice the view is at least the view: its crops are the whole view either way
@@ -603,7 +602,7 @@ def stored_readings(atlas: Atlas, judge: object, k: int = DEFAULT_TOP_K, thresho
                     on_step: OnStep | None = None, should_cancel: ShouldCancel | None = None) -> pd.DataFrame:
     """concept_readings for every unit, stored beside the pass and read back next time. Only a
     complete pass is read (a partial one would change its top-k as it grows)."""
-    if atlas.views_done < len(atlas.views):
+    if not is_complete(atlas.folder):  # by its batches: a view whose photo was unreadable stays NaN for good
         raise ConfigError(f"{atlas.folder}: the pass is not finished ({atlas.views_done} of {len(atlas.views)} views); "
                           "run it again to finish before reading concepts.")
     stored = load_readings(atlas, judge.name, k, threshold)

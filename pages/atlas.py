@@ -10,7 +10,7 @@ from PIL import Image
 from analysis import atlas, featviz, figures, models
 from analysis.bias import DEFAULT_JUDGE, Judge
 from analysis.dream import dream, preset
-from analysis.errors import ConfigError, LabError
+from analysis.errors import Cancelled, ConfigError, LabError
 from analysis.featviz import FeatvizConfig, RenderCache
 from analysis.images import load_image, tensor_to_pil
 from analysis.labels import class_groups, sample_images
@@ -117,10 +117,14 @@ def start_pass(loaded: models.LoadedModel, info: models.LayerInfo) -> None:
 
     def work(on_step, should_cancel) -> str:
         done = atlas.run_pass(loaded, info.name, views, folder, settings, on_step, should_cancel)
-        if done.complete:
+        if not done.complete:
+            return "cancelled"
+        try:
             atlas.stored_readings(atlas.load_atlas(folder), judge, int(top_k), on_step=on_step,
                                   should_cancel=should_cancel)
-        return "done" if done.complete else "cancelled"
+        except Cancelled:
+            return "cancelled"
+        return "done"
 
     with state.user_errors():
         progress.start(PASS_SLOT, f"Atlas of {info.alias} on {loaded.name}", work,
@@ -129,7 +133,7 @@ def start_pass(loaded: models.LoadedModel, info: models.LayerInfo) -> None:
 
 def pass_done(outcome: str) -> None:
     if outcome == "cancelled":
-        st.toast("Cancelled: the finished batches are kept; Run resumes from there.", icon=":material/stop_circle:")
+        st.toast("Cancelled: the finished batches are kept; Resume goes on from there.", icon=":material/stop_circle:")
 
 
 def readings_of(found: atlas.Atlas) -> pd.DataFrame | None:

@@ -77,6 +77,12 @@ def test_a_link_opens_that_unit_after_the_pass_and_the_twin_is_compared(isolated
     assert {"FFT (lucent)", "MaCo", "MaCo attribution: where the picture matters to the unit"} <= set(captions)
     assert "atlas.render_unit" not in [b.key for b in at.button]  # both rendered: no button
 
+    # its DeepDream on a bundled photo, the unit as the objective
+    at.button(key="atlas.dream").click().run()
+    at = finish_job(at, "atlas.dream_job")
+    assert not at.exception and not at.error
+    assert any(c.endswith("the unit as the objective (Google preset)") for image in at.image for c in image.captions)
+
     # the untrained twin beside it, at the same depth, then the units-per-concept chart
     at.button(key="atlas.run_second").click().run()
     at = finish_job(at, "atlas.pass_job")
@@ -95,3 +101,22 @@ def test_a_bad_link_says_so_and_the_page_still_works(isolated):
     assert not at.exception and any("Unknown model" in e.value for e in at.error)
     at = open_page({"model": "efficientnet_lite0", "size": "100"}, quick=False)
     assert not at.exception and any("size 100 is not one of" in e.value for e in at.error)
+
+
+def test_a_cancelled_pass_keeps_its_batches_and_resumes(isolated):
+    at = open_page({"model": "efficientnet_lite0", "layer": "block3", "views": "default", "size": "64", "k": "4"},
+                   quick=False)
+    at.button(key="atlas.run").click().run()
+    at.session_state["atlas.pass_job"].cancel()  # stops between batches: the receptive field alone takes longer
+    at = finish_job(at, "atlas.pass_job")
+    assert not at.exception and not at.error
+    assert at.button(key="atlas.run").label == "Resume the atlas"
+    stored = atlas.atlas_root() / "default" / "efficientnet_lite0__block3__64px"
+    kept = sorted((stored / atlas.BATCHES).glob("*.npz"))
+    assert len(kept) < 23 and not atlas.is_complete(stored)  # 364 views in batches of 16
+    written = [p.stat().st_mtime_ns for p in kept]
+    at.button(key="atlas.run").click().run()
+    at = finish_job(at, "atlas.pass_job")
+    assert not at.exception and not at.error
+    assert at.button(key="atlas.run").label == "Atlas ready" and atlas.is_complete(stored)
+    assert [p.stat().st_mtime_ns for p in kept] == written  # the kept batches were not run again

@@ -163,6 +163,7 @@ def test_unreadable_files_are_skipped_and_named(pictures, tmp_path):
     assert report.skipped == ["broken.png"] and report.complete
     found = atlas.load_atlas(tmp_path / "out")
     assert all(found.views[e.view].name != "broken.png" for e in found.top_examples(0, k=len(views)))
+    assert len(atlas.stored_readings(found, ColourJudge(), k=2)) == 3  # a pass with a skipped file is finished
 
 
 def test_bad_inputs_give_one_clear_error(tmp_path):
