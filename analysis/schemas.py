@@ -502,11 +502,11 @@ def describe(error: ErrorDetails, label: str, section: tuple[str, ...] = (), wor
     if "objective" in loc[:-1]:  # inside the objective (a missing objective is a missing key below)
         at = loc.index("objective")
         inner, outer = loc[at + 1:], _path(loc[:at])
+        # a missing key keeps the wording the Dream page has always shown ("... malformed (KeyError: 'layer').")
         detail = f"KeyError: '{inner[-1]}'" if kind == "missing" else f"{_path(inner) or 'it'} {_problem(error)}"
         return f"The {label}'s {outer + ' ' if outer else ''}objective is malformed ({detail})."
-    if "zoom" in loc and "config" not in loc:
-        at = loc.index("zoom")
-        key = _path(loc[at + 1:])
+    if loc[:1] == ("zoom",) and len(loc) > 1:  # an animation's zoom section
+        key = _path(loc[1:])
         if kind == "out_of_range":
             return f"Invalid animation setting: {error['msg']}."
         if kind == "missing":
