@@ -19,7 +19,7 @@ import pandas as pd
 from analysis import atlas
 from analysis.bias import DEFAULT_JUDGE, Judge
 from analysis.cli import print_json
-from analysis.cli.core import Progress, add_device_args
+from analysis.cli.core import Progress, add_device_args, check_outputs
 from analysis.errors import ConfigError
 from analysis.labels import class_groups
 from analysis.models import DEFAULT_MODEL, load_model
@@ -61,6 +61,7 @@ def cmd_atlas(args: argparse.Namespace) -> int | None:
         raise ConfigError("A run needs --layer and --out (see 'atlas --help').")
     if args.top_k < 1:
         raise ConfigError("--top-k must be at least 1.")
+    check_outputs(args, folders=("out",))
     settings = atlas.AtlasSettings(side=args.size, batch=args.batch).validate()
     if args.images is not None:
         views = atlas.folder_collection(args.images, crops=args.crops)

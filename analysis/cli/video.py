@@ -8,10 +8,19 @@ from pathlib import Path
 
 from analysis import models
 from analysis.cli import print_json
-from analysis.cli.core import DEFAULT_DEPTH, Progress, add_config_args, add_model_args, config_from_args, load_from_args
+from analysis.cli.core import (
+    DEFAULT_DEPTH,
+    Progress,
+    add_config_args,
+    add_model_args,
+    check_outputs,
+    config_from_args,
+    load_from_args,
+)
 from analysis.cli.export import _StopOnInterrupt
 from analysis.errors import ConfigError
 from analysis.objectives import LayerL2
+from analysis.pngmeta import write_file
 from analysis.video import (
     DEFAULT_FRAME_SIDE,
     FLOWS,
@@ -99,6 +108,7 @@ def cmd_video(args: argparse.Namespace) -> None:
         raise ConfigError(f"--out must end in .mp4 (got '{args.out.name}'); --gif writes a GIF beside it.")
     if args.gif and args.gif.suffix.lower() != ".gif":
         raise ConfigError(f"--gif must end in .gif (got '{args.gif.name}').")
+    check_outputs(args, ("out", "gif", "recipe_out"), ("work",))
     recipe, model = _recipe(args)
     work = args.work or args.out.with_suffix(".frames")
     progress = Progress("video")
@@ -113,8 +123,7 @@ def cmd_video(args: argparse.Namespace) -> None:
     if args.gif:
         write_gif(args.gif, result)
     if args.recipe_out:
-        args.recipe_out.parent.mkdir(parents=True, exist_ok=True)
-        args.recipe_out.write_text(recipe.finished(result).to_json())
+        write_file(args.recipe_out, recipe.finished(result).to_json())
     if not result.cancelled and not args.keep_frames:
         _remove_frames(result, work)
     if args.json:

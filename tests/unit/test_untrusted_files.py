@@ -103,6 +103,10 @@ def _no_work(monkeypatch) -> None:
     ["bias", "cat_chelsea", "--out", "{file}/deep/b.csv"],
     ["featviz", "--layer", "block3", "--out", "{file}"],
     ["schema", "recipe", "--out", "{folder}"],
+    ["video", "--in", "{png}", "--out", "{file}/v.mp4"],
+    ["video", "--in", "{png}", "--out", "v.mp4", "--recipe-out", "{folder}"],
+    ["video", "--in", "{png}", "--out", "v.mp4", "--work", "{file}"],
+    ["atlas", "--layer", "block3", "--out", "{file}"],
 ])
 def test_an_output_that_cannot_be_written_is_one_line_before_the_work(command, tmp_path, monkeypatch, capsys):
     _no_work(monkeypatch)
