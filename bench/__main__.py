@@ -670,7 +670,7 @@ def main() -> None:
     if "study" in args.only:
         report["study"] = section_study(4 if args.quick else 8, [256, 512])
     if "dashboard" in args.only:
-        report["dashboard"] = section_dashboard(models["efficientnet_lite0"], 256, repeats)
+        report["dashboard"] = section_dashboard(models["efficientnet_lite0"], 256, 1 if args.quick else repeats)
         print(_fmt(report["dashboard"]), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"{report['date']}-{platform.node() or 'machine'}-{device.type}.json"

@@ -93,19 +93,13 @@ def _dream_page(browser, url: str, size: int):
     page.set_default_timeout(TIMEOUT_S * 1000)
     page.goto(f"{url}/dream")
     page.get_by_role("button", name="✓ Cat").wait_for(state="visible")
-    slider = page.get_by_role("slider").first  # image size: 64 px, then steps of 32
-    slider.focus()
-    slider.press("Home")
-    _wait_for_size(page, 64)
-    for _ in range((size - 64) // 32):
-        slider.press("ArrowRight")
-    _wait_for_size(page, size)
+    slider = page.get_by_role("slider").first  # image size, in steps of 32 px
+    while (value := int(slider.input_value())) != size:  # one key at a time: a rerun may take the focus
+        slider.focus()
+        slider.press("ArrowRight" if value < size else "ArrowLeft")
+        page.wait_for_timeout(100)
     page.wait_for_timeout(1500)  # the rerun that takes the new size
     return page
-
-
-def _wait_for_size(page, size: int) -> None:
-    page.wait_for_function(f"() => document.querySelector('input[type=range]')?.value == '{size}'")
 
 
 def dream_at_once(pages: list) -> list[float]:
