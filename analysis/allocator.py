@@ -3,9 +3,10 @@
 By default glibc serves every block above 32 MB with a fresh mmap and unmaps it when freed,
 so each step of a large dream faults all its activation buffers in again, page by page.
 Keeping freed buffers for the next step, bench/ measured 1.45x for a 1024 px dream, 1.54x for
-a 6-image batch at 512 px, and 1.20x for a 1024 px dream in a worker thread (the dashboard). keep_freed_buffers() keeps them; release() hands the free
-memory back to the system once runs stop coming (release_when_idle), so a long-lived dashboard
-does not hold it while back-to-back runs keep their buffers. Elsewhere than glibc both are no-ops.
+a 6-image batch at 512 px, and 1.20x for a 1024 px dream in a worker thread (the dashboard).
+keep_freed_buffers() keeps them; release() hands the free memory back to the system once runs
+stop coming (release_when_idle), so a long-lived dashboard does not hold it while back-to-back
+runs keep their buffers. Elsewhere than glibc both are no-ops.
 """
 
 from __future__ import annotations

@@ -208,8 +208,8 @@ def gif_bytes(frames: list[torch.Tensor], fps: float = 12) -> bytes:
     arrays = _arrays(frames)
     ticks = [round(100 * i / fps) for i in range(len(arrays) + 1)]
     buffer = io.BytesIO()
-    iio.imwrite(buffer, np.stack(arrays), extension=".gif", duration=[10 * (b - a) for a, b in itertools.pairwise(ticks)],
-                loop=0)
+    durations = [10 * (b - a) for a, b in itertools.pairwise(ticks)]
+    iio.imwrite(buffer, np.stack(arrays), extension=".gif", duration=durations, loop=0)
     return buffer.getvalue()
 
 

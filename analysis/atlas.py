@@ -170,7 +170,8 @@ def receptive_field(model: LoadedModel, layer: str, side: int = DEFAULT_SIDE, la
     """
     info = model.layer(layer)
     if info.name == LOGITS or len(info.shape) != 3:
-        raise ConfigError(f"{info.alias} has no spatial map, so its units have no receptive field: they see the whole image.")
+        raise ConfigError(f"{info.alias} has no spatial map, so its units have no receptive field: "
+                          "they see the whole image.")
     hooks_before = count_hooks(model.module)
     size = side
     while True:
@@ -188,7 +189,8 @@ def receptive_field(model: LoadedModel, layer: str, side: int = DEFAULT_SIDE, la
         rows = torch.nonzero(support.any(1)).flatten()
         cols = torch.nonzero(support.any(0)).flatten()
         if rows.numel() == 0:
-            raise ConfigError(f"{info.alias}: no input pixel reaches the centre unit (a dead layer), so there is no receptive field.")
+            raise ConfigError(f"{info.alias}: no input pixel reaches the centre unit (a dead layer), "
+                              "so there is no receptive field.")
         touches = bool(rows[0] == 0 or cols[0] == 0 or rows[-1] == size - 1 or cols[-1] == size - 1)
         if not touches or size * 2 > largest:
             return ReceptiveField(int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1), size, clipped=touches)
@@ -271,8 +273,9 @@ def _manifest(model: LoadedModel, layer: str, views: Sequence[View], settings: A
     info = model.layer(layer)
     return {
         "version": ATLAS_VERSION, "model": model.name, "training_data": model.spec.training_data,
-        "weights_sha256": model.weights_sha256, "precision": model.precision, "layer": info.alias, "layer_module": info.name,
-        "layer_depth": info.depth, "channels": info.shape[0], "side": settings.side, "batch": settings.batch,
+        "weights_sha256": model.weights_sha256, "precision": model.precision,
+        "layer": info.alias, "layer_module": info.name, "layer_depth": info.depth,
+        "channels": info.shape[0], "side": settings.side, "batch": settings.batch,
         "views": [asdict(v) for v in views], "views_digest": _views_digest(views),
         "receptive_field": asdict(field_) if field_ is not None else None,
     }
@@ -500,7 +503,8 @@ def load_atlas(folder: Path) -> Atlas:
         views = [View(**v) for v in manifest["views"]]
         channels, batch = int(manifest["channels"]), int(manifest["batch"])
     except (OSError, ValueError, KeyError, TypeError):
-        raise ConfigError(f"{folder} holds no atlas (no readable {MANIFEST}): run 'atlas --out {folder}' first.") from None
+        raise ConfigError(f"{folder} holds no atlas (no readable {MANIFEST}): "
+                          f"run 'atlas --out {folder}' first.") from None
     shape = (len(views), channels)
     maximum, mean = np.full(shape, np.nan, np.float32), np.full(shape, np.nan, np.float32)
     row, col = np.zeros(shape, np.int16), np.zeros(shape, np.int16)
@@ -511,7 +515,8 @@ def load_atlas(folder: Path) -> Atlas:
             with np.load(path) as data:
                 start = index * batch
                 rows = slice(start, start + data["maximum"].shape[0])
-                maximum[rows], mean[rows], row[rows], col[rows] = data["maximum"], data["mean"], data["row"], data["col"]
+                maximum[rows], mean[rows] = data["maximum"], data["mean"]
+                row[rows], col[rows] = data["row"], data["col"]
                 if np.isfinite(data["maximum"]).any():
                     grid = (int(data["grid"][0]), int(data["grid"][1]))
         except (OSError, ValueError, KeyError):

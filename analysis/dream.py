@@ -68,13 +68,16 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "google": Preset(DreamConfig(), "Google's 2015 notebook: 4 octaves x1.4, 10 steps each, step 1.5/255, jitter 32, mean-abs."),
+    "google": Preset(DreamConfig(),
+                     "Google's 2015 notebook: 4 octaves x1.4, 10 steps each, step 1.5/255, jitter 32, mean-abs."),
     "tensorflow": Preset(
-        DreamConfig(octaves=5, octave_scale=1.3, iterations=20, step_size=0.005, jitter=0, normalization="std", tile_size=512),
+        DreamConfig(octaves=5, octave_scale=1.3, iterations=20, step_size=0.005, jitter=0, normalization="std",
+                    tile_size=512),
         "TensorFlow tutorial: 5 octaves x1.3, std-normalised steps, random-roll tiles of 512 px (20 steps, not 100)."),
     "gentle": Preset(DreamConfig(octaves=3, octave_scale=1.3, iterations=6, step_size=0.003, jitter=16),
                      "Gentle: a light touch that keeps the photo recognisable."),
-    "deep": Preset(DreamConfig(octaves=6, octave_scale=1.4, iterations=20, step_size=0.008, jitter=32, normalization="laplacian"),
+    "deep": Preset(DreamConfig(octaves=6, octave_scale=1.4, iterations=20, step_size=0.008, jitter=32,
+                               normalization="laplacian"),
                    "Deep: many octaves and steps with Laplacian-normalised gradients for large, crisp hallucinations."),
     "quick": Preset(DreamConfig(octaves=2, octave_scale=1.4, iterations=5, step_size=4 / 255),
                     "Quick: 2 octaves x 5 bolder steps (4/255), for a fast, visible look on a CPU."),
@@ -124,7 +127,8 @@ def laplacian_normalize(grad: torch.Tensor, levels: int = 4) -> torch.Tensor:
     out = None
     for band in reversed(bands):
         band = band / band.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(torch.finfo(band.dtype).tiny)
-        out = band if out is None else F.interpolate(out, size=band.shape[-2:], mode="bilinear", align_corners=False) + band
+        out = band if out is None else (
+            F.interpolate(out, size=band.shape[-2:], mode="bilinear", align_corners=False) + band)
     return out / len(bands)
 
 
@@ -265,7 +269,8 @@ def _dream_together(model: LoadedModel, images: torch.Tensor, objectives: Sequen
             if should_cancel is not None and should_cancel():
                 cancelled = True
                 break
-            shift_y, shift_x = (int(v) for v in torch.randint(-config.jitter, config.jitter + 1, (2,), generator=generator))
+            shift = torch.randint(-config.jitter, config.jitter + 1, (2,), generator=generator)
+            shift_y, shift_x = (int(v) for v in shift)
             x = x.roll((shift_y, shift_x), dims=(2, 3))
             grad, scores = gradient(model, x, bound, config.tile_size, generator)
             x = (x + config.step_size * normalize_gradient(grad, config.normalization)).detach()
@@ -281,7 +286,9 @@ def _dream_together(model: LoadedModel, images: torch.Tensor, objectives: Sequen
         if cancelled:
             break
     if x.shape[-2:] != (height, width):
-        x = (base + resize(detail, (height, width))).clamp(0, 1) if config.clip else base + resize(detail, (height, width))
+        x = base + resize(detail, (height, width))
+        if config.clip:
+            x = x.clamp(0, 1)
     if count_hooks(model.module) != hooks_before:
         raise RuntimeError("A forward hook outlived the dream: this is a bug.")
     seconds = time.perf_counter() - started

@@ -160,7 +160,8 @@ def grid_image(
             pic = pic.convert("RGB")
             s = min(box_w / pic.width, box_h / pic.height)
             if abs(s - 1.0) > 1e-6:
-                pic = pic.resize((max(1, round(pic.width * s)), max(1, round(pic.height * s))), Image.Resampling.LANCZOS)
+                scaled = (max(1, round(pic.width * s)), max(1, round(pic.height * s)))
+                pic = pic.resize(scaled, Image.Resampling.LANCZOS)
             x0 = left + c * (box_w + gap)
             canvas.paste(pic, (x0 + (box_w - pic.width) // 2, y0 + (box_h - pic.height) // 2))
     y = grid_top + grid_h + gap

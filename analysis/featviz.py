@@ -106,7 +106,8 @@ class ChannelRender:
     image: torch.Tensor  # (3, size, size) on the CPU, 8-bit values, so a cache hit is identical
     trace: list[float]  # the channel's mean activation at every step; empty when from the cache
     activation: float  # the channel's mean activation on the finished picture
-    attribution: torch.Tensor | None = None  # (S, S) in [0, 1]: where the objective's gradient fell (MaCo's transparency)
+    # (S, S) in [0, 1]: where the objective's gradient fell (MaCo's transparency)
+    attribution: torch.Tensor | None = None
     cached: bool = False
     complete: bool = True  # False: cut short by a cancel (never cached)
     metadata: dict = field(default_factory=dict)
@@ -380,8 +381,8 @@ class MacoImage:
     def __init__(self, size: int, seeds: Sequence[int], device: torch.device):
         self.size = size
         self.magnitude = natural_magnitude(size).to(device)
-        phases = [torch.rand(self.magnitude.shape, generator=torch.Generator().manual_seed(seed)) * 2 * math.pi - math.pi
-                  for seed in seeds]
+        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        phases = [torch.rand(self.magnitude.shape, generator=g) * 2 * math.pi - math.pi for g in generators]
         self.phase = torch.stack(phases).to(device).requires_grad_(True)
         self.colours = color_correlation().to(device)
 

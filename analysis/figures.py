@@ -150,8 +150,9 @@ def bias_groups(shares: pd.DataFrame, depth: float) -> go.Figure:
                            marker={"color": "grey"}, hovertemplate="%{y}: %{x:.2g}%<extra>originals</extra>"))
     for (model, control), part in shares.groupby(["model", "control"], sort=False):
         part = part.set_index("group").reindex(groups)
-        fig.add_trace(go.Bar(y=groups, x=(part["share_dream"] * 100).tolist(), name=model + (" · control" if control else ""),
-                             orientation="h", marker={"pattern": {"shape": "/"}} if control else None,
+        fig.add_trace(go.Bar(y=groups, x=(part["share_dream"] * 100).tolist(),
+                             name=model + (" · control" if control else ""), orientation="h",
+                             marker={"pattern": {"shape": "/"}} if control else None,
                              hovertemplate="%{y}: %{x:.2g}%<extra>%{fullData.name}</extra>"))
     fig.update_layout(title=f"What the dreams are judged to be at depth {depth:g}", barmode="group",
                       xaxis_title="share of the judge's probability (%)", yaxis={"autorange": "reversed"},

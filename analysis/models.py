@@ -333,7 +333,8 @@ register(ModelSpec(
     training_data=ImageNet, labels=ImageNet,
     convention=InputConvention(channels="BGR", scale=255.0, mean=(104.0, 117.0, 123.0)),
     weights=WeightsSource(format="caffe", filename="bvlc_googlenet-1f25f8c8778a8802.pth",
-                          url=_CAFFE_MODELS + "bvlc_googlenet-1f25f8c8778a8802.pth", other_files=("bvlc_googlenet-*.pth",)),
+                          url=_CAFFE_MODELS + "bvlc_googlenet-1f25f8c8778a8802.pth",
+                          other_files=("bvlc_googlenet-*.pth",)),
     build=_caffe_googlenet(1000, head="loss3"), layer_names=_caffe_googlenet_layers, layout="pytorch-caffe-models",
     adapt=_caffe_googlenet_layout,
 ))
@@ -360,7 +361,8 @@ def get_spec(name: str) -> ModelSpec:
         return REGISTRY[name]
     if name.endswith(UNTRAINED_SUFFIX) and name[: -len(UNTRAINED_SUFFIX)] in REGISTRY:
         return REGISTRY[name[: -len(UNTRAINED_SUFFIX)]].untrained()
-    raise ConfigError(f"Unknown model '{name}'. Known models: {', '.join(REGISTRY)} (add '{UNTRAINED_SUFFIX}' for a twin).")
+    raise ConfigError(f"Unknown model '{name}'. Known models: {', '.join(REGISTRY)} "
+                      f"(add '{UNTRAINED_SUFFIX}' for a twin).")
 
 
 # ---------------------------------------------------------------- weights on disk
@@ -435,10 +437,12 @@ def read_checkpoint(path: Path, spec: ModelSpec | None = None) -> dict[str, torc
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         if (model_class := pickled_model_class(path)) is not None:
-            instead = (f" Fetch the state-dict file '{spec.weights.filename}' instead"
-                       + (f" ({spec.weights.url})." if spec.weights.url else ".")) if spec and spec.weights.filename else ""
-            raise CheckpointError(f"Refused {path.name}: it is a whole pickled model ({model_class}), which only "
-                                  f"loads by running its code; the lab loads state dicts of weights.{instead}") from None
+            instead = ""
+            if spec and spec.weights.filename:
+                instead = (f" Fetch the state-dict file '{spec.weights.filename}' instead"
+                           + (f" ({spec.weights.url})." if spec.weights.url else "."))
+            raise CheckpointError(f"Refused {path.name}: it is a whole pickled model ({model_class}), which only loads "
+                                  f"by running its code; the lab loads state dicts of weights.{instead}") from None
         raise CheckpointError(f"Refused {path.name}: it needs arbitrary code to unpickle, which a plain "
                               "weights file never does. Only weights-only checkpoints are loaded.") from None
     except Exception as err:  # the weights-only unpickler raises KeyError, IndexError... on arbitrary bytes
@@ -481,7 +485,8 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str) -
         parts = [f"{len(missing)} missing: {_key_list(missing)}" if missing else "",
                  f"{len(unexpected)} unexpected: {_key_list(unexpected)}" if unexpected else "",
                  f"{len(wrong)} with the wrong shape: {_key_list(wrong)}" if wrong else ""]
-        raise CheckpointError(f"{source} does not fit this architecture; keys " + "; ".join(p for p in parts if p) + ".")
+        keys = "; ".join(p for p in parts if p)
+        raise CheckpointError(f"{source} does not fit this architecture; keys {keys}.")
     odd = sorted(k for k, v in state.items() if v.layout != torch.strided or v.is_quantized or v.is_meta
                  or type(v) not in (torch.Tensor, nn.Parameter))
     if odd:

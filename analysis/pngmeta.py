@@ -33,7 +33,8 @@ def png_bytes(image: torch.Tensor | Image.Image, metadata: dict | None = None) -
         if metadata.get("title"):
             info.add_text("Title", str(metadata["title"]))
         if "objective_text" in metadata:
-            info.add_text("Description", f"{metadata.get('model')}: {metadata['objective_text']}, seed {metadata.get('seed')}")
+            info.add_text("Description",
+                          f"{metadata.get('model')}: {metadata['objective_text']}, seed {metadata.get('seed')}")
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()

@@ -138,8 +138,9 @@ class Recipe:
     @classmethod
     def from_schema(cls, data: schemas.DreamRecipeFile, label: str = "recipe") -> Recipe:
         """From a validated recipe: the model must exist and its objective fit it, checked before any run."""
-        recipe = cls(model=data.model, objective=data.objective.model_dump(), config=DreamConfig.from_schema(data.config),
-                     image=ImageSource.from_schema(data.image), max_side=data.max_side, precision=data.precision)
+        recipe = cls(model=data.model, objective=data.objective.model_dump(),
+                     config=DreamConfig.from_schema(data.config), image=ImageSource.from_schema(data.image),
+                     max_side=data.max_side, precision=data.precision)
         check_objective_fits(recipe.model, recipe.objective, label)
         recipe.build_objective()  # a malformed objective (a guide that is no image) is refused here, not halfway
         return recipe
@@ -213,8 +214,9 @@ def check_objective_fits(model: str, objective: dict, label: str = "recipe") -> 
                                   f"Layers: {', '.join(i.alias for i in layers if i.name != LOGITS)}")
         bad = [i for i in indices if i >= counts[layer]]
         if bad:
+            where = "." if layer == LOGITS else f" at {layer}."
             raise ConfigError(f"{what[0]} {bad[0]} does not exist (in the {label}'s objective): "
-                              f"{model} has {what[1]} 0 to {counts[layer] - 1}" + ("." if layer == LOGITS else f" at {layer}."))
+                              f"{model} has {what[1]} 0 to {counts[layer] - 1}{where}")
 
 
 def check_model(recipe: Recipe, model: LoadedModel) -> LoadedModel:
@@ -254,13 +256,15 @@ class ReplayCheck:
             return "identical pixels to the original"
         what = ("a different size" if self.largest_difference is None
                 else f"pixels up to {self.largest_difference}/255 away")
-        same = "the same machine kind and versions" if self.recorded == self.here else f"{self.recorded}; here {self.here}"
+        same = ("the same machine kind and versions" if self.recorded == self.here
+                else f"{self.recorded}; here {self.here}")
         return f"{what} from the original (made on {same})"
 
 
 def _machine(metadata: dict) -> str:
     versions = metadata.get("versions") or {}
-    return (f"{metadata.get('device', '?')} {metadata.get('precision', 'fp32')}, CPU {metadata.get('cpu', 'not recorded')}, "
+    return (f"{metadata.get('device', '?')} {metadata.get('precision', 'fp32')}, "
+            f"CPU {metadata.get('cpu', 'not recorded')}, "
             f"torch {versions.get('torch', '?')}, inceptionism {versions.get('inceptionism', '?')}")
 
 

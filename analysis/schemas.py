@@ -93,7 +93,8 @@ def _version(current: int, label: str) -> Any:
         if value > current:
             raise PydanticCustomError("sentence", f"This {label} was written by a newer version of the tool.")
         if value < 1:
-            raise PydanticCustomError("out_of_range", "{title} {rule}", {"title": "version", "rule": "must be 1 or more"})
+            raise PydanticCustomError("out_of_range", "{title} {rule}",
+                                      {"title": "version", "rule": "must be 1 or more"})
         return value
 
     return Annotated[int, AfterValidator(check), Field(json_schema_extra={"minimum": 1, "maximum": current})]
@@ -170,7 +171,7 @@ def _seed_range_rule(seed: int, count: int) -> str | None:
 
 
 def check_seed_range(seed: int, count: int) -> None:
-    """Before a run of `count` dreams starts (frame i dreams with seed + i): one ConfigError if a seed is out of range."""
+    """Before a run of `count` dreams starts (frame i uses seed + i): one ConfigError if a seed is out of range."""
     rule = _seed_range_rule(seed, count)
     if rule:
         raise ConfigError(f"Invalid setting: seed {rule}.")
@@ -489,7 +490,8 @@ def describe(error: ErrorDetails, label: str, section: tuple[str, ...] = (), wor
     if kind == "sentence":
         return error["msg"]
     if kind == "unknown_kind" and not isinstance(error["input"], dict):
-        return f"The {label} is incomplete or malformed: {_path(loc) or 'it'} is not an object, got {_shown(error['input'])}."
+        return (f"The {label} is incomplete or malformed: {_path(loc) or 'it'} is not an object, "
+                f"got {_shown(error['input'])}.")
     if kind in ("literal_error", "unknown_kind") and "config" not in loc:
         key = ctx.get("key") or (loc[-1] if loc else "value")
         field = {"type": "objective type", "kind": "image kind"}.get(str(key), str(key))

@@ -282,7 +282,9 @@ def section_compile(models: dict[str, LoadedModel], size: int, repeats: int) -> 
                 x = image.clone().requires_grad_(True)
                 return torch.autograd.grad(score(x).sum(), x)[0]
 
-            eager_score = lambda x: objective.score(model.activations(x, objective.layers))
+            def eager_score(x: torch.Tensor) -> torch.Tensor:
+                return objective.score(model.activations(x, objective.layers))
+
             store: dict[str, torch.Tensor] = {}
             handle = model.module.get_submodule(info.name).register_forward_hook(
                 lambda _m, _i, out: store.__setitem__(info.name, out))
@@ -419,7 +421,8 @@ from analysis.dream import DreamConfig, dream
 from analysis.objectives import LayerL2
 size, tile = int(sys.argv[1]), int(sys.argv[2])
 model = load_model("efficientnet_lite0", device="cpu")
-dream(model, torch.rand(3, size, size), LayerL2("block10"), DreamConfig(octaves=1, iterations=1, jitter=0, tile_size=tile))
+dream(model, torch.rand(3, size, size), LayerL2("block10"),
+      DreamConfig(octaves=1, iterations=1, jitter=0, tile_size=tile))
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so it would report the parent's peak
 print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024)
 """
@@ -459,7 +462,8 @@ print(first, time.perf_counter() - start)
 
 def section_app() -> dict:
     """Cold process start (imports, weights, first dream) to the first 512 px dream, then a 6-layer sweep."""
-    done = subprocess.run([sys.executable, "-c", APP_CHILD], capture_output=True, text=True, cwd=ROOT.parent, timeout=1800)
+    done = subprocess.run([sys.executable, "-c", APP_CHILD], capture_output=True, text=True, cwd=ROOT.parent,
+                          timeout=1800)
     first, sweep = (float(v) for v in done.stdout.split()[-2:])
     row = {"cold_start_to_first_dream_512_s": first, "six_layer_sweep_512_s": sweep}
     print(_fmt(row), flush=True)
@@ -618,8 +622,8 @@ def machine() -> dict:
     return info
 
 
-SECTIONS = ("speed", "sweep", "allocator", "layout", "compile", "goal", "featviz", "atlas", "memory", "app", "dashboard",
-            "video", "study")
+SECTIONS = ("speed", "sweep", "allocator", "layout", "compile", "goal", "featviz", "atlas", "memory", "app",
+            "dashboard", "video", "study")
 
 
 def main() -> None:
@@ -653,7 +657,8 @@ def main() -> None:
     if "compile" in args.only:
         report["compile"] = section_compile(models, 512, repeats)
     if "goal" in args.only:
-        report["goal"] = section_goal(models["googlenet (random weights)"], 1024, repeats if device.type == "cuda" else 1)
+        report["goal"] = section_goal(models["googlenet (random weights)"], 1024,
+                                      repeats if device.type == "cuda" else 1)
     if "featviz" in args.only:
         report["featviz"] = section_featviz(models["efficientnet_lite0"], 8, 32, 96)
     if "atlas" in args.only:

@@ -83,7 +83,8 @@ def current_device() -> str:
 def current_precision(device: str | None = None) -> str:
     """The sidebar's precision, resolved for the device (default: the sidebar's; 'auto' -> bf16 on CUDA, else fp32)."""
     try:
-        return models.pick_precision(st.session_state.get(PRECISION_KEY, "auto"), torch.device(device or current_device()))
+        return models.pick_precision(st.session_state.get(PRECISION_KEY, "auto"),
+                                     torch.device(device or current_device()))
     except ConfigError:
         return "fp32"
 

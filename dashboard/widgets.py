@@ -135,7 +135,8 @@ def device_ui() -> str:
     native = models.native_bf16(torch.device(device))
     st.sidebar.selectbox("Precision", PRECISION_CHOICES, key=state.PRECISION_KEY,
                          help=f"auto = bf16 autocast on a CUDA GPU with bf16, float32 elsewhere. bf16 on this "
-                              f"{device.upper()}: {'native' if native else 'emulated, far slower than float32'}. Its dreams differ a little from float32's.")
+                              f"{device.upper()}: {'native' if native else 'emulated, far slower than float32'}. "
+                              "Its dreams differ a little from float32's.")
     precision = state.current_precision()
     st.sidebar.caption(f"Running on **{device}** in {precision}"
                        + (" · small sizes are quickest" if device == "cpu" else ""))

@@ -186,8 +186,9 @@ def caption() -> None:
     """Where the atlas is stored and what a unit sees."""
     field = found.field
     field_text = ("no spatial map: each unit sees the whole view" if field is None else
-                  f"receptive field {field.side} px" + (" or more (the whole view)" if field.clipped or field.side >= found.side
-                                                        else f" of the {found.side} px view"))
+                  f"receptive field {field.side} px"
+                  + (" or more (the whole view)" if field.clipped or field.side >= found.side
+                     else f" of the {found.side} px view"))
     st.caption(f"Stored in {folder} · {field_text}.")
 
 
@@ -225,8 +226,9 @@ def grid(overview: pd.DataFrame) -> int:
                     pictures[0].caption("feature visualisation not rendered yet")
                 pictures[1].image(best_crop(number), width="stretch")
                 row = rows.loc[number]
-                st.button(f"#{number} · {row['concept']}", key=f"atlas.open.{number}", on_click=open_unit, args=(number,),
-                          width="stretch", type="primary" if number == unit else "secondary",
+                st.button(f"#{number} · {row['concept']}", key=f"atlas.open.{number}",
+                          on_click=open_unit, args=(number,), width="stretch",
+                          type="primary" if number == unit else "secondary",
                           help=f"peak {row['peak']:.3g}, selectivity {row['selectivity']:.2f}")
 
     missing = [n for n in shown if n not in renders]
@@ -248,7 +250,8 @@ def unit_view(overview: pd.DataFrame, unit: int) -> None:
     row = rows.loc[unit]
     reading = (f"Concept: **{row['concept']}**, {row['share']:.0%} of its {top_k} top crops judged "
                f"{'so' if row['concept'] != atlas.NO_CONCEPT else 'in its commonest group'} "
-               f"(most common class: {row['top_class']})" if isinstance(row["top_class"], str) else "No concept reading.")
+               f"(most common class: {row['top_class']})"
+               if isinstance(row["top_class"], str) else "No concept reading.")
     st.markdown(f"{reading}. Peak {row['peak']:.3g}, typical maximum {row['median_max']:.3g}, "
                 f"active on {row['active_share']:.0%} of the views. "
                 f"Link: `?{'&'.join(f'{k}={v}' for k, v in link.items())}`")
@@ -303,7 +306,8 @@ def unit_view(overview: pd.DataFrame, unit: int) -> None:
                 config = preset("google")
 
                 def work(on_step, should_cancel) -> dict:
-                    return {"key": dream_key, "result": dream(model, start_image, objective, config, on_step, should_cancel)}
+                    return {"key": dream_key,
+                            "result": dream(model, start_image, objective, config, on_step, should_cancel)}
 
                 progress.start(DREAM_SLOT, f"Dreaming unit {unit}", work, lock=state.device_lock(model.device),
                                steps_per_octave=config.iterations, total=config.total_steps)
@@ -329,8 +333,8 @@ def beside() -> None:
     found_b = atlas.load_atlas(folder_b) if atlas.is_complete(folder_b) else None
     readings_b = readings_of(found_b) if found_b is not None else None
     if readings_b is None:
-        st.caption(f"At the same relative depth ({layer_b.depth:.2f} against {layer.depth:.2f}); its atlas is not computed "
-                   "yet.")
+        st.caption(f"At the same relative depth ({layer_b.depth:.2f} against {layer.depth:.2f}); "
+                   "its atlas is not computed yet.")
         if st.button(f"Run the atlas of {layer_b.alias} on {model_b.name}", key="atlas.run_second",
                      icon=":material/travel_explore:", disabled=progress.running(PASS_SLOT)):
             start_pass(model_b, layer_b)

@@ -48,8 +48,8 @@ with models_column:
     else:
         name_a, name_b = option.split("|")
     if len(pairs) == 2:
-        st.caption("ImageNet-vs-Places pairs (BVLC GoogLeNet vs Places GoogLeNet, ResNet-50, AlexNet) are offered first once their weight "
-                   "files are in the weights folder: see the Models page.")
+        st.caption("ImageNet-vs-Places pairs (BVLC GoogLeNet vs Places GoogLeNet, ResNet-50, AlexNet) "
+                   "are offered first once their weight files are in the weights folder: see the Models page.")
     missing = [models.missing_weights_message(models.get_spec(n)) for n in (name_a, name_b)
                if not models.weights_present(models.get_spec(n))]
     for message in missing:

@@ -32,11 +32,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("action", nargs="?", choices=["report"], help="report: tables of a finished atlas folder")
     p.add_argument("folder", nargs="?", type=Path, help="with report: the atlas folder (the --out of a run)")
     p.add_argument("--model", action="append", default=[],
-                   help=f"model (repeatable: the others are matched at the same relative depth; default {DEFAULT_MODEL})")
+                   help="model (repeatable: the others are matched at the same relative depth; "
+                        f"default {DEFAULT_MODEL})")
     p.add_argument("--layer", action="append", default=[], help="layer of the first model (repeatable)")
     p.add_argument("--images", type=Path, help="folder of images (default: the bundled photos at several crops)")
-    p.add_argument("--crops", action="store_true", help="with --images: also take each image at several crops and mirrored")
-    p.add_argument("--top-k", type=int, default=atlas.DEFAULT_TOP_K, help="examples per unit judged (default %(default)s)")
+    p.add_argument("--crops", action="store_true",
+                   help="with --images: also take each image at several crops and mirrored")
+    p.add_argument("--top-k", type=int, default=atlas.DEFAULT_TOP_K,
+                   help="examples per unit judged (default %(default)s)")
     p.add_argument("--size", type=int, default=atlas.DEFAULT_SIDE, help="side of each view in px (default %(default)s)")
     p.add_argument("--batch", type=int, default=atlas.DEFAULT_BATCH, help="views per forward (default %(default)s)")
     p.add_argument("--judge", default=DEFAULT_JUDGE, help="ImageNet or Places365 classifier that reads the concepts "

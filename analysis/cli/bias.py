@@ -1,4 +1,4 @@
-"""The bias command: dream at several depths, judge originals and dreams, measure the dog effect (on the study engine)."""
+"""The bias command: dream at several depths, judge originals and dreams, measure the dog effect (study engine)."""
 
 from __future__ import annotations
 

@@ -48,13 +48,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="output PNG (metadata in text chunks)")
     add_config_args(p)
     p.add_argument("--recipe-out", type=Path, help="write the recipe JSON here")
-    p.add_argument("--recipe", type=Path, help="replay a recipe JSON, or the dream PNG that carries it (other settings are ignored)")
+    p.add_argument("--recipe", type=Path,
+                   help="replay a recipe JSON, or the dream PNG that carries it (other settings are ignored)")
     p.add_argument("--json", action="store_true", help="print the result's metadata as JSON")
     p.set_defaults(handler=cmd_dream)
 
     p = commands.add_parser("schema", help="the JSON Schema of a file you can hand in (recipe, zoom recipe, bundle)")
     p.add_argument("kind", choices=sorted(schemas.SCHEMAS),
-                   help="recipe (dream --recipe), zoom (zoom --recipe) or bundle (a bundle's recipe.json, grid --recipe)")
+                   help="recipe (dream --recipe), zoom (zoom --recipe) "
+                        "or bundle (a bundle's recipe.json, grid --recipe)")
     p.add_argument("--out", type=Path, help="write the schema here instead of printing it")
     p.set_defaults(handler=cmd_schema)
 
@@ -74,7 +76,8 @@ def add_device_args(p: argparse.ArgumentParser, note: str = "") -> None:
 
 def add_start_args(p: argparse.ArgumentParser, default_size: int) -> None:
     """Where a dream starts and what it amplifies: read back by image_source and build_objective."""
-    p.add_argument("--layer", help=f"layer name or alias (see 'layers MODEL'); default: the layer at depth {DEFAULT_DEPTH}")
+    p.add_argument("--layer",
+                   help=f"layer name or alias (see 'layers MODEL'); default: the layer at depth {DEFAULT_DEPTH}")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--image", help="image file, or a bundled sample name such as cat_chelsea")
     source.add_argument("--noise", action="store_true", help="start from seeded noise")
@@ -200,8 +203,10 @@ def cmd_models(args: argparse.Namespace) -> None:
         return print_json(rows)
     print(f"{'model':<26}{'training data':<15}{'weights':<10}architecture")
     for r in rows:
-        print(f"{r['model']:<26}{r['training_data']:<15}{'present' if r['weights_present'] else 'missing':<10}{r['architecture']}")
-    print(f"\nWeights folder: {models.weights_dir()}  ·  add '{models.UNTRAINED_SUFFIX}' to any name for its untrained twin.")
+        weights = "present" if r["weights_present"] else "missing"
+        print(f"{r['model']:<26}{r['training_data']:<15}{weights:<10}{r['architecture']}")
+    print(f"\nWeights folder: {models.weights_dir()}  ·  "
+          f"add '{models.UNTRAINED_SUFFIX}' to any name for its untrained twin.")
 
 
 def cmd_layers(args: argparse.Namespace) -> None:

@@ -55,7 +55,8 @@ def cmd_featviz(args: argparse.Namespace) -> None:
     for render in result.renders:
         name = f"{model.name}_{info.alias}_c{render.channel:04d}.png".replace("/", "-")
         path = save_png(args.out / name, render.image, render.metadata)
-        record = {"channel": render.channel, "file": str(path), "activation": render.activation, "cached": render.cached}
+        record = {"channel": render.channel, "file": str(path), "activation": render.activation,
+                  "cached": render.cached}
         if config.parameterisation == "maco" and render.attribution is not None:
             record["attribution"] = str(save_png(path.with_suffix(".attribution.png"),
                                                  render.attribution[None].expand(3, -1, -1)))

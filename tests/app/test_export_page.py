@@ -27,9 +27,9 @@ def page() -> AppTest:
 
 def fake_results() -> list[Result]:
     combos = [("net-a", "low"), ("net-a", "high"), ("net-b", "low"), ("net-b", "high")]
-    return [Result(i + 1, "dream", f"{m} {l}", Image.new("RGB", (64, 64), (60 * i, 90, 30)),
-                   {"model": m, "layers": [l], "seed": 0, "config": TINY.to_dict()})
-            for i, (m, l) in enumerate(combos)]
+    return [Result(i + 1, "dream", f"{m} {layer}", Image.new("RGB", (64, 64), (60 * i, 90, 30)),
+                   {"model": m, "layers": [layer], "seed": 0, "config": TINY.to_dict()})
+            for i, (m, layer) in enumerate(combos)]
 
 
 def captions(at: AppTest) -> list[str]:

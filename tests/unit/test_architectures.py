@@ -219,8 +219,9 @@ def _linear(shapes: dict, name: str, c_out: int, c_in: int) -> None:
 
 def _upstream_blocks(shapes: dict, prefix: str) -> None:
     for block, (c_in, n1, r3, n3, r5, n5, proj) in UPSTREAM_WIDTHS.items():
-        for child, c_out, c, k in (("conv_1x1", n1, c_in, 1), ("conv_3x3_reduce", r3, c_in, 1), ("conv_3x3", n3, r3, 3),
-                                   ("conv_5x5_reduce", r5, c_in, 1), ("conv_5x5", n5, r5, 5), ("pool_proj", proj, c_in, 1)):
+        for child, c_out, c, k in (("conv_1x1", n1, c_in, 1), ("conv_3x3_reduce", r3, c_in, 1),
+                                   ("conv_3x3", n3, r3, 3), ("conv_5x5_reduce", r5, c_in, 1),
+                                   ("conv_5x5", n5, r5, 5), ("pool_proj", proj, c_in, 1)):
             _conv(shapes, f"{prefix}{block}.{child}", c_out, c, k)
 
 

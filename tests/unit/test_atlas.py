@@ -20,7 +20,8 @@ SIDE = 32
 BOX = 5  # the detector's box filter: its receptive field
 
 
-def wrap(module: nn.Module, layers: list[tuple[str, str, tuple[int, ...]]], labels: list[str] | None = None) -> LoadedModel:
+def wrap(module: nn.Module, layers: list[tuple[str, str, tuple[int, ...]]],
+         labels: list[str] | None = None) -> LoadedModel:
     module = module.eval().requires_grad_(False)
     spec = ModelSpec(name="hand-built", title="Hand-built", architecture="hand-built", training_data="hand-made",
                      labels=None, convention=InputConvention(), weights=WeightsSource(format="random"),
@@ -264,9 +265,11 @@ def test_maco_changes_only_the_phase_and_raises_the_objective(lite0, monkeypatch
     assert count_hooks(lite0.module) == before
     (image, start), = made
     assert (image.phase.detach() - start).abs().max() > 0.1  # the phase moved
-    np.testing.assert_array_equal(image.magnitude.numpy(), featviz.natural_magnitude(64).numpy())  # the magnitude did not
+    # the magnitude did not move
+    np.testing.assert_array_equal(image.magnitude.numpy(), featviz.natural_magnitude(64).numpy())
     kept = torch.fft.rfft2(image.raw().detach().double()).abs()
-    assert float(((kept - image.magnitude.double()).abs() / image.magnitude.double().max()).max()) < 1e-5  # float32 FFTs
+    # the tolerance: float32 FFTs
+    assert float(((kept - image.magnitude.double()).abs() / image.magnitude.double().max()).max()) < 1e-5
     for render in result.renders:
         assert np.mean(render.trace[-3:]) > render.trace[0] + 0.5, render.trace
         assert render.attribution.shape == (64, 64) and float(render.attribution.max()) == 1.0

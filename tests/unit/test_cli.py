@@ -20,7 +20,8 @@ FAST = ["--octaves", "1", "--iterations", "2", "--size", "64"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "analysis", *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "analysis", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
 
 
 def test_help_lists_the_commands():
@@ -42,7 +43,7 @@ def test_models_json_says_which_weights_are_present(capsys):
 def test_layers_lists_shapes_and_depth(capsys):
     assert main(["layers", "googlenet_places365", "--json"]) == 0
     layers = json.loads(capsys.readouterr().out)
-    assert any(l["alias"] == "inception_4c/output" and l["shape"] == [512, 14, 14] for l in layers)
+    assert any(layer["alias"] == "inception_4c/output" and layer["shape"] == [512, 14, 14] for layer in layers)
 
 
 def test_classify_the_cat(capsys):

@@ -83,8 +83,8 @@ def test_grid_draws_title_column_and_row_labels_outside_the_cells():
     assert len(ink_rows(canvas, 0, top, left, bottom)) > 0  # row label on the left
     assert len(ink_rows(canvas, 0, bottom, canvas.width, canvas.height)) > 0  # footnote below
     for colour in COLOURS[:2]:  # no text is drawn over a picture
-        l, t, r, b = box_of(canvas, colour)
-        assert np.all(np.asarray(canvas)[t:b, l:r] == colour)
+        x0, y0, x1, y1 = box_of(canvas, colour)
+        assert np.all(np.asarray(canvas)[y0:y1, x0:x1] == colour)
 
 
 def test_grid_text_grows_with_the_cells_and_long_labels_wrap():
@@ -107,8 +107,8 @@ def meta(model: str, layer: str, seed: int = 0, **extra: object) -> dict:
 
 
 def test_arrange_reads_labels_from_metadata_models_by_layers():
-    items = [GridItem(solid(COLOURS[i]), meta(m, l), title=f"{m}/{l}")
-             for i, (m, l) in enumerate([("net-a", "low"), ("net-a", "high"), ("net-b", "low"), ("net-b", "high")])]
+    items = [GridItem(solid(COLOURS[i]), meta(m, layer), title=f"{m}/{layer}")
+             for i, (m, layer) in enumerate([("net-a", "low"), ("net-a", "high"), ("net-b", "low"), ("net-b", "high")])]
     grid = arrange(items)
     assert grid.shape == (2, 2)
     assert grid.row_labels == ["net-a", "net-b"] and grid.col_labels == ["low", "high"]
@@ -131,7 +131,8 @@ def test_arrange_never_puts_two_results_in_one_cell():
              for i, r in enumerate([0.0, 3.0])]
     assert arrange(turns).col_labels == ["turn 0°", "turn 3°"]
     still_and_frame = [GridItem(solid(COLOURS[0]), meta("net", "low")),
-                       GridItem(solid(COLOURS[1]), meta("net", "low", animation={"frames": 6, "zoom": 0.05, "rotation": 0}))]
+                       GridItem(solid(COLOURS[1]),
+                                meta("net", "low", animation={"frames": 6, "zoom": 0.05, "rotation": 0}))]
     assert not any("None" in label for label in arrange(still_and_frame).col_labels)  # a still has no motion to name
     with pytest.raises(ConfigError):
         arrange([])

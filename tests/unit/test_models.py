@@ -350,10 +350,14 @@ def _layout_files():
 
 # model, file layout, a file name that says nothing true about the layout, the mean (B, G, R) it must get
 LAYOUT_CASES = [
-    ("bvlc_googlenet", "crowsonkb", "bvlc_googlenet-1f25f8c8778a8802.pth", "pytorch-caffe-models", (104.0, 117.0, 123.0)),
-    ("googlenet_places205", "crowsonkb", "googlenet_places205.pth", "pytorch-caffe-models", (105.417, 113.753, 116.047)),
-    ("googlenet_places365", "crowsonkb", "inceptionv1_places365.pth", "pytorch-caffe-models", (104.051, 112.514, 116.676)),
-    ("googlenet_places365", "captum", "googlenet_places365-da1e6512eb7d2613.pth", "captum", (104.0437, 112.6004, 116.7894)),
+    ("bvlc_googlenet", "crowsonkb", "bvlc_googlenet-1f25f8c8778a8802.pth", "pytorch-caffe-models",
+     (104.0, 117.0, 123.0)),
+    ("googlenet_places205", "crowsonkb", "googlenet_places205.pth", "pytorch-caffe-models",
+     (105.417, 113.753, 116.047)),
+    ("googlenet_places365", "crowsonkb", "inceptionv1_places365.pth", "pytorch-caffe-models",
+     (104.051, 112.514, 116.676)),
+    ("googlenet_places365", "captum", "googlenet_places365-da1e6512eb7d2613.pth", "captum",
+     (104.0437, 112.6004, 116.7894)),
 ]
 
 

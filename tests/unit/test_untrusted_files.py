@@ -191,8 +191,8 @@ def test_a_bad_image_file_is_closed_on_every_path(make, words, tmp_path):
 def test_classify_and_stats_on_a_bad_image_print_one_line_even_with_warnings_as_errors(command, tmp_path):
     names = {"truncated": _truncated(tmp_path), "huge": _over_limit(tmp_path)}
     args = [part.format(**names) for part in command]
-    done = subprocess.run([sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-m", "analysis", *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600,
+    done = subprocess.run([sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-m", "analysis", *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, check=False)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
