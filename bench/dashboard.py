@@ -94,7 +94,10 @@ def _dream_page(browser, url: str, size: int):
     page.goto(f"{url}/dream")
     page.get_by_role("button", name="✓ Cat").wait_for(state="visible")
     slider = page.get_by_role("slider").first  # image size, in steps of 32 px
+    deadline = time.monotonic() + TIMEOUT_S
     while (value := int(slider.input_value())) != size:  # one key at a time: a rerun may take the focus
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the image size slider stayed at {value} px, not {size}")
         slider.focus()
         slider.press("ArrowRight" if value < size else "ArrowLeft")
         page.wait_for_timeout(100)
