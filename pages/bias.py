@@ -43,7 +43,8 @@ with setup:
     chosen = st.multiselect("Models", present, key="keep.bias.models", max_selections=MAX_MODELS,
                             format_func=lambda n: widgets.model_label(specs[n], True),
                             placeholder="Choose 1 to 4 models",
-                            help="Only models whose weights are on this machine; the Models page says how to add others.")
+                            help="Only models whose weights are on this machine; "
+                                 "the Models page says how to add others.")
     state.default("keep.bias.controls", True)
     controls = st.toggle("Add each model's untrained twin as the control", key="keep.bias.controls",
                          help="The twin dreams the same images at the same depths with random weights: what it "

@@ -64,7 +64,7 @@ def cmd_atlas(args: argparse.Namespace) -> int | None:
         raise ConfigError("A run needs --layer and --out (see 'atlas --help').")
     if args.top_k < 1:
         raise ConfigError("--top-k must be at least 1.")
-    check_outputs(args, folders=("out",))
+    check_outputs(args, (), ("out",))
     settings = atlas.AtlasSettings(side=args.size, batch=args.batch).validate()
     if args.images is not None:
         views = atlas.folder_collection(args.images, crops=args.crops)

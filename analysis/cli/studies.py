@@ -68,7 +68,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     s.add_argument("--judge", help="which judge (default: the plan's first)")
     s.add_argument("--over", default="images", choices=sorted(study_stats.UNITS),
                    help="bootstrap over images (default) or seeds")
-    s.add_argument("--resamples", type=int, default=study_stats.RESAMPLES, help="bootstrap resamples (default %(default)s)")
+    s.add_argument("--resamples", type=int, default=study_stats.RESAMPLES,
+                   help="bootstrap resamples (default %(default)s)")
     s.add_argument("--out", type=Path, help="also write the charts and the reading as one offline HTML page")
     s.add_argument("--json", action="store_true", help="print the intervals and the reading as JSON")
     s.set_defaults(handler=cmd_report)
@@ -149,7 +150,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     if args.json:
         return print_json({"results": str(args.results), "state": view.state, "rows": view.rows,
                            "planned": view.planned, "skipped_images": view.skipped, "judge": view.judge,
-                           "group": view.group, "over": args.over, "intervals": read.intervals.to_dict(orient="records"),
+                           "group": view.group, "over": args.over,
+                           "intervals": read.intervals.to_dict(orient="records"),
                            "controls": read.controls.to_dict(orient="records"), "reading": read.lines})
     print(f"{args.results}: {view.rows} of {view.planned} items ({view.state}) · judge {view.judge} · group "
           f"'{view.group}' · 95% bootstrap over {args.over}")
@@ -159,6 +161,7 @@ def cmd_report(args: argparse.Namespace) -> None:
               f"{row.ratio:>7.2f}x  {row.low:.2f}x to {row.high:.2f}x ({row.units} {args.over})")
     for line in read.lines:
         print(f"  · {line}")
-    print(f"  {len(view.skipped)} unreadable image(s) skipped" + (f": {', '.join(view.skipped)}" if view.skipped else ""))
+    skipped = f": {', '.join(view.skipped)}" if view.skipped else ""
+    print(f"  {len(view.skipped)} unreadable image(s) skipped{skipped}")
     if args.out:
         print(f"wrote {args.out}")

@@ -128,7 +128,8 @@ def paired_difference(table: pd.DataFrame, group: str, model_a: str, model_b: st
     """
     sel = _select(table, group, judge)
     out = []
-    for depth in sorted(set(sel.loc[sel["model"] == model_a, "depth"]) & set(sel.loc[sel["model"] == model_b, "depth"])):
+    depths_a, depths_b = (set(sel.loc[sel["model"] == m, "depth"]) for m in (model_a, model_b))
+    for depth in sorted(depths_a & depths_b):
         a = _unit_means(sel[(sel["model"] == model_a) & (sel["depth"] == depth)], over)
         b = _unit_means(sel[(sel["model"] == model_b) & (sel["depth"] == depth)], over)
         shared = a.index.intersection(b.index)

@@ -132,7 +132,8 @@ def test_impossible_numbers_and_bad_checkpoints_are_one_error_line(tmp_path, cap
     cases = [
         (["dream", "--layer", "block5", "--noise", "--size", "0", "--out", out], "Image size 0 px"),
         (["classify", "cat_chelsea", "--top", "-2"], "at least one class"),
-        (["classify", "cat_chelsea", "--weights", str(text)], "not a readable PyTorch checkpoint"),
+        (["classify", "cat_chelsea", "--weights", str(text)],
+         "notes.pth is not a PyTorch checkpoint: it is a text file"),
         (["classify", "cat_chelsea", "--weights", str(tmp_path / "gone.pth")], "No checkpoint file at"),
     ]
     for args, message in cases:

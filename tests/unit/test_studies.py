@@ -299,7 +299,8 @@ def test_the_paired_difference_resamples_the_same_images_for_both_models() -> No
     ratios = {}
     for model in ("m", "m-untrained"):
         part = sel.loc[model].sort_index()
-        ratios[model] = (part["share_dream"].to_numpy()[draws].mean(1) / part["share_original"].to_numpy()[draws].mean(1))
+        dreams, originals = part["share_dream"].to_numpy(), part["share_original"].to_numpy()
+        ratios[model] = dreams[draws].mean(1) / originals[draws].mean(1)
     low, high = np.percentile(ratios["m"] - ratios["m-untrained"], [2.5, 97.5])
     assert (diff["low"], diff["high"]) == pytest.approx((low, high), rel=1e-12)
     assert diff["difference"] == pytest.approx(diff["ratio_a"] - diff["ratio_b"])
