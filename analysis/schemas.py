@@ -328,7 +328,7 @@ class ResultMetadata(_Open):
     recipe): each of these of the type the tool writes, so a hostile PNG is one line, not a traceback."""
 
     model: str | None = None
-    training_data: str | None = None
+    training_data: str | list[str] | None = None  # a comparison grid carries both models'
     layers: list[str] | None = None
     objective_text: str | None = None
     seed: int | None = None
