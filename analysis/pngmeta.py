@@ -21,6 +21,8 @@ from analysis.errors import ConfigError, ImageError
 from analysis.images import tensor_to_pil
 
 METADATA_KEY = "inceptionism"
+_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it), then put back
+os.umask(_UMASK)
 
 
 def png_bytes(image: torch.Tensor | Image.Image, metadata: dict | None = None) -> bytes:
@@ -53,6 +55,7 @@ def write_file(path: Path, data: bytes | str) -> Path:
         with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
                                          delete=False) as part:
             part.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(part.name, 0o666 & ~_UMASK)  # a temporary file is private (0600); a result is not
         os.replace(part.name, path)
     except OSError as err:
         if "part" in locals():

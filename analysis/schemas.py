@@ -299,6 +299,28 @@ class GridRecipeFile(_Strict):
         return self
 
 
+PLAN_VERSION = 1
+
+
+class StudyPlanFile(_Strict):
+    """A study plan (`study plan ... --out PLAN.json`): models x layers x images x seeds, one dream each."""
+
+    version: _version(PLAN_VERSION, "plan") = PLAN_VERSION
+    models: Annotated[list[ModelName], Field(min_length=1, max_length=64)]
+    depths: Annotated[list[bounded(float, 0, 1, "depth")], Field(max_length=64)] = []
+    layers: Annotated[list[LayerName], Field(max_length=64)] = []
+    images: Annotated[list[_text(4096, 1)], Field(max_length=100_000)] = []
+    noise_seeds: bounded(int, 0, 10_000, "noise seeds") = 0
+    seeds: Annotated[list[Seed], Field(min_length=1, max_length=1000)] = [0]
+    objective: Literal["layer-l2"] = "layer-l2"
+    config: DreamSettings = DreamSettings()
+    preset: _text(40) = ""
+    size: Side = 224
+    judges: Annotated[list[ModelName], Field(min_length=1, max_length=8)] | None = None
+    precision: Literal[PRECISIONS] = "fp32"
+    threads: bounded(int, 1, 256, "threads per item") | None = None
+
+
 class _Open(BaseModel):
     """Typed where the tool reads a value, free elsewhere: a result's metadata is a run record that grows."""
 
@@ -344,6 +366,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "recipe": DreamRecipeFile,
     "zoom": AnimationRecipeFile,
     "bundle": GridRecipeFile,
+    "plan": StudyPlanFile,
 }
 """Every file kind a user hands in, by the name `python -m analysis schema NAME` takes."""
 

@@ -20,8 +20,7 @@ DEPTH_CHOICES = [round(i / 10, 1) for i in range(11)]
 DEFAULT_SAMPLES = ["cat_chelsea.jpg", "coffee.jpg", "astronaut.jpg"]
 MAX_MODELS = 4
 FOLDER_SLOT = "bias.folder.job"
-FOLDER_BATCH = 2
-"""Dreams per committed batch of a page study: a cancel lets at most this many finish."""
+FOLDER_BATCH = 2  # dreams per committed batch of a page study: a cancel lets at most this many finish
 FOLLOW_SECONDS = 2.0
 GALLERY_SAMPLE = 8
 

@@ -223,7 +223,8 @@ def cmd_download(args: argparse.Namespace) -> None:
     from analysis.downloads import download_weights
 
     spec = models.get_spec(args.model)
-    with tqdm(desc=spec.weights.filename or spec.name, unit="B", unit_scale=True, leave=False) as bar:
+    # leave=True: the bar ends its line, so an error after it starts a line of its own
+    with tqdm(desc=spec.weights.filename or spec.name, unit="B", unit_scale=True, leave=True) as bar:
         def on_bytes(received: int, total: int | None) -> None:
             bar.total = total
             bar.update(received - bar.n)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from analysis import models
+from analysis import models, schemas
 from analysis.dream import DreamConfig
 from analysis.errors import ConfigError, ImageError
 from analysis.images import check_side, noise_image
@@ -26,7 +26,7 @@ from analysis.models import LayerInfo
 from analysis.recipes import ImageSource
 from analysis.studies.judging import DEFAULT_JUDGE, check_depths, check_judge_name
 
-PLAN_VERSION = 1
+PLAN_VERSION = schemas.PLAN_VERSION
 OBJECTIVES = ("layer-l2",)
 """Google's whole-layer L2: the objective the bias study measures. Others join with their row fields."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -156,6 +156,7 @@ class Plan:
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"Unknown plan field(s): {', '.join(sorted(unknown))}.")
+        schemas.validate(schemas.StudyPlanFile, data, "plan")  # strict: 100.5 px is refused, not cut to 100
         try:
             plan = cls(models=tuple(str(m) for m in data["models"]),
                        depths=tuple(float(d) for d in data.get("depths", ())),

@@ -361,3 +361,13 @@ def test_study_command_errors_are_one_line(finished, tmp_path: Path, capsys) -> 
     assert main(["study", "run", str(tmp_path / "p.json"), "--out", str(tmp_path / "x"), "--ray", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: No Ray cluster answers at 127.0.0.1:1") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("field, value, words", [("size", 100.5, "size is not a whole number"),
+                                                 ("seeds", [0, True], "is not a whole number"),
+                                                 ("noise_seeds", float("nan"), "noise_seeds"),
+                                                 ("depths", [1.5], "depth")])
+def test_a_plan_file_is_read_through_the_schema_layer_not_rounded(field, value, words):
+    """A plan is a file a user hands in: strict like a recipe (100.5 px was cut to 100 px without a word)."""
+    with pytest.raises(ConfigError, match=words):
+        Plan.from_dict({"models": ["efficientnet_lite0"], "depths": [0.5], field: value})

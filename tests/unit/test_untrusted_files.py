@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tracemalloc
@@ -203,3 +204,11 @@ def test_the_schema_written_by_the_cli_is_json(tmp_path, capsys):
     out = tmp_path / "schemas" / "zoom.json"
     assert main(["schema", "zoom", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["properties"]["kind"]["const"] == "animation"
+
+
+def test_a_written_result_has_the_users_usual_permissions(tmp_path):
+    """Results go through a private temporary file; the file that lands is readable as the umask says."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    written = write_file(tmp_path / "result.json", "{}")
+    assert written.stat().st_mode & 0o777 == 0o666 & ~umask
