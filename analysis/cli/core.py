@@ -205,6 +205,11 @@ def cmd_models(args: argparse.Namespace) -> None:
     for r in rows:
         weights = "present" if r["weights_present"] else "missing"
         print(f"{r['model']:<26}{r['training_data']:<15}{weights:<10}{r['architecture']}")
+    missing = [r for r in rows if not r["weights_present"] and r.get("weights_file")]
+    if missing:
+        print("\nMissing weights: put the file in the weights folder, or 'download MODEL' where online:")
+        for r in missing:
+            print(f"  {r['weights_file']:<44}{r['download'] or 'no public download: see README'}")
     print(f"\nWeights folder: {models.weights_dir()}  ·  "
           f"add '{models.UNTRAINED_SUFFIX}' to any name for its untrained twin.")
 

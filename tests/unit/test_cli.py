@@ -167,3 +167,11 @@ def test_weights_for_an_untrained_twin_is_refused_not_ignored(tmp_path):
     assert done.returncode == 2 and not (tmp_path / "x.png").exists()
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("error: efficientnet_lite0-untrained is an untrained twin") and "no weights file" in line
+
+
+def test_models_says_where_to_get_each_missing_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("INCEPTIONISM_WEIGHTS_DIR", str(tmp_path))  # an empty weights folder: all files missing
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "Missing weights" in out
+    assert "googlenet-1378be20.pth" in out and "https://download.pytorch.org/models/googlenet-1378be20.pth" in out
