@@ -148,7 +148,7 @@ ready = complete and readings is not None
 
 top_row = st.columns([3, 1], vertical_alignment="bottom")
 top_row[0].markdown(f"**{choice.title} · {layer.alias}** (depth {layer.depth:.2f}, {layer.shape[0]} units) over "
-                    f"{len(views)} views at {side} px; concepts read by {judge.name}, a unit's group needs "
+                    f"{len(views)} views at {side} px; concepts read by {judge.model.spec.title}, a unit's group needs "
                     f"{atlas.CONCEPT_THRESHOLD:.0%} of its {top_k} crops.")
 label = "Atlas ready" if ready else ("Resume the atlas" if found is not None else "Run the atlas")
 if top_row[1].button(label, key="atlas.run", type="primary", icon=":material/travel_explore:", width="stretch",
@@ -335,7 +335,7 @@ def beside() -> None:
     if readings_b is None:
         st.caption(f"At the same relative depth ({layer_b.depth:.2f} against {layer.depth:.2f}); "
                    "its atlas is not computed yet.")
-        if st.button(f"Run the atlas of {layer_b.alias} on {model_b.name}", key="atlas.run_second",
+        if st.button(f"Run the atlas of {layer_b.alias} on {model_b.spec.title}", key="atlas.run_second",
                      icon=":material/travel_explore:", disabled=progress.running(PASS_SLOT)):
             start_pass(model_b, layer_b)
     else:
