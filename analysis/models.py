@@ -124,6 +124,17 @@ class ModelSpec:
         field(default=None, repr=False, compare=False)
     """For models published in several key layouts: the spec for the file's layout and its renamed state."""
 
+    @property
+    def base(self) -> str:
+        """The trained model this spec stands for: its parent for an untrained twin, else itself (layer
+        choices and comparisons key on it)."""
+        return self.parent or self.name
+
+    @property
+    def twin(self) -> str:
+        """The other half of the trained/untrained pair: what 'beside its twin' opens."""
+        return self.parent or self.name + UNTRAINED_SUFFIX
+
     def untrained(self, seed: int = 0) -> ModelSpec:
         """The same architecture with seeded random weights: the control for training data."""
         return replace(
@@ -259,6 +270,9 @@ REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(spec: ModelSpec) -> ModelSpec:
+    """Add a model to the zoo; a name registered twice is a bug (the second would silently win)."""
+    if spec.name in REGISTRY:
+        raise ValueError(f"A model named {spec.name} is already registered.")
     REGISTRY[spec.name] = spec
     return spec
 

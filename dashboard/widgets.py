@@ -105,7 +105,7 @@ def layer_label(info: LayerInfo) -> str:
 
 def layer_ui(choice: ModelChoice) -> LayerInfo:
     """Sidebar: the dream-able layers of the model, with output shape and relative depth."""
-    base = choice.spec.parent or choice.spec.name
+    base = choice.spec.base
     layers = dreamable_layers(models.get_spec(base))
     by_name = {info.name: info for info in layers}
     key = f"keep.layer.{base}"

@@ -39,7 +39,7 @@ def apply_link() -> None:
     st.session_state[LINKED] = True
     try:
         spec = models.get_spec(params["model"])
-        base = spec.parent or spec.name
+        base = spec.base
         layer = params.get("layer")
         if layer is not None:
             by_alias = {i.alias: i.name for i in widgets.dreamable_layers(models.get_spec(base))}
@@ -321,7 +321,7 @@ def unit_view(overview: pd.DataFrame, unit: int) -> None:
 def beside() -> None:
     """The second model at the same relative depth, and the units per concept of both."""
     st.divider()
-    second_name = (choice.spec.parent or choice.name + models.UNTRAINED_SUFFIX) if second == TWIN else second
+    second_name = choice.spec.twin if second == TWIN else second
     try:
         model_b = state.load_model(second_name)
     except LabError as err:

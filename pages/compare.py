@@ -75,7 +75,7 @@ with layers_column:
         layer_names = {}
         for side, name in (("A", name_a), ("B", name_b)):
             spec = models.get_spec(name)
-            infos = {i.name: i for i in widgets.dreamable_layers(models.get_spec(spec.parent or spec.name))}
+            infos = {i.name: i for i in widgets.dreamable_layers(models.get_spec(spec.base))}
             key = f"keep.compare.layers.{side}.{name}"
             state.default(key, [])
             layer_names[side] = st.multiselect(

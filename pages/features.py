@@ -104,7 +104,7 @@ try:
     image = image_choice.load(MEASURE_SIDE) if image_choice.kind == "sample" or image_choice.data else None
 except ImageError:  # the uploader has already said what is wrong with the file
     image = None
-second_name = {TWIN: choice.spec.parent or choice.name + models.UNTRAINED_SUFFIX, NONE: None}.get(second, second)
+second_name = {TWIN: choice.spec.twin, NONE: None}.get(second, second)
 model_b = None
 if second_name and second_name != model.name:
     with state.user_errors(st.sidebar):

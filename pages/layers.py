@@ -24,7 +24,7 @@ with image_column:
 with settings_column:
     st.subheader("2 · Layers")
     mode_key, count_key = "keep.layers.mode", "keep.layers.count"
-    pick_key = f"keep.layers.pick.{choice.spec.parent or choice.spec.name}"
+    pick_key = f"keep.layers.pick.{choice.spec.base}"
     state.default(mode_key, "Spread evenly", ["Spread evenly", "Choose"])
     mode = st.radio("Which layers", ["Spread evenly", "Choose"], key=mode_key, horizontal=True,
                     label_visibility="collapsed")

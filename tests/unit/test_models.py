@@ -561,3 +561,11 @@ def test_bvlc_logits_are_the_upstream_networks(tmp_path):
         expected = _caffe_models_reference(file, bgr)
         got = model.module.to(memory_format=torch.contiguous_format)(model.preprocess(rgb))
     torch.testing.assert_close(got, expected)
+
+
+def test_a_model_registered_twice_is_refused_and_a_twin_names_its_base():
+    with pytest.raises(ValueError, match="already registered"):
+        models.register(models.get_spec("efficientnet_lite0"))
+    twin = models.get_spec("efficientnet_lite0-untrained")
+    assert twin.base == "efficientnet_lite0" and twin.twin == "efficientnet_lite0"
+    assert models.get_spec("efficientnet_lite0").twin == "efficientnet_lite0-untrained"
