@@ -23,13 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from analysis import schemas
-from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream, run_metadata
+from analysis.dream import DreamConfig, dream, run_metadata
 from analysis.errors import ConfigError
 from analysis.export import Grid, GridItem, settings_footnote
 from analysis.images import tensor_to_pil
 from analysis.models import LoadedModel, load_model
 from analysis.objectives import Objective
 from analysis.pngmeta import write_file
+from analysis.progress import OnStep, Relay, ShouldCancel
 from analysis.recipes import RECIPE_VERSION, Recipe, check_model, read_json
 
 VIDEO_FORMATS = (".mp4", ".gif")
@@ -95,7 +96,7 @@ def zoom_dream(model: LoadedModel, start: torch.Tensor, objective: Objective, co
     config.validate()
     schemas.check_seed_range(config.seed, settings.frames)  # before the first frame, not at the one that fails
     per_frame = config.total_steps
-    total = settings.frames * per_frame
+    relay = Relay(on_step, settings.frames * per_frame)
     started = time.perf_counter()
     frames: list[torch.Tensor] = []
     frame = start.detach().float().cpu()
@@ -103,20 +104,15 @@ def zoom_dream(model: LoadedModel, start: torch.Tensor, objective: Objective, co
     for index in range(settings.frames):
         if index:
             frame = zoom_frame(frame, settings.zoom, settings.rotation)
-        done = index * per_frame
-
-        def forward(step: int, _total: int, _preview: torch.Tensor | None, done: int = done) -> None:
-            if on_step is not None and step < per_frame:
-                on_step(done + step, total, None)
-
+        # the frame's last step is reported below, with the finished frame as the preview
+        forward = relay.nth(index, per_frame, previews=False, last=False)
         result = dream(model, frame, objective, replace(config, seed=config.seed + index), forward, should_cancel)
         if result.cancelled:
             cancelled = True
             break
         frame = result.image
         frames.append(frame)
-        if on_step is not None:
-            on_step(done + per_frame, total, frame)
+        relay.report((index + 1) * per_frame, frame)
     metadata = run_metadata(model, objective.bind(model), config, time.perf_counter() - started,
                             steps_done=len(frames) * per_frame)
     metadata["animation"] = {**settings.to_dict(), "frames_done": len(frames), "seeds": "frame i dreams with seed + i"}

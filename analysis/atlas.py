@@ -28,7 +28,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,9 +40,7 @@ from analysis import labels as label_files
 from analysis.errors import Cancelled, ConfigError, ImageError
 from analysis.images import load_image, resize
 from analysis.models import LOGITS, LoadedModel, count_hooks
-
-OnStep = Callable[[int, int, "torch.Tensor | None"], None]
-ShouldCancel = Callable[[], bool]
+from analysis.progress import OnStep, ShouldCancel
 
 ATLAS_VERSION = 1
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")

@@ -22,12 +22,13 @@ import pandas as pd
 import torch
 
 from analysis import models
-from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream_batch
+from analysis.dream import DreamConfig, dream_batch
 from analysis.errors import ConfigError
 from analysis.export import Grid, GridItem, caption_cell, settings_footnote
 from analysis.images import noise_image, tensor_to_pil
 from analysis.models import UNTRAINED_SUFFIX, LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
+from analysis.progress import OnStep, Relay, ShouldCancel
 from analysis.recipes import ImageSource
 from analysis.studies.judging import (  # noqa: F401 (API)
     DEFAULT_GROUP,
@@ -153,7 +154,7 @@ def run_study(dreamers: Sequence[LoadedModel], depths: Sequence[float], images: 
     images = _unique_names(images)
     config.validate()
     p_originals = {(j.name, im.name): j.probabilities(im.pixels)[0] for j in judges for im in images}
-    total = len(dreamers) * len(images) * config.total_steps
+    relay = Relay(on_step, len(dreamers) * len(images) * config.total_steps)
     rows: list[dict] = []
     dreams: dict[tuple[str, float, str], torch.Tensor] = {}
     metadata: dict[tuple[str, float, str], dict] = {}
@@ -162,12 +163,10 @@ def run_study(dreamers: Sequence[LoadedModel], depths: Sequence[float], images: 
         layer_of = {d: model.layer_at_depth(d) for d in depths}
         distinct = list(dict.fromkeys(info.name for info in layer_of.values()))
         for image in images:
-            offset = units_done * config.total_steps
-            # a unit's own total depends on whether dream_batch batches (GPU) or not (CPU): scale it
-            relay = None if on_step is None else (
-                lambda s, t, p, o=offset: on_step(o + -(-s * config.total_steps // t), total, p))
+            # a unit's own total depends on whether dream_batch batches (GPU) or not (CPU): the relay scales it
             batch = image.pixels[None].repeat(len(distinct), 1, 1, 1)
-            results = dream_batch(model, batch, [LayerL2(name) for name in distinct], config, relay, should_cancel)
+            results = dream_batch(model, batch, [LayerL2(name) for name in distinct], config,
+                                  relay.nth(units_done, config.total_steps), should_cancel)
             if any(r.cancelled for r in results):
                 cancelled = True
                 break

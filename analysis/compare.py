@@ -16,12 +16,13 @@ import torch
 from PIL import Image
 
 from analysis import models
-from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream_batch
+from analysis.dream import DreamConfig, DreamResult, dream_batch
 from analysis.errors import ConfigError
 from analysis.export import caption_cell, grid_image
 from analysis.images import tensor_to_pil
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
+from analysis.progress import OnStep, Relay, ShouldCancel
 
 DEFAULT_PAIR = ("efficientnet_lite0", "efficientnet_lite0" + models.UNTRAINED_SUFFIX)
 """Works offline: the embedded ImageNet network against the same architecture untrained."""
@@ -175,19 +176,14 @@ def compare(
     if model_a.device != model_b.device:
         raise ConfigError("Both models must be on the same device.")
     config.validate()
-    total = 2 * config.total_steps
+    relay = Relay(on_step, 2 * config.total_steps)
     comparison = Comparison(image, image_title, list(columns), config,
                             *(Side(m.name, m.spec.title, m.spec.training_data) for m in (model_a, model_b)))
     for index, (model, side) in enumerate(((model_a, comparison.a), (model_b, comparison.b))):
-        offset = index * config.total_steps
-
-        def step(done: int, run_total: int, preview: torch.Tensor | None, offset: int = offset) -> None:
-            if on_step is not None:  # run_total: one octave loop when batched, one per layer when not
-                on_step(offset + -(-done * config.total_steps // run_total), total, preview)
-
         layers = [c.layer_a if index == 0 else c.layer_b for c in columns]
         batch = image[None].repeat(len(layers), 1, 1, 1)
-        side.results = dream_batch(model, batch, [LayerL2(info.name) for info in layers], config, step, should_cancel)
+        side.results = dream_batch(model, batch, [LayerL2(info.name) for info in layers], config,
+                                    relay.nth(index, config.total_steps), should_cancel)
         side.top_original = _top(model, image)
         side.top_dreams = [_top(model, r.image) for r in side.results]
         if any(r.cancelled for r in side.results):

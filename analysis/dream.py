@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -22,9 +22,7 @@ from analysis.errors import ConfigError
 from analysis.images import resize
 from analysis.models import LoadedModel, count_hooks, cpu_kind
 from analysis.objectives import Objective
-
-OnStep = Callable[[int, int, "torch.Tensor | None"], None]
-ShouldCancel = Callable[[], bool]
+from analysis.progress import OnStep, Relay, ShouldCancel
 
 
 @dataclass(frozen=True)
@@ -311,6 +309,7 @@ def _one_after_another(model: LoadedModel, images: torch.Tensor, objectives: Seq
                        preview_every: int) -> list[DreamResult]:
     """The sequential sweep, with progress counted over all images and one cancel for all."""
     count, per_image = images.shape[0], config.total_steps
+    relay = Relay(on_step, count * per_image)
     results: list[DreamResult] = []
     for i in range(count):
         objective = objectives[i if len(objectives) > 1 else 0]
@@ -318,9 +317,8 @@ def _one_after_another(model: LoadedModel, images: torch.Tensor, objectives: Seq
             untouched = run_metadata(model, objective.bind(model), config, 0.0, steps_done=0)
             results.append(DreamResult(images[i].detach().float().cpu(), [], untouched, cancelled=True))
             continue
-        forward = None if on_step is None else (
-            lambda step, _total, preview, done=i * per_image: on_step(done + step, count * per_image, preview))
-        results += _dream_together(model, images[i:i + 1], [objective], config, forward, should_cancel, preview_every)
+        results += _dream_together(model, images[i:i + 1], [objective], config, relay.nth(i, per_image),
+                                   should_cancel, preview_every)
     return results
 
 

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageDraw, ImageFont
 
 from analysis import schemas
-from analysis.dream import OnStep, ShouldCancel, library_versions
+from analysis.dream import library_versions
 from analysis.errors import ConfigError, ImageError
 from analysis.images import tensor_to_pil
 from analysis.labels import sample_images
 from analysis.models import LoadedModel, load_model
 from analysis.pngmeta import png_bytes
+from analysis.progress import OnStep, Relay, ShouldCancel
 from analysis.recipes import REPLAY_OBSTACLES, Recipe, read_json, replay_obstacle, run_recipe
 
 if TYPE_CHECKING:
@@ -546,7 +547,7 @@ def replay_grid(recipe: GridRecipe, load: Callable[[str], LoadedModel] = load_mo
         if cell.image.kind == "file" and cell.image.data is None and cell.image.sha256 not in inputs:
             raise ImageError(f"The recipe dreams the photo '{cell.image.name}', which was not given: replay the "
                              "bundle ZIP that carries it (inputs/), or give the folder it is in.")
-    total, done = recipe.total_steps(), 0
+    relay, done = Relay(on_step, recipe.total_steps()), 0
     loaded: dict[str, LoadedModel] = {}
     cells: list[list[GridItem | None]] = [[None] * len(row) for row in recipe.cells]
     cancelled = False
@@ -559,8 +560,8 @@ def replay_grid(recipe: GridRecipe, load: Callable[[str], LoadedModel] = load_mo
             cell = replace(cell, image=replace(cell.image, data=data))
         if cell.model not in loaded:
             loaded[cell.model] = load(cell.model)
-        step_fn = None if on_step is None else (lambda s, _t, p, offset=done: on_step(offset + s, total, p))
-        result = run_recipe(cell, loaded[cell.model], on_step=step_fn, should_cancel=should_cancel)
+        result = run_recipe(cell, loaded[cell.model], on_step=relay.part(done, cell.config.total_steps),
+                            should_cancel=should_cancel)
         if result.cancelled:
             cancelled = True
             break

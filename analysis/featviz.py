@@ -44,9 +44,7 @@ from analysis.errors import ConfigError, ImageError
 from analysis.images import load_image
 from analysis.models import LayerInfo, LoadedModel, count_hooks
 from analysis.pngmeta import png_bytes, read_png_metadata
-
-OnStep = Callable[[int, int, "torch.Tensor | None"], None]
-ShouldCancel = Callable[[], bool]
+from analysis.progress import OnStep, Relay, ShouldCancel
 
 FEATVIZ_VERSION = 1
 """Part of every cache key: bump it when the algorithm changes what a render looks like."""
@@ -432,13 +430,13 @@ def optimise_channels(
     layer: str,
     channels: Sequence[int],
     config: FeatvizConfig,
-    on_step: Callable[[int, torch.Tensor | None], None] | None = None,
+    on_step: OnStep | None = None,
     should_cancel: ShouldCancel | None = None,
     preview_every: int = 8,
 ) -> BatchRender:
     """One batched optimisation: image i maximises channel channels[i], in either parameterisation.
 
-    on_step(step, preview) is called after each step of this batch. The attribution map is
+    on_step(step, config.steps, preview) is called after each step of this batch. The attribution map is
     MaCo's transparency: the absolute gradient of the objective on the picture, accumulated
     over the steps (where the picture matters to the unit).
     """
@@ -479,7 +477,7 @@ def optimise_channels(
         trace.append(scores.detach().float().cpu())
         if on_step is not None:
             show = step % preview_every == 0 or step == config.steps
-            on_step(step, _preview(image_f()) if show else None)
+            on_step(step, config.steps, _preview(image_f()) if show else None)
     if count_hooks(model.module) != hooks_before:
         raise RuntimeError("A forward hook outlived the feature visualisation: this is a bug.")
     with torch.no_grad():
@@ -543,16 +541,10 @@ def render_channels(
     renders = lookup(model, info.name, channels, config, cache) if cache is not None else {}
     missing = [c for c in channels if c not in renders]
     batches = [missing[i:i + config.batch] for i in range(0, len(missing), config.batch)]
-    total = len(batches) * config.steps
+    relay = Relay(on_step, len(batches) * config.steps)
     cancelled = False
     for number, batch in enumerate(batches):
-        done_before = number * config.steps
-
-        def batch_step(step: int, preview: torch.Tensor | None, done_before: int = done_before) -> None:
-            if on_step is not None:
-                on_step(done_before + step, total, preview)
-
-        done = optimise_channels(model, info.name, batch, config, batch_step, should_cancel)
+        done = optimise_channels(model, info.name, batch, config, relay.nth(number, config.steps), should_cancel)
         cancelled = done.cancelled
         if done.trace.shape[0] == 0:  # cancelled before its first step: nothing worth showing
             break

@@ -19,12 +19,13 @@ from pathlib import Path
 import torch
 
 from analysis import labels, schemas
-from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream
+from analysis.dream import DreamConfig, DreamResult, dream
 from analysis.errors import ConfigError, ImageError
 from analysis.images import check_side, file_sha256, load_image, noise_image, read_verified
 from analysis.models import LOGITS, LoadedModel, get_spec, layer_table, load_model
 from analysis.objectives import Objective, objective_from_dict
 from analysis.pngmeta import read_png_metadata
+from analysis.progress import OnStep, ShouldCancel
 
 RECIPE_VERSION = schemas.RECIPE_VERSION
 

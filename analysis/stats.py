@@ -19,12 +19,13 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream_batch
+from analysis.dream import DreamConfig, DreamResult, dream_batch
 from analysis.errors import ConfigError
 from analysis.export import grid_image
 from analysis.images import tensor_to_pil
 from analysis.models import LOGITS, LayerInfo, LoadedModel
 from analysis.objectives import Channels
+from analysis.progress import OnStep, Relay, ShouldCancel
 
 COLUMNS = ("model", "training_data", "layer", "depth", "channel", "statistic", "value")
 """The tidy frame's columns; channel is -1 on layer-level rows."""
@@ -248,16 +249,10 @@ def stats_for_models(
     should_cancel: ShouldCancel | None = None,
 ) -> pd.DataFrame:
     """activation_stats for each model over the same images, combined; progress counts every forward."""
-    total = len(models) * len(images)
+    relay = Relay(on_step, len(models) * len(images))
     frames = []
     for index, model in enumerate(models):
-        offset = index * len(images)
-
-        def step(done: int, _total: int, preview: torch.Tensor | None, offset: int = offset) -> None:
-            if on_step is not None:
-                on_step(offset + done, total, preview)
-
-        frame = activation_stats(model, images, on_step=step, should_cancel=should_cancel)
+        frame = activation_stats(model, images, on_step=relay.nth(index, len(images)), should_cancel=should_cancel)
         if frame.attrs["images"]:
             frames.append(frame)
         if frame.attrs["cancelled"]:

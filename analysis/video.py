@@ -38,12 +38,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream, run_metadata
+from analysis.dream import DreamConfig, dream, run_metadata
 from analysis.errors import ConfigError, VideoError
 from analysis.images import pil_to_tensor, tensor_to_pil
 from analysis.models import LoadedModel, load_model
 from analysis.objectives import LayerL2, Objective
 from analysis.pngmeta import png_bytes, read_png_metadata
+from analysis.progress import OnStep, Relay, ShouldCancel
 from analysis.recipes import RECIPE_VERSION, ImageSource, Recipe, check_model, read_json
 
 MAX_VIDEO_BYTES = 200 * 1024 * 1024
@@ -573,7 +574,7 @@ def dream_video(model: LoadedModel, source: Path, recipe: VideoRecipe, work: Pat
     work = Path(work)
     frames = _open_work(work, recipe, resume)
     short = replace(config, iterations=settings.steps_per_frame)
-    total = config.total_steps + (len(indices) - 1) * short.total_steps
+    relay = Relay(on_step, config.total_steps + (len(indices) - 1) * short.total_steps)
     flickers, trusted = [], []
     for path in frames[1:]:
         meta = read_png_metadata(path).get("video_frame", {})
@@ -589,8 +590,7 @@ def dream_video(model: LoadedModel, source: Path, recipe: VideoRecipe, work: Pat
         if position < len(frames):
             if position == len(frames) - 1:  # the last finished frame: carry it, and count the work done
                 previous_source, previous_dream = frame, pil_to_tensor(Image.open(frames[position]))
-                if on_step is not None:
-                    on_step(steps_before + (config if position == 0 else short).total_steps, total, previous_dream)
+                relay.report(steps_before + (config if position == 0 else short).total_steps, previous_dream)
             continue
         if should_cancel is not None and should_cancel():
             cancelled = True
@@ -602,12 +602,8 @@ def dream_video(model: LoadedModel, source: Path, recipe: VideoRecipe, work: Pat
             motion = motion_between(previous_source, frame, method)
             start = carry(previous_source, previous_dream, frame, motion, settings)
             frame_config = replace(short, seed=config.seed + position)
-
-        def forward(step: int, _total: int, _preview: torch.Tensor | None, done: int = steps_before,
-                    per_frame: int = frame_config.total_steps) -> None:
-            if on_step is not None and step < per_frame:
-                on_step(done + step, total, None)
-
+        # the frame's last step is reported below, with the finished frame as the preview
+        forward = relay.part(steps_before, frame_config.total_steps, previews=False, last=False)
         result = dream(model, start, objective, frame_config, forward, should_cancel)
         if result.cancelled:
             cancelled = True
@@ -623,8 +619,7 @@ def dream_video(model: LoadedModel, source: Path, recipe: VideoRecipe, work: Pat
         _atomic_write(path, png_bytes(dreamed, {"video_frame": stats, "video_recipe": recipe.to_dict()}))
         frames.append(path)
         previous_source, previous_dream = frame, dreamed
-        if on_step is not None:
-            on_step(steps_before + frame_config.total_steps, total, dreamed)
+        relay.report(steps_before + frame_config.total_steps, dreamed)
     steps_done = (config.total_steps + (len(frames) - 1) * short.total_steps) if frames else 0
     metadata = run_metadata(model, objective.bind(model), config, time.perf_counter() - started, steps_done)
     result = VideoDream(frames, info, recipe, flickers, trusted, metadata, cancelled, len(indices))

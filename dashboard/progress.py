@@ -32,12 +32,14 @@ import torch
 
 from analysis.errors import LabError
 from analysis.pngmeta import png_bytes
+from analysis.progress import OnStep, ShouldCancel
 
 log = logging.getLogger("inceptionism.dashboard")
 
 POLL_SECONDS = 0.5
 EXIT_WAIT_SECONDS = 20
-Work = Callable[[Callable[[int, int, "torch.Tensor | None"], None], Callable[[], bool]], Any]
+Work = Callable[[OnStep, ShouldCancel], Any]
+"""A run: work(on_step, should_cancel), in the progress vocabulary every analysis loop speaks."""
 
 
 @dataclass(eq=False)  # compared and hashed by identity

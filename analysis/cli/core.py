@@ -170,7 +170,7 @@ def check_output(path: Path, flag: str, folder: bool = False) -> None:
 
 
 class Progress:
-    """tqdm bar for on_step callbacks (steps of a dream, or items of a study: tqdm shows rate and time left)."""
+    """tqdm bar that is an OnStep (analysis.progress): steps of a dream, or items of a study (rate, time left)."""
 
     def __init__(self, description: str, unit: str = "step"):
         self.bar: tqdm | None = None

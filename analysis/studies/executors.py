@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from analysis.dream import OnStep, ShouldCancel
 from analysis.errors import ConfigError, LabError
 from analysis.models import LoadedModel
+from analysis.progress import OnStep, Relay, ShouldCancel
 from analysis.studies.plan import Item, Plan, expand
 from analysis.studies.store import Writer
 from analysis.studies.worker import ItemResult, ItemRunner
@@ -292,8 +292,8 @@ def run(plan: Plan, folder: Path | str, executor: Executor | None = None, resume
         todo = [item for item in items if item.id not in writer.done]
         summary = RunSummary(len(items), len(items) - len(todo), executor=executor.name)
         batches = [todo[k:k + batch_size] for k in range(0, len(todo), batch_size)]
-        if on_step is not None:
-            on_step(0, len(todo), None)
+        relay = Relay(on_step, len(todo))
+        relay.report(0)
 
         def deliver(results: list[ItemResult]) -> None:
             summary.written += writer.commit(results)
@@ -303,8 +303,7 @@ def run(plan: Plan, folder: Path | str, executor: Executor | None = None, resume
                     summary.skipped[image] = result.row["error"]
                     if on_skip is not None:
                         on_skip(image, result.row["error"])
-            if on_step is not None:
-                on_step(summary.written, len(todo), None)
+            relay.report(summary.written)
 
         summary.cancelled = executor.run(plan, batches, deliver, should_cancel or (lambda: False))
     summary.seconds = time.perf_counter() - started
