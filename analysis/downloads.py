@@ -27,6 +27,7 @@ from pathlib import Path
 
 from analysis import models
 from analysis.errors import Cancelled, ConfigError, WeightsMissingError
+from analysis.progress import ShouldCancel
 
 MIRROR_ENV = "INCEPTIONISM_WEIGHTS_MIRROR"
 SUMS_FILE = "SHA256SUMS"
@@ -72,7 +73,7 @@ def published_sha256(spec: models.ModelSpec) -> str | None:
 
 
 def download_weights(spec: models.ModelSpec, folder: Path | None = None, on_bytes: OnBytes | None = None,
-                     should_cancel: Callable[[], bool] | None = None) -> Download:
+                     should_cancel: ShouldCancel | None = None) -> Download:
     """Fetch spec's weight file into the weights folder, checked and complete, or raise with nothing left behind."""
     url = source_url(spec)
     folder = folder or models.weights_dir()
@@ -104,7 +105,7 @@ def _record(sums: Path, name: str, digest: str) -> None:
     sums.write_text("".join(f"{line}\n" for line in [*kept, f"{digest}  {name}"]), encoding="utf-8")
 
 
-def _stream(url: str, out: object, on_bytes: OnBytes | None, should_cancel: Callable[[], bool] | None
+def _stream(url: str, out: object, on_bytes: OnBytes | None, should_cancel: ShouldCancel | None
             ) -> tuple[int, str]:
     """Copy the response body to out, hashing it; every network failure becomes one WeightsMissingError line."""
     request = urllib.request.Request(url, headers={"User-Agent": "inceptionism-lab"})
