@@ -1,4 +1,6 @@
-"""The command line: one parser, one module of subcommands per topic.
+"""The command line: one parser, one module per command (or tight family of commands), named after it.
+
+Shared flags and their readers live in analysis/cli/arguments.py.
 
 Every LabError becomes one line on stderr and a non-zero exit; tracebacks are for bugs.
 """
@@ -6,7 +8,6 @@ Every LabError becomes one line on stderr and a non-zero exit; tracebacks are fo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,21 @@ EXIT_USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from analysis.cli import atlas, bias, core, export, featviz, studies, study, video
+    from analysis.cli import (
+        atlas,
+        bias,
+        classify,
+        compare,
+        dream,
+        featviz,
+        grid,
+        schema,
+        stats,
+        studies,
+        video,
+        zoo,
+        zoom,
+    )
 
     called = Path(sys.argv[0]).name
     parser = argparse.ArgumentParser(
@@ -25,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Inceptionism Lab: DeepDream and layer analysis from the command line.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (core, featviz, study, export, bias, studies, atlas, video):
+    # the order of this list is the order of `--help`
+    for module in (zoo, classify, dream, schema, featviz, stats, compare, zoom, grid, bias, studies, atlas, video):
         module.register(commands)
     return parser
 
@@ -41,7 +57,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted.", file=sys.stderr)
         return 130
-
-
-def print_json(data: object) -> None:
-    print(json.dumps(data, indent=2, default=str))

@@ -18,8 +18,7 @@ import pandas as pd
 
 from analysis import atlas
 from analysis.bias import DEFAULT_JUDGE, Judge
-from analysis.cli import print_json
-from analysis.cli.core import Progress, add_device_args, check_outputs
+from analysis.cli.arguments import Progress, add_device_args, check_outputs, print_json
 from analysis.errors import ConfigError
 from analysis.labels import class_groups
 from analysis.models import DEFAULT_MODEL, load_model

@@ -9,10 +9,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from analysis import bias, models
-from analysis.cli import print_json
-from analysis.cli.core import Progress, add_config_args, add_device_args, check_outputs, config_from_args
+from analysis.cli.arguments import (
+    Progress,
+    add_config_args,
+    add_device_args,
+    check_outputs,
+    config_from_args,
+    expand_images,
+    print_json,
+)
 from analysis.cli.studies import plan_from
-from analysis.cli.study import expand_images
 from analysis.compare import parse_depths
 from analysis.errors import ConfigError
 from analysis.labels import class_groups

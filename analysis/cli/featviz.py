@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from analysis import featviz
-from analysis.cli import print_json
-from analysis.cli.core import Progress, add_model_args, check_outputs, load_from_args
+from analysis.cli.arguments import Progress, add_model_args, check_outputs, load_from_args, print_json
 from analysis.featviz import FeatvizConfig, RenderCache, cache_dir, contact_sheet, parse_channels, render_channels
 from analysis.pngmeta import save_png
 

@@ -9,8 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from analysis import bias
-from analysis.cli import print_json
-from analysis.cli.core import Progress, add_config_args, config_from_args
+from analysis.cli.arguments import Progress, add_config_args, config_from_args, print_json
 from analysis.errors import ConfigError
 from analysis.export import figures_html
 from analysis.models import DEFAULT_MODEL, PRECISIONS

@@ -7,17 +7,17 @@ import shutil
 from pathlib import Path
 
 from analysis import models
-from analysis.cli import print_json
-from analysis.cli.core import (
+from analysis.cli.arguments import (
     DEFAULT_DEPTH,
     Progress,
+    StopOnInterrupt,
     add_config_args,
     add_model_args,
     check_outputs,
     config_from_args,
     load_from_args,
+    print_json,
 )
-from analysis.cli.export import _StopOnInterrupt
 from analysis.errors import ConfigError
 from analysis.objectives import LayerL2
 from analysis.pngmeta import write_file
@@ -113,7 +113,7 @@ def cmd_video(args: argparse.Namespace) -> None:
     work = args.work or args.out.with_suffix(".frames")
     progress = Progress("video")
     try:
-        with _StopOnInterrupt() as stop:
+        with StopOnInterrupt() as stop:
             result = run_video_recipe(recipe, args.source, work, model, progress, stop, args.resume)
     finally:
         progress.close()

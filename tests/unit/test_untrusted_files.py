@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from analysis.cli import main
-from analysis.cli.export import _inputs_beside
+from analysis.cli.grid import _inputs_beside
 from analysis.dream import DreamConfig
 from analysis.errors import ImageError, LabError
 from analysis.export import GridRecipe
