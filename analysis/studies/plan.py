@@ -86,6 +86,11 @@ class Item:
     image: ImageRef
     seed: int
 
+    @property
+    def units(self) -> int:
+        """One dream: what progress counts."""
+        return 1
+
 
 @dataclass(frozen=True)
 class Plan:

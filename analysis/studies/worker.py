@@ -52,6 +52,9 @@ class ItemResult:
     def skipped(self) -> bool:
         return self.row["status"] == "skipped"
 
+    def skips(self) -> list[tuple[str, str]]:
+        return [(self.row["image"], self.row["error"])] if self.skipped else []
+
 
 class ItemRunner:
     """Runs items of one plan; holds the loaded models and judges for as long as it lives."""
