@@ -95,3 +95,24 @@ def test_a_worker_without_the_weights_says_so(cluster, tmp_path: Path) -> None:
     with pytest.raises(WeightsMissingError, match="On a Ray worker: .*googlenet"):
         executors.run(plan(models=("googlenet",)), tmp_path / "r", executors.RayExecutor())
     assert Results.open(tmp_path / "r").table().empty
+
+
+def test_the_atlas_pass_gives_the_same_numbers_in_process_and_on_ray(cluster, tmp_path: Path) -> None:
+    """Seven views in batches of two: four items over two actors (one per node), each loading Lite0 once."""
+    import numpy as np
+
+    from analysis import atlas
+    from analysis.models import load_model
+
+    model = load_model("efficientnet_lite0", device="cpu")
+    views = atlas.sample_collection(scales=((1.0, 1), (0.5, 2)))[:7]
+    settings = atlas.AtlasSettings(side=48, batch=2)
+    here = atlas.run_pass(model, "block3", views, tmp_path / "here", settings, threads=1)
+    on_ray = executors.RayExecutor()
+    there = atlas.run_pass(model, "block3", views, tmp_path / "ray", settings, executor=on_ray, threads=1)
+    assert here.complete and there.complete and there.batches_done == 4
+    assert len(on_ray.workers) == 2 and on_ray.deaths == 0
+    a, b = atlas.load_atlas(tmp_path / "here"), atlas.load_atlas(tmp_path / "ray")
+    for name in ("maximum", "mean", "row", "col"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.manifest == b.manifest and a.grid == b.grid
