@@ -116,3 +116,19 @@ def test_the_atlas_pass_gives_the_same_numbers_in_process_and_on_ray(cluster, tm
     for name in ("maximum", "mean", "row", "col"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     assert a.manifest == b.manifest and a.grid == b.grid
+
+
+def test_a_gallery_gives_the_same_rows_and_renders_on_ray(cluster, tmp_path: Path) -> None:
+    """Four channels of block1 in batches of two: each actor renders one batched optimisation."""
+    from analysis.featviz import FeatvizConfig
+
+    gallery = plan(workload="gallery", models=("efficientnet_lite0",), depths=(), layers=("block1",), images=(),
+                   noise_seeds=0, judges=(), channels=(0, 1, 2, 3), size=32, featviz=FeatvizConfig(steps=2))
+    executors.run(gallery, tmp_path / "here", batch_size=2)
+    on_ray = executors.RayExecutor()
+    summary = executors.run(gallery, tmp_path / "ray", on_ray, batch_size=2)
+    assert summary.written == 4 and len(on_ray.workers) == 2 and on_ray.deaths == 0
+    here, there = Results.open(tmp_path / "here"), Results.open(tmp_path / "ray")
+    pd.testing.assert_frame_equal(comparable(here.table()), comparable(there.table()))
+    for sha in here.table()["dream_sha256"]:
+        assert here.dream_path(sha).read_bytes() == there.dream_path(sha).read_bytes()
