@@ -306,6 +306,25 @@ def test_the_paired_difference_resamples_the_same_images_for_both_models() -> No
     assert diff["difference"] == pytest.approx(diff["ratio_a"] - diff["ratio_b"])
 
 
+def test_the_bootstrap_draws_in_chunks_and_gives_exactly_the_same_intervals(monkeypatch) -> None:
+    """A 100,000-image table must not hold (resamples x images) draws at once; chunks of resamples drawn
+    from one generator in turn are the draws of one call, so the numbers do not move."""
+    table = fixed_table()
+    whole = study_stats.ratio_intervals(table, "dogs", "j", resamples=501, seed=7)
+    pair = study_stats.paired_difference(table, "dogs", "m", "m-untrained", "j", resamples=501, seed=3)
+    shapes = []
+    real = study_stats._ratios
+    monkeypatch.setattr(study_stats, "_ratios", lambda means, draws: shapes.append(draws.shape) or real(means, draws))
+    monkeypatch.setattr(study_stats, "CHUNK_DRAWS", 9)  # two resamples of the four images at a time
+    chunked = study_stats.ratio_intervals(table, "dogs", "j", resamples=501, seed=7)
+    assert set(shapes) == {(2, 4), (1, 4)} and len(shapes) == 2 * 251  # 250 chunks of two and one of one
+    pd.testing.assert_frame_equal(chunked, whole, check_exact=True)
+    pd.testing.assert_frame_equal(study_stats.paired_difference(table, "dogs", "m", "m-untrained", "j", resamples=501,
+                                                                seed=3), pair, check_exact=True)
+    draws = np.concatenate(list(study_stats._draws(5, 33, seed=1)))  # an odd count of values per chunk too
+    np.testing.assert_array_equal(draws, np.random.default_rng(1).integers(0, 5, size=(33, 5)))
+
+
 def test_the_reading_quotes_the_interval_and_the_control() -> None:
     table = fixed_table()
     lines = study_stats.reading(table, "dogs", "j", resamples=300).lines
