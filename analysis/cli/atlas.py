@@ -13,6 +13,7 @@ again. The example pass runs on the study engine: in this process by default, on
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 import pandas as pd
@@ -85,6 +86,17 @@ def cmd_atlas(args: argparse.Namespace) -> int | None:
     if args.judge.lower() != "none":
         judge = Judge.of(load_model(args.judge, device=args.device, precision=args.precision))
     names = args.model or [DEFAULT_MODEL]
+    with ray.session() if ray is not None else contextlib.nullcontext():  # one Ray start for every pass
+        records = _passes(args, names, views, settings, judge, ray)
+    if args.json:
+        print_json(records)
+    return None
+
+
+def _passes(args: argparse.Namespace, names: list[str], views: list, settings: atlas.AtlasSettings,
+            judge: Judge | None, ray: executors.RayExecutor | None) -> list[dict]:
+    """Each model's example pass at each layer (the first model's layers, the others' at the same depth),
+    then its concept reading; a line printed per pass."""
     first = load_model(names[0], device=args.device, precision=args.precision)
     layers = [first.layer(name) for name in args.layer]
     records = []
@@ -117,9 +129,7 @@ def cmd_atlas(args: argparse.Namespace) -> int | None:
                 skipped = f"; {len(done.skipped)} unreadable images skipped" if done.skipped else ""
                 print(f"{folder}: {done.views} views of {info.alias} (depth {info.depth:.2f}) on {model.name} "
                       f"in {done.seconds:.1f} s{' on Ray' if ray else ''}{skipped}; units: {summary}")
-    if args.json:
-        print_json(records)
-    return None
+    return records
 
 
 def report(root: Path, per_group: int, as_json: bool) -> None:

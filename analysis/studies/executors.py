@@ -26,7 +26,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -217,26 +217,32 @@ class RayExecutor:
         if self.address:
             check_reachable(self.address)
 
+    @contextlib.contextmanager
+    def session(self) -> Iterator[object]:
+        """Ray connected (or started here) for the block, and left as found after it: several runs in the
+        block (an atlas's models and layers) share one start."""
+        ray = _ray(self.address)
+        if ray.is_initialized():
+            yield ray
+            return
+        try:
+            if self.address:
+                ray.init(address=self.address, log_to_driver=False,
+                         **({"_node_ip_address": "127.0.0.1"} if is_loopback(self.address) else {}))
+            else:
+                ray.init(num_cpus=self.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                         log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise ClusterError(f"Ray could not start or connect ({str(err).splitlines()[0]}).") from None
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+
     def run(self, work: Workload, batches: list[list[WorkItem]], deliver: Deliver,
             should_cancel: ShouldCancel) -> bool:
-        ray = _ray(self.address)
-        started_here = False
-        if not ray.is_initialized():
-            try:
-                if self.address:
-                    ray.init(address=self.address, log_to_driver=False,
-                             **({"_node_ip_address": "127.0.0.1"} if is_loopback(self.address) else {}))
-                else:
-                    ray.init(num_cpus=self.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                             log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as err:
-                raise ClusterError(f"Ray could not start or connect ({str(err).splitlines()[0]}).") from None
-            started_here = True
-        try:
+        with self.session() as ray:
             return self._run(ray, work, batches, deliver, should_cancel)
-        finally:
-            if started_here:
-                ray.shutdown()
 
     def _actors(self, ray, work: Workload, wanted: int) -> list:
         resources = ray.cluster_resources()

@@ -67,6 +67,9 @@ def overview(folder: Path | str, group: str | None = None, judge: str | None = N
     """Open a results folder (finished or still being written) and read it for one judge and group."""
     results = Results.open(folder)
     plan = results.plan()
+    if plan.workload != "bias":
+        raise ConfigError(f"{folder} holds a {plan.workload}, which has no judge and no intervals: read it with "
+                          f"'study report {folder}' (its contact sheet).")
     rows = results.table()
     table = study_stats.tidy(rows, plan)
     judge = judge or plan.judges[0]

@@ -132,3 +132,24 @@ def test_a_gallery_gives_the_same_rows_and_renders_on_ray(cluster, tmp_path: Pat
     pd.testing.assert_frame_equal(comparable(here.table()), comparable(there.table()))
     for sha in here.table()["dream_sha256"]:
         assert here.dream_path(sha).read_bytes() == there.dream_path(sha).read_bytes()
+
+
+def test_the_atlas_command_with_ray_stores_what_it_stores_in_process(cluster, tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    from analysis import atlas
+    from analysis.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for sample in atlas.label_files.sample_images()[:3]:
+        (photos / sample.path.name).write_bytes(sample.path.read_bytes())
+    argv = ["atlas", "--layer", "block3", "--images", str(photos), "--size", "48", "--batch", "1", "--judge", "none",
+            "--threads", "1", "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "here")]) == 0
+    assert main([*argv, "--ray", cluster.address, "--out", str(tmp_path / "ray")]) == 0
+    assert "on Ray" in capsys.readouterr().out
+    here, there = (atlas.load_atlas(atlas.atlas_folders(tmp_path / name)[0]) for name in ("here", "ray"))
+    for name in ("maximum", "mean", "row", "col"):
+        np.testing.assert_array_equal(getattr(here, name), getattr(there, name))
+    assert ray.is_initialized()  # the command joined the driver's connection and left it as it found it
