@@ -11,10 +11,11 @@ concept reading.
 
 Why per-view statistics rather than a running top-k: they are small (views x channels), so
 the top-k of any k, exact histograms and resuming are free, and a batch is an independent
-piece of work (``unit_stats`` is a function of a batch of images, which a study engine can
-run anywhere). Batches are written to the output folder as they finish (atomic renames);
-a later run with the same folder skips the finished ones, so a crash or a cancel loses at
-most one batch and nothing is written twice.
+piece of work: the pass is a study-engine workload (AtlasWorkload: one item per batch of
+views, computed by ``unit_stats``), run in this process or on Ray actors that each load the
+model once, with the same numbers either way. Batches are written to the output folder as they
+finish (atomic renames); a later run with the same folder skips the finished ones, so a crash
+or a cancel loses at most one batch and nothing is written twice.
 
 The receptive field is measured from the network itself: the support of the gradient of one
 output position (all channels) with respect to the input, on random inputs.
