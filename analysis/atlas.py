@@ -11,10 +11,11 @@ concept reading.
 
 Why per-view statistics rather than a running top-k: they are small (views x channels), so
 the top-k of any k, exact histograms and resuming are free, and a batch is an independent
-piece of work (``unit_stats`` is a function of a batch of images, which a study engine can
-run anywhere). Batches are written to the output folder as they finish (atomic renames);
-a later run with the same folder skips the finished ones, so a crash or a cancel loses at
-most one batch and nothing is written twice.
+piece of work: the pass is a study-engine workload (AtlasWorkload: one item per batch of
+views, computed by ``unit_stats``), run in this process or on Ray actors that each load the
+model once, with the same numbers either way. Batches are written to the output folder as they
+finish (atomic renames); a later run with the same folder skips the finished ones, so a crash
+or a cancel loses at most one batch and nothing is written twice.
 
 The receptive field is measured from the network itself: the support of the gradient of one
 output position (all channels) with respect to the input, on random inputs.
@@ -26,9 +27,10 @@ import functools
 import hashlib
 import json
 import os
+import platform
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,8 +41,10 @@ import torch
 from analysis import labels as label_files
 from analysis.errors import Cancelled, ConfigError, ImageError
 from analysis.images import load_image, resize
-from analysis.models import LOGITS, LoadedModel, count_hooks
+from analysis.models import LOGITS, LoadedModel, count_hooks, load_model
 from analysis.progress import OnStep, ShouldCancel
+from analysis.studies import executors as engine
+from analysis.studies.executors import Executor
 
 ATLAS_VERSION = 1
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -299,21 +303,161 @@ class PassReport:
         return self.batches_done == self.batches_total
 
 
+@dataclass(frozen=True)
+class AtlasBatch:
+    """The atlas's work item: one batch of views (index-th of the collection), stored as one file."""
+
+    index: int
+    views: tuple[View, ...]
+
+    @property
+    def id(self) -> str:
+        return f"b{self.index:06d}"
+
+    @property
+    def units(self) -> int:
+        return len(self.views)
+
+
+@dataclass
+class BatchResult:
+    """A computed batch: its statistics (NaN rows for unreadable views) and the views it had to leave out."""
+
+    index: int
+    arrays: dict[str, np.ndarray] = field(repr=False)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (view name, why)
+
+    @property
+    def id(self) -> str:
+        return f"b{self.index:06d}"
+
+    def skips(self) -> list[tuple[str, str]]:
+        return list(self.unreadable)
+
+
+class AtlasRunner:
+    """Computes atlas batches with one model, loaded once (per process, or per Ray actor)."""
+
+    def __init__(self, work: AtlasWorkload, device: str | None = None,
+                 load: Callable[[str], LoadedModel] | None = None):
+        self.work = work
+        self.load = load or (lambda name: load_model(name, device=device, precision=work.precision))
+        self._model: LoadedModel | None = None
+
+    def model(self) -> LoadedModel:
+        if self._model is None:
+            self._model = self.load(self.work.model)
+        return self._model
+
+    def prepare(self) -> str:
+        """Load the model now: a worker without its weights says so before the first batch."""
+        self.model()
+        return platform.node()
+
+    def run_batch(self, items: list[AtlasBatch]) -> list[BatchResult]:
+        """At the workload's thread count (oneDNN's reductions depend on it), the process's own restored after."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.work.threads)
+        try:
+            return [self._run(item) for item in items]
+        finally:
+            torch.set_num_threads(before)
+
+    def _run(self, item: AtlasBatch) -> BatchResult:
+        side = self.work.settings.side
+        pixels, readable, unreadable = [], [], []
+        for view in item.views:
+            try:
+                pixels.append(load_view(view, side))
+                readable.append(True)
+            except ImageError as err:
+                readable.append(False)
+                unreadable.append((view.name, str(err)))
+        shape = (len(item.views), self.work.channels)
+        maximum = np.full(shape, np.nan, np.float32)
+        mean = maximum.copy()
+        row = np.zeros(shape, np.int16)
+        col = row.copy()
+        grid = np.array([1, 1])
+        if pixels:
+            model = self.model()
+            stats = unit_stats(model, self.work.layer, torch.stack(pixels).to(model.device))
+            rows = np.flatnonzero(readable)
+            maximum[rows], mean[rows], row[rows], col[rows] = stats.maximum, stats.mean, stats.row, stats.col
+            grid = np.array(stats.grid)
+        return BatchResult(item.index, {"maximum": maximum, "mean": mean, "row": row, "col": col, "grid": grid},
+                           unreadable)
+
+
+class AtlasStore:
+    """An atlas folder as the engine's store: its manifest (written by run_pass) and one .npz per batch,
+    each renamed into place whole, so a finished batch is never written twice nor half."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        (self.folder / BATCHES).mkdir(parents=True, exist_ok=True)
+        self.done = {p.stem for p in (self.folder / BATCHES).glob("b*.npz")}
+
+    def commit(self, results: list[BatchResult]) -> int:
+        fresh = [r for r in results if r.id not in self.done]
+        for result in fresh:
+            _write_atomic(_batch_path(self.folder, result.index), _npz_bytes(**result.arrays))
+            self.done.add(result.id)
+        return len(fresh)
+
+    def close(self) -> None:
+        """Nothing held: every batch is already on disk."""
+
+
+@dataclass(frozen=True)
+class AtlasWorkload:
+    """The example pass as a study-engine workload: a model (by registry name, so a Ray actor loads
+    its own) at one layer over a collection, one work item per batch of views."""
+
+    model: str
+    layer: str  # module name
+    channels: int
+    views: tuple[View, ...]
+    settings: AtlasSettings
+    precision: str = "fp32"
+    threads: int = 1
+    kind: str = "atlas"
+
+    def items(self) -> list[AtlasBatch]:
+        size = self.settings.batch
+        return [AtlasBatch(k // size, self.views[k:k + size]) for k in range(0, len(self.views), size)]
+
+    def runner(self, device: str | None = None, load: Callable[[str], LoadedModel] | None = None) -> AtlasRunner:
+        return AtlasRunner(self, device, load)
+
+    def store(self, folder: Path, planned: int, resume: bool) -> AtlasStore:
+        """An atlas folder always resumes (run_pass has checked it holds this very pass)."""
+        return AtlasStore(folder)
+
+
 def run_pass(model: LoadedModel, layer: str, views: Sequence[View], out: Path,
              settings: AtlasSettings = AtlasSettings(), on_step: OnStep | None = None,
-             should_cancel: ShouldCancel | None = None) -> PassReport:
+             should_cancel: ShouldCancel | None = None, executor: Executor | None = None,
+             threads: int | None = None) -> PassReport:
     """The example pass over a collection, batch by batch, each stored as it finishes.
 
     A folder that already holds this very pass (same model, weights, layer, views, size and
     batch) is resumed: finished batches are not run again. A folder holding another atlas is
-    refused rather than mixed. on_step(views done, views total, None) after each batch; a
+    refused rather than mixed. on_step(views done, views total, None) after each stored batch; a
     cancel stops between batches and keeps what is stored.
+
+    executor: the study engine's (default in-process, with this very model); a RayExecutor's
+    actors each load the model by its name once. threads: torch threads per batch (default this
+    process's), fixed so every executor gives the same numbers.
     """
     settings.validate()
     if not views:
         raise ConfigError("The collection is empty: give a folder with images.")
     info = model.layer(layer)
     out = Path(out)
+    threads = threads or torch.get_num_threads()
+    if not 1 <= threads <= 256:
+        raise ConfigError("Threads per batch must be 1 to 256.")
     started = time.perf_counter()
     wanted = _manifest(model, info.name, views, settings, None)
     manifest_path = out / MANIFEST
@@ -329,50 +473,20 @@ def run_pass(model: LoadedModel, layer: str, views: Sequence[View], out: Path,
         spatial = len(info.shape) == 3 and info.name != LOGITS
         # a field clipped at twice the view is at least the view: its crops are the whole view either way
         field_ = receptive_field(model, info.name, settings.side, largest=2 * settings.side) if spatial else None
-        wanted = _manifest(model, info.name, views, settings, field_)
+        wanted = _manifest(model, info.name, views, settings, field_) | {"threads": threads}
         out.mkdir(parents=True, exist_ok=True)
         _write_atomic(manifest_path, json.dumps(wanted, indent=1).encode())
-    (out / BATCHES).mkdir(parents=True, exist_ok=True)
-    total = -(-len(views) // settings.batch)
-    skipped: list[str] = []
-    done = 0
-    cancelled = False
-    for index in range(total):
-        chunk = list(views[index * settings.batch:(index + 1) * settings.batch])
-        path = _batch_path(out, index)
-        if path.is_file():
-            done += 1
-            if on_step is not None:
-                on_step(min(len(views), (index + 1) * settings.batch), len(views), None)
-            continue
-        if should_cancel is not None and should_cancel():
-            cancelled = True
-            break
-        pixels, readable = [], []
-        for view in chunk:
-            try:
-                pixels.append(load_view(view, settings.side))
-                readable.append(True)
-            except ImageError:
-                readable.append(False)
-                skipped.append(view.name)
-        channels = info.shape[0]
-        maximum = np.full((len(chunk), channels), np.nan, np.float32)
-        mean = maximum.copy()
-        row = np.zeros((len(chunk), channels), np.int16)
-        col = row.copy()
-        grid = np.array([1, 1])
-        if pixels:
-            stats = unit_stats(model, info.name, torch.stack(pixels))
-            rows = np.flatnonzero(readable)
-            maximum[rows], mean[rows], row[rows], col[rows] = stats.maximum, stats.mean, stats.row, stats.col
-            grid = np.array(stats.grid)
-        buffer = _npz_bytes(maximum=maximum, mean=mean, row=row, col=col, grid=grid)
-        _write_atomic(path, buffer)
-        done += 1
-        if on_step is not None:
-            on_step(min(len(views), (index + 1) * settings.batch), len(views), None)
-    return PassReport(out, len(views), done, total, skipped, cancelled, round(time.perf_counter() - started, 3))
+    work = AtlasWorkload(model.name, info.name, info.shape[0], tuple(views), settings, model.precision, threads)
+    before = len(views)
+
+    def progress(done: int, total: int, _preview: object) -> None:
+        if on_step is not None and done:  # after each stored batch, as views done of the whole collection
+            on_step(before - total + done, len(views), None)
+
+    summary = engine.run_workload(work, out, executor or engine.InProcess(load=lambda _name: model), resume=True,
+                                  batch_size=1, on_step=progress, should_cancel=should_cancel)
+    return PassReport(out, len(views), summary.done, summary.planned, list(summary.skipped), summary.cancelled,
+                      round(time.perf_counter() - started, 3))
 
 
 def _npz_bytes(**arrays: np.ndarray) -> bytes:

@@ -302,6 +302,15 @@ class GridRecipeFile(_Strict):
 PLAN_VERSION = 1
 
 
+class GallerySettings(_Strict):
+    """A gallery plan's feature-visualisation settings (FeatvizConfig's; size and seed are the plan's)."""
+
+    steps: bounded(int, 1, 4096, "steps") = 256
+    learning_rate: bounded(float, 1e-6, 1.0, "learning rate") = 0.05
+    transforms: bool = True
+    parameterisation: Literal["fft", "maco"] = "fft"
+
+
 class StudyPlanFile(_Strict):
     """A study plan (`study plan ... --out PLAN.json`): models x layers x images x seeds, one dream each."""
 
@@ -316,9 +325,12 @@ class StudyPlanFile(_Strict):
     config: DreamSettings = DreamSettings()
     preset: _text(40) = ""
     size: Side = 224
-    judges: Annotated[list[ModelName], Field(min_length=1, max_length=8)] | None = None
+    judges: Annotated[list[ModelName], Field(max_length=8)] | None = None
     precision: Literal[PRECISIONS] = "fp32"
     threads: bounded(int, 1, 256, "threads per item") | None = None
+    workload: Literal["bias", "sweep", "gallery"] = "bias"
+    channels: Annotated[list[bounded(int, 0, 100_000, "channel")], Field(max_length=100_000)] = []
+    featviz: GallerySettings | None = None
 
 
 class _Open(BaseModel):

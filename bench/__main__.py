@@ -396,11 +396,15 @@ def section_atlas(model: LoadedModel, views: int, size: int, repeats: int, steps
     ours_s, usual_s = median_seconds(ours, repeats), median_seconds(usual, repeats)
     with tempfile.TemporaryDirectory() as folder:  # the whole pass: decoding, statistics, storing, field measured
         start = time.perf_counter()
-        atlas.run_pass(model, middle.name, atlas.sample_collection()[:views], Path(folder), atlas.AtlasSettings(size))
+        here = _atlas_rate(model, middle.name, atlas.sample_collection()[:views], Path(folder) / "here", size)
         whole_s = time.perf_counter() - start
+        on_ray = _atlas_on_ray(model, middle.name, atlas.sample_collection()[:views], Path(folder) / "ray", size)
     row = {"model": model.name, "layer": middle.alias, "views": views, "size": size,
            "ours_images_per_s": views / ours_s, "usual_images_per_s": views / usual_s, "speedup": usual_s / ours_s,
-           "run_pass_images_per_s_incl_decode_and_field": views / whole_s}
+           "run_pass_images_per_s_incl_decode_and_field": views / whole_s,
+           "run_pass_steady_images_per_s": here["steady"], "ray_run_pass_steady_images_per_s": on_ray["steady"],
+           "ray_vs_in_process_steady": on_ray["steady"] / here["steady"],
+           "ray_run_pass_images_per_s_incl_actor_and_model_load": on_ray["end_to_end"]}
     deep = model.layer("block15")
     for name in featviz.PARAMETERISATIONS:
         config = featviz.FeatvizConfig(size=128, steps=steps, parameterisation=name, batch=channels)
@@ -412,6 +416,34 @@ def section_atlas(model: LoadedModel, views: int, size: int, repeats: int, steps
     row.update({"featviz_layer": deep.alias, "featviz_steps": steps, "featviz_channels": channels})
     print(_fmt(row), flush=True)
     return row
+
+
+def _atlas_rate(model, layer: str, views: list, folder: Path, size: int, executor=None) -> dict:
+    """One example pass: views/s end to end, and steady (after the first stored batch: no model load)."""
+    from analysis import atlas
+
+    marks: list[tuple[float, int]] = []
+    start = time.perf_counter()
+    atlas.run_pass(model, layer, views, folder, atlas.AtlasSettings(size), executor=executor,
+                   on_step=lambda done, _total, _p: marks.append((time.perf_counter(), done)))
+    end_to_end = len(views) / (time.perf_counter() - start)
+    steady = ((marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0])) if len(marks) > 1 else float("nan")
+    return {"end_to_end": end_to_end, "steady": steady}
+
+
+def _atlas_on_ray(model, layer: str, views: list, folder: Path, size: int) -> dict:
+    """The same pass on Ray started here (loopback, all cores; started before the clock, as a cluster would be)."""
+    from analysis.studies import executors
+
+    executors.ray_env()
+    import ray
+
+    ray.init(num_cpus=torch.get_num_threads(), include_dashboard=False, _node_ip_address="127.0.0.1",
+             log_to_driver=False)
+    try:
+        return _atlas_rate(model, layer, views, folder, size, executors.RayExecutor())
+    finally:
+        ray.shutdown()
 
 
 MEMORY_CHILD = """

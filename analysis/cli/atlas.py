@@ -1,17 +1,19 @@
 """The `atlas` command: what every unit of a layer responds to, for one or more models side by side.
 
-    atlas --model M [--model M2 ...] --layer L [--layer L2 ...] [--images FOLDER] [--top-k 9] --out DIR
+    atlas --model M [--model M2 ...] --layer L [--layer L2 ...] [--images FOLDER] [--top-k 9]
+          [--ray [ADDRESS]] --out DIR
     atlas report DIR
 
 The first model's layers are the ones named; every other model gets its layer at the same
 relative depth. Each (model, layer) is stored in its own folder under DIR and resumes if run
-again. There is no --ray here: the pass is one in-process loop (atlas.unit_stats is the unit
-of work a study engine can distribute).
+again. The example pass runs on the study engine: in this process by default, on Ray actors
+(each loads the model once) with --ray, with the same numbers either way.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +24,7 @@ from analysis.cli.arguments import Progress, add_device_args, check_outputs, pri
 from analysis.errors import ConfigError
 from analysis.labels import class_groups
 from analysis.models import DEFAULT_MODEL, load_model
+from analysis.studies import executors
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -45,6 +48,12 @@ def register(commands: argparse._SubParsersAction) -> None:
                                                          "(default %(default)s); 'none' to skip")
     p.add_argument("--threshold", type=float, default=atlas.CONCEPT_THRESHOLD,
                    help="share of a unit's top-k crops its group needs (default %(default)s)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help=f"run the pass on Ray: alone, the cluster in ${executors.RAY_ADDRESS_ENV} or Ray started "
+                        "here; with ADDRESS (HOST:PORT), that cluster")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per batch, fixed so every executor gives the same numbers (default: this "
+                        "machine's)")
     p.add_argument("--out", type=Path, help="root folder: one sub-folder per model and layer")
     p.add_argument("--per-group", type=int, default=5, help="with report: top units listed per concept")
     add_device_args(p)
@@ -69,10 +78,24 @@ def cmd_atlas(args: argparse.Namespace) -> int | None:
         views = atlas.folder_collection(args.images, crops=args.crops)
     else:
         views = atlas.sample_collection()
+    ray = executors.executor_for(args.ray) if args.ray is not None else None
+    if ray is not None:
+        ray.ready()  # an unreachable cluster says so before any model is loaded
     judge = None
     if args.judge.lower() != "none":
         judge = Judge.of(load_model(args.judge, device=args.device, precision=args.precision))
     names = args.model or [DEFAULT_MODEL]
+    with ray.session() if ray is not None else contextlib.nullcontext():  # one Ray start for every pass
+        records = _passes(args, names, views, settings, judge, ray)
+    if args.json:
+        print_json(records)
+    return None
+
+
+def _passes(args: argparse.Namespace, names: list[str], views: list, settings: atlas.AtlasSettings,
+            judge: Judge | None, ray: executors.RayExecutor | None) -> list[dict]:
+    """Each model's example pass at each layer (the first model's layers, the others' at the same depth),
+    then its concept reading; a line printed per pass."""
     first = load_model(names[0], device=args.device, precision=args.precision)
     layers = [first.layer(name) for name in args.layer]
     records = []
@@ -81,9 +104,10 @@ def cmd_atlas(args: argparse.Namespace) -> int | None:
         for asked in layers:
             info = asked if model is first else model.layer_at_depth(asked.depth)
             folder = atlas.run_folder(args.out, model.name, info.alias, settings.side)
-            progress = Progress(f"{model.name} {info.alias}")
+            progress = Progress(f"{model.name} {info.alias}" + (f" ({ray.name})" if ray else ""))
             try:
-                done = atlas.run_pass(model, info.name, views, folder, settings, on_step=progress)
+                done = atlas.run_pass(model, info.name, views, folder, settings, on_step=progress, executor=ray,
+                                      threads=args.threads)
             finally:
                 progress.close()
             record = {"model": model.name, "layer": info.alias, "depth": info.depth, "folder": str(folder),
@@ -103,10 +127,8 @@ def cmd_atlas(args: argparse.Namespace) -> int | None:
                 summary = ", ".join(f"{k} {v}" for k, v in concepts.items()) if concepts else "no judge"
                 skipped = f"; {len(done.skipped)} unreadable images skipped" if done.skipped else ""
                 print(f"{folder}: {done.views} views of {info.alias} (depth {info.depth:.2f}) on {model.name} "
-                      f"in {done.seconds:.1f} s{skipped}; units: {summary}")
-    if args.json:
-        print_json(records)
-    return None
+                      f"in {done.seconds:.1f} s{' on Ray' if ray else ''}{skipped}; units: {summary}")
+    return records
 
 
 def report(root: Path, per_group: int, as_json: bool) -> None:

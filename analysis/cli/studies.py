@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis import bias
+from analysis import bias, featviz
 from analysis.cli.arguments import Progress, add_config_args, config_from_args, print_json
 from analysis.errors import ConfigError
 from analysis.export import figures_html
+from analysis.featviz import PARAMETERISATIONS, FeatvizConfig
 from analysis.models import DEFAULT_MODEL, PRECISIONS
+from analysis.pngmeta import write_file
 from analysis.studies import executors
 from analysis.studies import stats as study_stats
 from analysis.studies.judging import check_depths, default_judges, with_controls
-from analysis.studies.overview import overview
-from analysis.studies.plan import ALL_SAMPLES, Plan, default_threads, expand
+from analysis.studies.overview import SHEET_LIMIT, overview, sheet, sheet_html
+from analysis.studies.plan import ALL_SAMPLES, WORKLOADS, Plan, default_threads, expand
+from analysis.studies.store import Results
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -25,6 +29,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="study_command", required=True, metavar="STEP")
 
     q = sub.add_parser("plan", help="write a study plan (JSON) from flags")
+    q.add_argument("--workload", default=WORKLOADS[0], choices=WORKLOADS,
+                   help="bias (default): each dream judged; sweep: every image dreamed at each layer, no judge; "
+                        "gallery: every channel of each layer rendered by feature visualisation (no images)")
+    q.add_argument("--channels", help="gallery: channels such as 0-15,20 (default: every channel of each layer)")
+    q.add_argument("--featviz-steps", type=int, default=FeatvizConfig.steps,
+                   help="gallery: optimisation steps per render (default %(default)s)")
+    q.add_argument("--param", default="fft", choices=PARAMETERISATIONS,
+                   help="gallery: fft (lucent's) or maco (phase only, natural magnitude)")
     q.add_argument("--model", action="append", default=[],
                    help=f"model that dreams (repeatable; default {DEFAULT_MODEL}); its untrained twin is added")
     q.add_argument("--no-control", action="store_true", help="leave out the untrained twins (not recommended)")
@@ -33,13 +45,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     q.add_argument("--layers", help="layers by name or alias, comma-separated (each model must have them)")
     q.add_argument("--images", action="append", default=[],
                    help=f"a folder (searched recursively), a glob, a file, a bundled sample name, or '{ALL_SAMPLES}' "
-                        "for every bundled photo (repeatable)")
+                        "for every bundled photo (repeatable; not for a gallery)")
     q.add_argument("--noise-seeds", type=int, default=0, help="also dream N grey-noise images (seeds 0 to N-1)")
     q.add_argument("--seeds", default="0", help="dream seeds, comma-separated (default 0)")
     q.add_argument("--judge", action="append", default=[],
                    help=f"classifier that judges (repeatable; default {bias.DEFAULT_JUDGE}, plus a Places365 "
                         "model whose weights are present)")
-    q.add_argument("--size", type=int, default=224, help="longest side in px (default 224)")
+    q.add_argument("--size", type=int, default=224, help="longest side in px (default 224; a gallery's renders are "
+                                                          "square, 32 to 512 px)")
     q.add_argument("--precision", default="fp32", choices=PRECISIONS, help="fp32 (default) or bf16")
     q.add_argument("--threads", type=int, default=default_threads(),
                    help="torch threads per item, fixed so every executor gives the same pixels (default: this "
@@ -69,9 +82,16 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="bootstrap over images (default) or seeds")
     s.add_argument("--resamples", type=int, default=study_stats.RESAMPLES,
                    help="bootstrap resamples (default %(default)s)")
-    s.add_argument("--out", type=Path, help="also write the charts and the reading as one offline HTML page")
+    s.add_argument("--out", type=Path, help="also write the charts and the reading (a sweep or gallery: its contact "
+                                            "sheet) as one offline HTML page")
+    s.add_argument("--limit", type=int, default=SHEET_LIMIT,
+                   help="a sweep or gallery: pictures on the contact sheet at most (default %(default)s)")
     s.add_argument("--json", action="store_true", help="print the intervals and the reading as JSON")
     s.set_defaults(handler=cmd_report)
+
+
+MAX_CHANNEL = 100_000
+"""--channels is checked against each layer when the plan is expanded; this only bounds the flag."""
 
 
 def numbers(text: str, kind: type, what: str) -> list:
@@ -83,13 +103,17 @@ def numbers(text: str, kind: type, what: str) -> list:
 
 def plan_from(models: list[str], no_control: bool, depths: list[float], layers: list[str], images: list[str],
               noise_seeds: int, seeds: list[int], judges: list[str], size: int, preset: str, config: object,
-              precision: str = "fp32", threads: int | None = None) -> Plan:
-    """The plan the flags describe (shared by 'study plan' and the 'bias' shortcut), validated."""
+              precision: str = "fp32", threads: int | None = None, workload: str = WORKLOADS[0],
+              channels: tuple[int, ...] = (), featviz: FeatvizConfig | None = None) -> Plan:
+    """The plan the flags describe (shared by 'study plan' and the 'bias' shortcut), validated.
+    Only a bias study judges: a sweep or a gallery given a judge is refused by the plan."""
     names = models or [DEFAULT_MODEL]
+    judged = tuple(dict.fromkeys(judges or default_judges())) if workload == "bias" else tuple(judges)
     return Plan(models=tuple(names if no_control else with_controls(names)), depths=tuple(depths),
                 layers=tuple(layers), images=tuple(images), noise_seeds=noise_seeds, seeds=tuple(seeds),
-                config=config, preset=preset, size=size, judges=tuple(dict.fromkeys(judges or default_judges())),
-                precision=precision, threads=threads or default_threads()).validate()
+                config=config, preset=preset, size=size, judges=judged, precision=precision,
+                threads=threads or default_threads(), workload=workload, channels=channels,
+                featviz=featviz or FeatvizConfig()).validate()
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
@@ -98,15 +122,26 @@ def cmd_plan(args: argparse.Namespace) -> None:
     layers = [part.strip() for part in (args.layers or "").split(",") if part.strip()]
     depths = check_depths(numbers(args.depths, float, "depths")) if args.depths else \
         ([] if layers else list(bias.DEFAULT_DEPTHS))
+    if args.workload != "gallery" and (args.channels or args.param != "fft"
+                                       or args.featviz_steps != FeatvizConfig.steps):
+        raise ConfigError("--channels, --featviz-steps and --param belong to a gallery (--workload gallery).")
+    channels = tuple(featviz.parse_channels(args.channels, MAX_CHANNEL)) if args.channels else ()
+    settings = replace(FeatvizConfig(), steps=args.featviz_steps, parameterisation=args.param)
     plan = plan_from(args.model, args.no_control, depths, layers, args.images, args.noise_seeds,
                      numbers(args.seeds, int, "seeds"), args.judge, args.size, args.preset, config_from_args(args),
-                     args.precision, args.threads)
+                     args.precision, args.threads, args.workload, channels, settings)
     items = expand(plan)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(plan.to_json())
+    layers_count = len(plan.depths) + len(plan.layers)
+    if plan.workload == "gallery":
+        print(f"{args.out}: {len(items)} renders ({len(plan.models)} models x {layers_count} layers x their channels "
+              f"x {len(plan.seeds)} seeds), {plan.featviz.steps} steps each at {plan.size} px")
+        return
     images = len({item.image.name for item in items})
-    print(f"{args.out}: {len(items)} items ({len(plan.models)} models x {len(plan.depths) + len(plan.layers)} layers "
-          f"x {images} images x {len(plan.seeds)} seeds), {plan.config.total_steps} steps each at {plan.size} px")
+    print(f"{args.out}: {len(items)} items ({len(plan.models)} models x {layers_count} layers "
+          f"x {images} images x {len(plan.seeds)} seeds), {plan.config.total_steps} steps each at {plan.size} px"
+          + ("" if plan.workload == "bias" else " (a sweep: no judge)"))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -135,6 +170,8 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    if Results.open(args.results).plan().workload != "bias":
+        return report_sheet(args)
     view = overview(args.results, args.group, args.judge, args.over, args.resamples)
     read = view.reading
     if args.out:
@@ -164,3 +201,27 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"  {len(view.skipped)} unreadable image(s) skipped{skipped}")
     if args.out:
         print(f"wrote {args.out}")
+
+
+def report_sheet(args: argparse.Namespace) -> None:
+    """A sweep's or a gallery's report: progress, a line per model and layer, the contact sheet with --out."""
+    if not 1 <= args.limit <= 100_000:
+        raise ConfigError("--limit must be 1 to 100000 pictures.")
+    view = sheet(args.results)
+    summary = view.summary()
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_file(args.out, sheet_html(view, args.limit))
+    if args.json:
+        return print_json({"results": str(args.results), "workload": view.plan.workload, "state": view.state,
+                           "rows": len(view.rows), "planned": view.planned, "skipped_images": view.skipped,
+                           "layers": summary.to_dict(orient="records"), "out": str(args.out) if args.out else None})
+    measure = summary.columns[-1]
+    print(f"{args.results}: {view.plan.workload}, {len(view.rows)} of {view.planned} items ({view.state})")
+    print(f"  {'model':<34}{'depth':>6}  {'layer':<14}{'items':>7}  mean {measure.replace('_', ' ')}")
+    for row in summary.itertuples(index=False):
+        print(f"  {row.model:<34}{row.depth:>6g}  {row.layer:<14}{row.items:>7}  {row[-1]:.4g}")
+    if view.skipped:
+        print(f"  {len(view.skipped)} unreadable image(s) skipped: {', '.join(view.skipped)}")
+    if args.out:
+        print(f"wrote {args.out} (contact sheet, at most {args.limit} pictures)")

@@ -5,6 +5,10 @@ files, bundled samples, noise seeds) x seeds, with one objective, one set of dre
 image size and the judges. expand() turns it into independent work items, one dream each, whose
 id is a hash of everything that makes the dream what it is: the same plan always gives the same
 ids, so a results folder knows which items are done and a resumed run redoes only the others.
+
+A plan declares its workload: bias (each dream judged: the dataset-bias study), sweep (every image
+dreamed at each layer, no judge) or gallery (every channel of each layer rendered by feature
+visualisation from noise: one item per model x layer x channel x seed, no images).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from analysis import models, schemas
 from analysis.dream import DreamConfig
 from analysis.errors import ConfigError, ImageError
+from analysis.featviz import FeatvizConfig
 from analysis.images import check_side, noise_image
 from analysis.labels import sample_images
 from analysis.models import LayerInfo
@@ -33,6 +38,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 ALL_SAMPLES = "samples"
 """In plan.images: every bundled photo (unless a file or folder of that name exists)."""
 MAX_NOISE_SEEDS = 10_000
+WORKLOADS = ("bias", "sweep", "gallery")
+"""bias: dreams, each judged. sweep: dreams, no judge. gallery: feature visualisations of channels."""
+GALLERY_SETTINGS = ("steps", "learning_rate", "transforms", "parameterisation")
+"""The FeatvizConfig fields a gallery plan keeps; its size is the plan's, its seeds the plan's seeds."""
 
 
 def default_threads() -> int:
@@ -86,6 +95,29 @@ class Item:
     image: ImageRef
     seed: int
 
+    @property
+    def units(self) -> int:
+        """One dream: what progress counts."""
+        return 1
+
+
+@dataclass(frozen=True)
+class ChannelItem:
+    """One feature visualisation (a gallery's item): a model's channel at a layer, from noise of a seed."""
+
+    id: str
+    model: str
+    layer: str  # module name
+    layer_alias: str
+    layer_depth: float
+    depth: float
+    channel: int
+    seed: int
+
+    @property
+    def units(self) -> int:
+        return 1
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -103,9 +135,14 @@ class Plan:
     precision: str = "fp32"
     threads: int = field(default_factory=default_threads)
     version: int = PLAN_VERSION
+    workload: str = WORKLOADS[0]
+    channels: tuple[int, ...] = ()  # gallery: the channels rendered (none: every channel of each layer)
+    featviz: FeatvizConfig = field(default_factory=FeatvizConfig)  # gallery: see GALLERY_SETTINGS
 
     def validate(self) -> Plan:
         """Every field checked without loading a weight: a bad plan fails before its first dream."""
+        if self.workload not in WORKLOADS:
+            raise ConfigError(f"Unknown workload '{self.workload}': choose {', '.join(WORKLOADS)}.")
         if not self.models:
             raise ConfigError("Choose at least one model to dream with.")
         for name in self.models:
@@ -114,8 +151,12 @@ class Plan:
             raise ConfigError("Choose depths (0 = first layer, 1 = last) or layers by name.")
         if self.depths:
             check_depths(self.depths)
-        if not self.images and not self.noise_seeds:
+        if self.workload == "gallery":
+            self._validate_gallery()
+        elif not self.images and not self.noise_seeds:
             raise ConfigError("Choose images (a folder, a glob, files, sample names) or noise seeds.")
+        if self.channels and self.workload != "gallery":
+            raise ConfigError("Channels belong to a gallery plan (workload gallery).")
         if not 0 <= self.noise_seeds <= MAX_NOISE_SEEDS:
             raise ConfigError(f"Choose 0 to {MAX_NOISE_SEEDS} noise seeds.")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
@@ -124,8 +165,10 @@ class Plan:
             raise ConfigError(f"Unknown objective '{self.objective}'. Objectives: {', '.join(OBJECTIVES)}.")
         self.config.validate()
         check_side(self.size)
-        if not self.judges:
+        if self.workload == "bias" and not self.judges:
             raise ConfigError("Choose at least one judge.")
+        if self.workload != "bias" and self.judges:
+            raise ConfigError(f"A {self.workload} has no judge: leave out the judges (the bias workload judges).")
         for judge in self.judges:
             check_judge_name(judge)
         if self.precision not in models.PRECISIONS:
@@ -136,13 +179,28 @@ class Plan:
             raise ConfigError("This plan was written by a newer version of the tool.")
         return self
 
+    def _validate_gallery(self) -> None:
+        if self.images or self.noise_seeds:
+            raise ConfigError("A gallery renders channels from noise: it takes no images or noise seeds.")
+        if len(set(self.channels)) != len(self.channels) or (self.channels and min(self.channels) < 0):
+            raise ConfigError("Channels must be distinct non-negative integers.")
+        self.featviz_config(0).validate()
+
+    def featviz_config(self, seed: int, batch: int = 1) -> FeatvizConfig:
+        """A gallery item's renderer settings: the plan's featviz settings at its size and the item's seed."""
+        return replace(self.featviz, size=self.size, seed=seed, batch=batch)
+
     # -- JSON
     def to_dict(self) -> dict:
-        return {"version": self.version, "models": list(self.models), "depths": list(self.depths),
+        data = {"version": self.version, "models": list(self.models), "depths": list(self.depths),
                 "layers": list(self.layers), "images": list(self.images), "noise_seeds": self.noise_seeds,
                 "seeds": list(self.seeds), "objective": self.objective, "config": self.config.to_dict(),
                 "preset": self.preset, "size": self.size, "judges": list(self.judges),
-                "precision": self.precision, "threads": self.threads}
+                "precision": self.precision, "threads": self.threads, "workload": self.workload}
+        if self.workload == "gallery":
+            data["channels"] = list(self.channels)
+            data["featviz"] = {name: getattr(self.featviz, name) for name in GALLERY_SETTINGS}
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -152,11 +210,12 @@ class Plan:
         if not isinstance(data, dict) or "models" not in data:
             raise ConfigError("This is not a study plan (no 'models'): make one with 'study plan ... --out PLAN.json'.")
         known = {"version", "models", "depths", "layers", "images", "noise_seeds", "seeds", "objective", "config",
-                 "preset", "size", "judges", "precision", "threads"}
+                 "preset", "size", "judges", "precision", "threads", "workload", "channels", "featviz"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"Unknown plan field(s): {', '.join(sorted(unknown))}.")
         schemas.validate(schemas.StudyPlanFile, data, "plan")  # strict: 100.5 px is refused, not cut to 100
+        workload = str(data.get("workload", WORKLOADS[0]))
         try:
             plan = cls(models=tuple(str(m) for m in data["models"]),
                        depths=tuple(float(d) for d in data.get("depths", ())),
@@ -167,10 +226,13 @@ class Plan:
                        objective=str(data.get("objective", OBJECTIVES[0])),
                        config=DreamConfig.from_dict(dict(data.get("config", {}))),
                        preset=str(data.get("preset", "")), size=int(data.get("size", 224)),
-                       judges=tuple(str(j) for j in data.get("judges", (DEFAULT_JUDGE,))),
+                       judges=tuple(str(j) for j in data.get("judges", (DEFAULT_JUDGE,) if workload == "bias"
+                                                             else ())),
                        precision=str(data.get("precision", "fp32")),
                        threads=int(data.get("threads", default_threads())),
-                       version=int(data.get("version", PLAN_VERSION)))
+                       version=int(data.get("version", PLAN_VERSION)), workload=workload,
+                       channels=tuple(int(c) for c in data.get("channels", ())),
+                       featviz=FeatvizConfig(**dict(data.get("featviz") or {})))
         except (TypeError, ValueError) as err:
             raise ConfigError(f"The plan is malformed ({err}).") from None
         return plan.validate()
@@ -193,6 +255,10 @@ class Plan:
         shared = {k: v for k, v in self.to_dict().items()
                   if k in ("objective", "size", "judges", "precision", "threads", "version")}
         shared["config"] = {k: v for k, v in self.config.to_dict().items() if k != "seed"}
+        if self.workload != "bias":  # (a bias plan's ids stay what they were before workloads)
+            shared["workload"] = self.workload
+        if self.workload == "gallery":
+            shared["featviz"] = {name: getattr(self.featviz, name) for name in GALLERY_SETTINGS}
         return _digest(shared)
 
     def item_config(self, item: Item) -> DreamConfig:
@@ -261,10 +327,12 @@ def _layers_of(plan: Plan, model: str) -> list[tuple[float, LayerInfo]]:
     return picked
 
 
-def expand(plan: Plan) -> list[Item]:
+def expand(plan: Plan) -> list[Item] | list[ChannelItem]:
     """Every item of the plan, each with its stable id, image by image (then seed, model, layer): a study
     stopped part-way has every model on the images it reached, and each original is judged once."""
     plan.validate()
+    if plan.workload == "gallery":
+        return _expand_gallery(plan)
     images = resolve_images(plan.images) + [ImageRef("noise", f"noise seed {s}", seed=s)
                                             for s in range(plan.noise_seeds)]
     settings = plan.settings_key()
@@ -282,3 +350,26 @@ def expand(plan: Plan) -> list[Item]:
                         items.append(Item(item_id, model, layer.name, layer.alias, layer.depth, depth, image, seed))
     return items
 
+
+
+def _expand_gallery(plan: Plan) -> list[ChannelItem]:
+    """Model by model, layer by layer, seed by seed, channel by channel: a batch of consecutive items is
+    one batched optimisation."""
+    settings = plan.settings_key()
+    items: list[ChannelItem] = []
+    seen: set[str] = set()
+    for model in plan.models:
+        for depth, layer in _layers_of(plan, model):
+            count = layer.shape[0]
+            channels = plan.channels or tuple(range(count))
+            if max(channels) >= count:
+                raise ConfigError(f"{model} {layer.alias} has channels 0 to {count - 1}, not {max(channels)}.")
+            for seed in plan.seeds:
+                for channel in channels:
+                    item_id = _digest({"settings": settings, "model": model, "layer": layer.name, "depth": depth,
+                                       "channel": channel, "seed": seed})[:20]
+                    if item_id not in seen:
+                        seen.add(item_id)
+                        items.append(ChannelItem(item_id, model, layer.name, layer.alias, layer.depth, depth,
+                                                 channel, seed))
+    return items

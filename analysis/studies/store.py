@@ -3,7 +3,7 @@
     RESULTS/plan.json                 the plan, as given
     RESULTS/study.json                items planned, when it began
     RESULTS/parts/part-000001-*.parquet  one file per committed batch: one row per finished item
-    RESULTS/dreams/ab/abcd....png     the dreams, named by the sha256 of their bytes
+    RESULTS/dreams/ab/abcd....png     the dreams (a gallery's renders), named by the sha256 of their bytes
     RESULTS/.writer.lock              held (flock) by the one process writing
 
 A batch is committed by writing its dreams, then its Parquet part under a temporary name,
@@ -44,8 +44,20 @@ class StoreError(LabError):
     """The results folder cannot be used or written (another writer, another plan, a full disk)."""
 
 
+GALLERY_FIELDS = [("item", pa.string()), ("model", pa.string()), ("training_data", pa.string()),
+                  ("control", pa.bool_()), ("depth", pa.float64()), ("layer", pa.string()),
+                  ("layer_depth", pa.float64()), ("channel", pa.int64()), ("seed", pa.int64()),
+                  ("status", pa.string()), ("error", pa.string()), ("width", pa.int64()), ("height", pa.int64()),
+                  ("activation", pa.float64()), ("seconds", pa.float64()), ("device", pa.string()),
+                  ("threads", pa.int64()), ("host", pa.string()), ("dream_sha256", pa.string())]
+"""A gallery's rows: one per rendered channel; dream_sha256 names its render's PNG (as a dream's)."""
+
+
 def schema(plan: Plan) -> pa.Schema:
-    """The columns of a plan's rows: fixed fields, then each judge's group shares and verdicts."""
+    """The columns of a plan's rows: fixed fields, then each judge's group shares and verdicts (a sweep has
+    none); a gallery's are GALLERY_FIELDS."""
+    if plan.workload == "gallery":
+        return pa.schema(GALLERY_FIELDS)
     fields = [("item", pa.string()), ("model", pa.string()), ("training_data", pa.string()),
               ("control", pa.bool_()), ("depth", pa.float64()), ("layer", pa.string()),
               ("layer_depth", pa.float64()), ("image", pa.string()), ("image_kind", pa.string()),

@@ -9,6 +9,7 @@ the judges' verdicts on the originals it has seen, so a model's items cost one l
 from __future__ import annotations
 
 import hashlib
+import itertools
 import platform
 import time
 from collections import OrderedDict
@@ -20,12 +21,13 @@ import torch
 from analysis import models
 from analysis.dream import dream
 from analysis.errors import ImageError
+from analysis.featviz import optimise_channels
 from analysis.models import LoadedModel, load_model
 from analysis.objectives import LayerL2
 from analysis.pngmeta import png_bytes
 from analysis.recipes import ImageSource, Recipe
 from analysis.studies.judging import Judge
-from analysis.studies.plan import Item, Plan
+from analysis.studies.plan import ChannelItem, Item, Plan
 
 ORIGINALS_KEPT = 64
 """Originals' verdicts a runner remembers: items of one image run close together, so a few suffice."""
@@ -51,6 +53,9 @@ class ItemResult:
     @property
     def skipped(self) -> bool:
         return self.row["status"] == "skipped"
+
+    def skips(self) -> list[tuple[str, str]]:
+        return [(self.row["image"], self.row["error"])] if self.skipped else []
 
 
 class ItemRunner:
@@ -148,3 +153,65 @@ class ItemRunner:
                 "control": spec.training_data == models.Untrained, "depth": item.depth, "layer": item.layer_alias,
                 "layer_depth": item.layer_depth, "image": item.image.name, "image_kind": item.image.kind,
                 "seed": item.seed, "host": platform.node()}
+
+
+class ChannelRunner:
+    """Renders a gallery's channels: consecutive items of one model, layer and seed are one batched
+    feature-visualisation optimisation (a batch's channels are rendered together, in every executor)."""
+
+    def __init__(self, plan: Plan, device: str | None = None, load: Callable[[str], LoadedModel] | None = None):
+        self.plan = plan
+        self.load = load or (lambda name: load_model(name, device=device, precision=plan.precision))
+        self._models: dict[str, LoadedModel] = {}
+
+    def model(self, name: str) -> LoadedModel:
+        if name not in self._models:
+            self._models[name] = self.load(name)
+        return self._models[name]
+
+    def prepare(self) -> str:
+        for name in self.plan.models:
+            self.model(name)
+        return platform.node()
+
+    def run_batch(self, items: list[ChannelItem]) -> list[ItemResult]:
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.plan.threads)
+        try:
+            results: list[ItemResult] = []
+            for _key, group in itertools.groupby(items, key=lambda item: (item.model, item.layer, item.seed)):
+                results += self._render(list(group))
+            return results
+        finally:
+            torch.set_num_threads(before)
+
+    def _render(self, items: list[ChannelItem]) -> list[ItemResult]:
+        started = time.perf_counter()
+        first = items[0]
+        model = self.model(first.model)
+        config = self.plan.featviz_config(first.seed, batch=len(items))
+        channels = [item.channel for item in items]
+        done = optimise_channels(model, first.layer, channels, config)
+        with torch.no_grad():
+            act = model.activations(done.images.to(model.device), [first.layer])[first.layer].float()
+        means = (act.flatten(2).mean(2) if act.dim() > 2 else act).cpu()
+        seconds = round((time.perf_counter() - started) / len(items), 4)
+        spec = models.get_spec(first.model)
+        results = []
+        for k, item in enumerate(items):
+            activation = float(means[k, item.channel])
+            metadata = {"kind": "featviz", "model": model.name, "training_data": spec.training_data,
+                        "layers": [item.layer_alias], "layer_module": item.layer, "channel": item.channel,
+                        "objective_text": f"channel {item.channel} of {item.layer_alias}, from noise",
+                        "config": config.key_dict(), "seed": item.seed, "weights_sha256": model.weights_sha256,
+                        "activation": round(activation, 6), "steps": config.steps, "study_item": item.id}
+            png = png_bytes(done.images[k], metadata)
+            row = {"item": item.id, "model": item.model, "training_data": spec.training_data,
+                   "control": spec.training_data == models.Untrained, "depth": item.depth,
+                   "layer": item.layer_alias, "layer_depth": item.layer_depth, "channel": item.channel,
+                   "seed": item.seed, "status": "done", "error": "", "width": int(done.images.shape[-1]),
+                   "height": int(done.images.shape[-2]), "activation": activation, "seconds": seconds,
+                   "device": str(model.device), "threads": torch.get_num_threads(), "host": platform.node(),
+                   "dream_sha256": hashlib.sha256(png).hexdigest()}
+            results.append(ItemResult(row, png))
+        return results

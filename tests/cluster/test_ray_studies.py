@@ -95,3 +95,61 @@ def test_a_worker_without_the_weights_says_so(cluster, tmp_path: Path) -> None:
     with pytest.raises(WeightsMissingError, match="On a Ray worker: .*googlenet"):
         executors.run(plan(models=("googlenet",)), tmp_path / "r", executors.RayExecutor())
     assert Results.open(tmp_path / "r").table().empty
+
+
+def test_the_atlas_pass_gives_the_same_numbers_in_process_and_on_ray(cluster, tmp_path: Path) -> None:
+    """Seven views in batches of two: four items over two actors (one per node), each loading Lite0 once."""
+    import numpy as np
+
+    from analysis import atlas
+    from analysis.models import load_model
+
+    model = load_model("efficientnet_lite0", device="cpu")
+    views = atlas.sample_collection(scales=((1.0, 1), (0.5, 2)))[:7]
+    settings = atlas.AtlasSettings(side=48, batch=2)
+    here = atlas.run_pass(model, "block3", views, tmp_path / "here", settings, threads=1)
+    on_ray = executors.RayExecutor()
+    there = atlas.run_pass(model, "block3", views, tmp_path / "ray", settings, executor=on_ray, threads=1)
+    assert here.complete and there.complete and there.batches_done == 4
+    assert len(on_ray.workers) == 2 and on_ray.deaths == 0
+    a, b = atlas.load_atlas(tmp_path / "here"), atlas.load_atlas(tmp_path / "ray")
+    for name in ("maximum", "mean", "row", "col"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.manifest == b.manifest and a.grid == b.grid
+
+
+def test_a_gallery_gives_the_same_rows_and_renders_on_ray(cluster, tmp_path: Path) -> None:
+    """Four channels of block1 in batches of two: each actor renders one batched optimisation."""
+    from analysis.featviz import FeatvizConfig
+
+    gallery = plan(workload="gallery", models=("efficientnet_lite0",), depths=(), layers=("block1",), images=(),
+                   noise_seeds=0, judges=(), channels=(0, 1, 2, 3), size=32, featviz=FeatvizConfig(steps=2))
+    executors.run(gallery, tmp_path / "here", batch_size=2)
+    on_ray = executors.RayExecutor()
+    summary = executors.run(gallery, tmp_path / "ray", on_ray, batch_size=2)
+    assert summary.written == 4 and len(on_ray.workers) == 2 and on_ray.deaths == 0
+    here, there = Results.open(tmp_path / "here"), Results.open(tmp_path / "ray")
+    pd.testing.assert_frame_equal(comparable(here.table()), comparable(there.table()))
+    for sha in here.table()["dream_sha256"]:
+        assert here.dream_path(sha).read_bytes() == there.dream_path(sha).read_bytes()
+
+
+def test_the_atlas_command_with_ray_stores_what_it_stores_in_process(cluster, tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    from analysis import atlas
+    from analysis.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for sample in atlas.label_files.sample_images()[:3]:
+        (photos / sample.path.name).write_bytes(sample.path.read_bytes())
+    argv = ["atlas", "--layer", "block3", "--images", str(photos), "--size", "48", "--batch", "1", "--judge", "none",
+            "--threads", "1", "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "here")]) == 0
+    assert main([*argv, "--ray", cluster.address, "--out", str(tmp_path / "ray")]) == 0
+    assert "on Ray" in capsys.readouterr().out
+    here, there = (atlas.load_atlas(atlas.atlas_folders(tmp_path / name)[0]) for name in ("here", "ray"))
+    for name in ("maximum", "mean", "row", "col"):
+        np.testing.assert_array_equal(getattr(here, name), getattr(there, name))
+    assert ray.is_initialized()  # the command joined the driver's connection and left it as it found it

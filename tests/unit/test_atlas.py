@@ -157,6 +157,49 @@ def test_an_interrupted_pass_resumes_to_the_same_result_without_redoing_batches(
         atlas.run_pass(model, "box", views[:3], tmp_path / "part", settings)
 
 
+KILLED_PASS = """
+import os, signal, sys
+from pathlib import Path
+from analysis import atlas
+from analysis.models import load_model
+
+def die_after_two_batches(done, total, _preview):
+    if done >= 4:  # two batches of two views are stored: SIGKILL, no cleanup of any kind
+        os.kill(os.getpid(), signal.SIGKILL)
+
+views = atlas.folder_collection(Path(sys.argv[1]))
+atlas.run_pass(load_model("efficientnet_lite0", device="cpu"), "block2", views, Path(sys.argv[2]),
+               atlas.AtlasSettings(side=48, batch=2), on_step=die_after_two_batches, threads=1)
+"""
+
+
+def test_a_pass_killed_mid_way_resumes_to_the_same_result(lite0, pictures, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = tmp_path / "killed"
+    root = Path(__file__).resolve().parents[2]
+    driver = subprocess.run([sys.executable, "-c", KILLED_PASS, str(pictures), str(folder)], cwd=root,
+                            capture_output=True, timeout=300)
+    assert driver.returncode == -signal.SIGKILL, driver.stderr.decode()[-2000:]
+    kept = sorted(p.name for p in (folder / atlas.BATCHES).iterdir())
+    assert kept == ["b000000.npz", "b000001.npz"]  # no temporary file left as a batch
+    written = [(folder / atlas.BATCHES / name).stat().st_mtime_ns for name in kept]
+    views, settings = atlas.folder_collection(pictures), atlas.AtlasSettings(side=48, batch=2)
+    steps = []
+    resumed = atlas.run_pass(lite0, "block2", views, folder, settings, on_step=lambda d, t, p: steps.append((d, t)),
+                             threads=1)
+    assert resumed.complete and steps == [(6, 6)]  # only the third batch ran
+    assert [(folder / atlas.BATCHES / name).stat().st_mtime_ns for name in kept] == written  # nothing written twice
+    atlas.run_pass(lite0, "block2", views, tmp_path / "whole", settings, threads=1)
+    whole, after = atlas.load_atlas(tmp_path / "whole"), atlas.load_atlas(folder)
+    for name in ("maximum", "mean", "row", "col"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(after, name))
+    assert whole.grid == after.grid and whole.manifest == after.manifest
+
+
 def test_unreadable_files_are_skipped_and_named(pictures, tmp_path):
     (pictures / "broken.png").write_bytes(b"not a picture")
     views = atlas.folder_collection(pictures)

@@ -1,4 +1,4 @@
-"""The `stats` and `compare` commands as a user runs them: files written, JSON, one-line errors."""
+"""The `stats`, `compare` (and `atlas --ray`) commands as a user runs them: files written, JSON, one-line errors."""
 
 from __future__ import annotations
 
@@ -52,6 +52,8 @@ def test_stats_prints_a_table_per_model(tmp_path, capsys):
     (["compare", "--image", "cat_chelsea", "--depths", "0.2,1.4", "--out", "g.png"], "Depth 1.4 is out of range"),
     (["compare", "--image", "cat_chelsea", "--layers-a", "block1,block2", "--layers-b", "block3", "--out", "g.png"],
      "as many layers for B"),
+    (["atlas", "--layer", "block3", "--ray", "127.0.0.1:9", "--out", "a"], "No Ray cluster answers at 127.0.0.1:9"),
+    (["atlas", "--layer", "block3", "--ray", "nowhere", "--out", "a"], "is not a Ray address"),
 ])
 def test_user_errors_are_one_line(args, message, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("INCEPTIONISM_WEIGHTS_DIR", str(tmp_path))

@@ -306,6 +306,25 @@ def test_the_paired_difference_resamples_the_same_images_for_both_models() -> No
     assert diff["difference"] == pytest.approx(diff["ratio_a"] - diff["ratio_b"])
 
 
+def test_the_bootstrap_draws_in_chunks_and_gives_exactly_the_same_intervals(monkeypatch) -> None:
+    """A 100,000-image table must not hold (resamples x images) draws at once; chunks of resamples drawn
+    from one generator in turn are the draws of one call, so the numbers do not move."""
+    table = fixed_table()
+    whole = study_stats.ratio_intervals(table, "dogs", "j", resamples=501, seed=7)
+    pair = study_stats.paired_difference(table, "dogs", "m", "m-untrained", "j", resamples=501, seed=3)
+    shapes = []
+    real = study_stats._ratios
+    monkeypatch.setattr(study_stats, "_ratios", lambda means, draws: shapes.append(draws.shape) or real(means, draws))
+    monkeypatch.setattr(study_stats, "CHUNK_DRAWS", 9)  # two resamples of the four images at a time
+    chunked = study_stats.ratio_intervals(table, "dogs", "j", resamples=501, seed=7)
+    assert set(shapes) == {(2, 4), (1, 4)} and len(shapes) == 2 * 251  # 250 chunks of two and one of one
+    pd.testing.assert_frame_equal(chunked, whole, check_exact=True)
+    pd.testing.assert_frame_equal(study_stats.paired_difference(table, "dogs", "m", "m-untrained", "j", resamples=501,
+                                                                seed=3), pair, check_exact=True)
+    draws = np.concatenate(list(study_stats._draws(5, 33, seed=1)))  # an odd count of values per chunk too
+    np.testing.assert_array_equal(draws, np.random.default_rng(1).integers(0, 5, size=(33, 5)))
+
+
 def test_the_reading_quotes_the_interval_and_the_control() -> None:
     table = fixed_table()
     lines = study_stats.reading(table, "dogs", "j", resamples=300).lines
@@ -371,3 +390,73 @@ def test_a_plan_file_is_read_through_the_schema_layer_not_rounded(field, value, 
     """A plan is a file a user hands in: strict like a recipe (100.5 px was cut to 100 px without a word)."""
     with pytest.raises(ConfigError, match=words):
         Plan.from_dict({"models": ["efficientnet_lite0"], "depths": [0.5], field: value})
+
+
+# ---------------------------------------------------------------- the sweep and gallery workloads
+
+
+def test_a_sweep_dreams_every_image_at_each_layer_without_a_judge(tmp_path: Path, cat_path: Path, capsys) -> None:
+    import hashlib
+    import shutil
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(cat_path, folder / "cat.png")
+    plan_file, results = tmp_path / "sweep.json", tmp_path / "sweep"
+    argv = ["study", "plan", "--workload", "sweep", "--model", "efficientnet_lite0", "--no-control", "--depths",
+            "0.3,0.6", "--images", str(folder), "--images", "coffee", "--size", "48", "--preset", "quick",
+            "--octaves", "1", "--iterations", "2", "--threads", "1"]
+    assert main([*argv, "--out", str(plan_file)]) == 0
+    assert "4 items" in capsys.readouterr().out and Plan.load(plan_file).judges == ()
+    assert main(["study", "run", str(plan_file), "--out", str(results)]) == 0
+    rows = Results.open(results).table()
+    assert len(rows) == 4 and rows["item"].is_unique and (rows["status"] == "done").all()
+    assert sorted(zip(rows["image"], rows["layer"])) == [("cat.png", "block10"), ("cat.png", "block5"),
+                                                           ("coffee", "block10"), ("coffee", "block5")]
+    assert not [c for c in rows.columns if ":" in c]  # no judge, no verdict columns
+    for sha in rows["dream_sha256"]:
+        data = Results.open(results).dream_path(sha).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == sha
+        assert read_png_metadata(data)["recipe"]["model"] == "efficientnet_lite0"
+    capsys.readouterr()
+    assert main(["study", "report", str(results), "--out", str(tmp_path / "sheet.html"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["workload"] == "sweep" and report["state"] == "finished" and report["rows"] == 4
+    assert [(r["layer"], r["items"]) for r in report["layers"]] == [("block5", 2), ("block10", 2)]
+    page = (tmp_path / "sheet.html").read_text()
+    assert page.count("<img src='data:image/png;base64,") == 4 and "<th>cat.png · seed 0</th>" in page
+    assert main([*argv, "--judge", "efficientnet_lite0", "--out", str(plan_file)]) == 2
+    assert "A sweep has no judge" in capsys.readouterr().err
+
+
+def test_a_gallery_renders_each_channel_once_and_a_cancelled_one_resumes_to_the_same_pictures(
+        tmp_path: Path, capsys) -> None:
+    plan_file = tmp_path / "gallery.json"
+    assert main(["study", "plan", "--workload", "gallery", "--model", "efficientnet_lite0", "--no-control",
+                 "--layers", "block1", "--channels", "0-5", "--featviz-steps", "2", "--size", "32", "--threads", "1",
+                 "--out", str(plan_file)]) == 0
+    assert "6 renders" in capsys.readouterr().out
+    plan = Plan.load(plan_file)
+    items = expand(plan)
+    assert [item.channel for item in items] == list(range(6)) and plan.featviz_config(0).steps == 2
+    whole = executors.run(plan, tmp_path / "whole", batch_size=3)
+    assert whole.written == 6
+    steps = []
+    part = executors.run(plan, tmp_path / "part", batch_size=3, on_step=lambda done, total, _p: steps.append(done),
+                         should_cancel=lambda: len(steps) >= 2)
+    assert part.cancelled and part.written == 3  # the batch in progress was finished and kept, no more
+    rest = executors.run(plan, tmp_path / "part", resume=True, batch_size=3)
+    assert rest.done_before == 3 and rest.written == 3
+    a, b = Results.open(tmp_path / "whole").table(), Results.open(tmp_path / "part").table()
+    pd.testing.assert_frame_equal(comparable(a), comparable(b))
+    assert sorted(a["channel"]) == list(range(6)) and a["activation"].notna().all()
+    for sha in a["dream_sha256"]:
+        meta = read_png_metadata(Results.open(tmp_path / "part").dream_path(sha).read_bytes())
+        assert meta["kind"] == "featviz" and meta["layers"] == ["block1"]
+    assert main(["study", "report", str(tmp_path / "part"), "--out", str(tmp_path / "g.html")]) == 0
+    assert "6 of 6 items (finished)" in capsys.readouterr().out
+    assert (tmp_path / "g.html").read_text().count("<img ") == 6
+    with pytest.raises(ConfigError, match="has channels 0 to"):
+        expand(replace(plan, channels=(100_000,)))
+    with pytest.raises(ConfigError, match="takes no images"):
+        replace(plan, images=("coffee",)).validate()
