@@ -145,6 +145,19 @@ def device_ui() -> str:
     return device
 
 
+def kept_multiselect(label: str, options: list, key: str, default: list, **kwargs) -> list:
+    """A multiselect whose kept value ('keep.*') drops the options that have gone since (a weights file
+    removed, a judge no longer offered), which Streamlit would otherwise refuse as the widget's value."""
+    state.default(key, list(default))
+    st.session_state[key] = [value for value in st.session_state[key] if value in options]
+    return st.multiselect(label, options, key=key, **kwargs)
+
+
+def stored_upload(prefix: str) -> tuple[str, bytes] | None:
+    """The file image_ui(prefix) last received (name, bytes), even while another start image is chosen."""
+    return st.session_state.get(f"{prefix}.upload_data")
+
+
 # ---------------------------------------------------------------- images
 
 
