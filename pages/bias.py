@@ -9,6 +9,7 @@ or on the configured Ray cluster.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,9 +191,9 @@ def start_study(slot: str, choice: StudyChoice, plan: Plan, folder: Path, load: 
 
 
 def session_folder() -> Path:
-    """A new folder for a study shown on this page: under the cache folder, one per run."""
-    root = Path(os.environ.get("INCEPTIONISM_CACHE_DIR") or Path.home() / ".cache" / "inceptionism")
-    return root / "studies" / uuid.uuid4().hex[:12]
+    """A new folder for a study shown on this page, one per run, in the temporary folder: the page keeps
+    the study in memory once it is read back, and a study worth keeping is run into a folder below."""
+    return Path(tempfile.gettempdir()) / "inceptionism-studies" / uuid.uuid4().hex[:12]
 
 
 def save_uploads(uploads: list[tuple[str, bytes]], folder: Path) -> tuple[str, ...]:
