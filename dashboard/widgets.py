@@ -169,6 +169,12 @@ def count_slider(label: str, top: int, key: str, default: int, **kwargs) -> int:
     return int(st.slider(label, 1, top, key=key, **kwargs)) if top > 1 else 1
 
 
+def forget(*keys: str) -> None:
+    """Drop widgets' values, so the next run draws them at their defaults (a new result's own view)."""
+    for key in keys:
+        st.session_state.pop(key, None)
+
+
 def stored_upload(prefix: str) -> tuple[str, bytes] | None:
     """The file image_ui(prefix) last received (name, bytes), even while another start image is chosen."""
     return st.session_state.get(f"{prefix}.upload_data")

@@ -218,7 +218,7 @@ def session_study_done(run: StudyRun) -> None:
     study = run.study
     st.session_state[RESULT] = study
     st.session_state[SKIPPED] = run.summary.skipped
-    st.session_state.pop("bias.view.depth", None)  # the new study's strongest depth becomes the default
+    widgets.forget("bias.view.depth")  # the new study's strongest depth becomes the default
     st.session_state.pop(GALLERY, None)
     if len(study.table):
         table = study.table
