@@ -9,6 +9,7 @@ or on the configured Ray cluster.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -171,9 +172,10 @@ class StudyRun:
     study: bias.Study | None = None
 
 
-def start_study(slot: str, choice: StudyChoice, plan: Plan, folder: Path, load: bool) -> None:
-    """Run the plan into the folder on the study engine, here (under the device lock) or on the cluster;
-    with `load`, the finished folder is read back as an in-memory study for the page to show."""
+def start_study(slot: str, choice: StudyChoice, plan: Plan, folder: Path, scratch: Path | None = None) -> None:
+    """Run the plan into the folder on the study engine, here (under the device lock) or on the cluster.
+    With `scratch` (a folder holding `folder`), the finished folder is read back as an in-memory study for
+    the page to show, and the scratch folder is removed."""
     items = len(expand(plan))
     if choice.cluster is None:
         loaded = {name: state.load_model(name) for name in dict.fromkeys(plan.models + plan.judges)}
@@ -182,17 +184,21 @@ def start_study(slot: str, choice: StudyChoice, plan: Plan, folder: Path, load: 
         executor, device = executors.executor_for(choice.cluster), None
 
     def work(on_step, should_cancel) -> StudyRun:
-        summary = executors.run(plan, folder, executor, resume=True, batch_size=STUDY_BATCH, on_step=on_step,
-                                should_cancel=should_cancel)
-        return StudyRun(summary, load_study(folder) if load else None)
+        try:
+            summary = executors.run(plan, folder, executor, resume=True, batch_size=STUDY_BATCH, on_step=on_step,
+                                    should_cancel=should_cancel)
+            return StudyRun(summary, None if scratch is None else load_study(folder))
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
 
     where = "" if choice.cluster is None else " on the cluster"
     runs.start_run(slot, f"Study into {folder.name}{where}: {items} dreams", work, device, total=items)
 
 
 def session_folder() -> Path:
-    """A new folder for a study shown on this page, one per run, in the temporary folder: the page keeps
-    the study in memory once it is read back, and a study worth keeping is run into a folder below."""
+    """A new folder for a study shown on this page, one per run, in the temporary folder: removed once the
+    study is read back into memory (a study worth keeping on disk is run into a folder below)."""
     return Path(tempfile.gettempdir()) / "inceptionism-studies" / uuid.uuid4().hex[:12]
 
 
@@ -211,7 +217,7 @@ def start_session_study(choice: StudyChoice) -> None:
         root = session_folder()
         choice.plan()  # its one-line errors before anything is written
         plan = choice.plan(save_uploads(choice.uploads, root / "uploads"))
-        start_study(SLOT, choice, plan, root / "results", load=True)
+        start_study(SLOT, choice, plan, root / "results", scratch=root)
 
 
 def session_study_done(run: StudyRun) -> None:
@@ -358,7 +364,7 @@ def start_folder_study(choice: StudyChoice, folder: str, image_folder: str, seed
         if not folder:
             raise ConfigError("Give the results folder to run into.")
         plan = choice.plan((image_folder,) if image_folder else (), tuple(range(seeds)))
-        start_study(FOLDER_SLOT, choice, plan, Path(folder), load=False)
+        start_study(FOLDER_SLOT, choice, plan, Path(folder))
 
 
 def folder_study_done(run: StudyRun) -> None:

@@ -58,7 +58,7 @@ def test_a_tiny_zoom_becomes_a_video_a_gif_a_recipe_and_a_session_result(lite0):
     assert recipe.zoom.frames == 3 and recipe.dream.image.kind == "noise"
     again = run_animation_recipe(recipe, lite0)
     assert len(again.frames) == 3
-    assert all(torch.equal(a, b) for a, b in zip(run["animation"].frames, again.frames))
+    assert all(torch.equal(a, b) for a, b in zip(run.animation.frames, again.frames))
 
 
 def test_an_impossible_setting_is_one_error_line():
