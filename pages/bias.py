@@ -193,7 +193,8 @@ def start_study(slot: str, choice: StudyChoice, plan: Plan, folder: Path, scratc
                 shutil.rmtree(scratch, ignore_errors=True)
 
     where = "" if choice.cluster is None else " on the cluster"
-    runs.start_run(slot, f"Study into {folder.name}{where}: {items} dreams", work, device, total=items)
+    into = "Bias study" if scratch is not None else f"Study into {folder.name}"
+    runs.start_run(slot, f"{into}{where}: {items} dreams", work, device, total=items)
 
 
 def session_folder() -> Path:
@@ -208,7 +209,10 @@ def save_uploads(uploads: list[tuple[str, bytes]], folder: Path) -> tuple[str, .
         return ()
     folder.mkdir(parents=True, exist_ok=True)
     for k, (name, data) in enumerate(uploads):
-        (folder / f"{k:03d}-{Path(name).name}").write_bytes(data)
+        file = folder / (Path(name).name or f"upload-{k}.png")
+        if file.exists():  # two uploads of one name stay two images
+            file = folder / f"{k}-{file.name}"
+        file.write_bytes(data)
     return (str(folder),)
 
 
