@@ -1,4 +1,5 @@
-"""What a page runs: the work functions handed to progress.start, and the results they keep.
+"""What a page runs: start_run (the one way a page starts a job), the work functions it hands over,
+and the results they keep.
 
 Each work function runs in the worker thread while the device lock is held, so it may
 use the model freely (dream, then classify) and must not call st.*.
@@ -18,9 +19,28 @@ from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2, Objective
 from analysis.pngmeta import png_bytes
 from analysis.recipes import ImageSource, Recipe, check_replay, run_recipe
+from dashboard import progress, state
 from dashboard.readings import depth_reading
 
 TopK = list[tuple[int, str, float]]
+
+
+def start_run(slot: str, title: str, work: progress.Work, device: str | torch.device | None, *,
+              dream_config: DreamConfig | None = None, dreams: int = 1, total: int = 0,
+              preview: torch.Tensor | None = None) -> progress.Job:
+    """Start `work` in the background under the device's lock, with its step total.
+
+    device: whose lock the job holds while it runs; None for work that runs elsewhere (a Ray cluster).
+    dream_config: the job is `dreams` dreams of these settings one after another (a batch counts as
+    one), so its total is their steps; a single dream also shows its octave. Otherwise `total` counts
+    whatever unit the work reports (images, batches, frames).
+    """
+    steps_per_octave = None
+    if dream_config is not None:
+        total = dream_config.total_steps * dreams
+        steps_per_octave = dream_config.iterations if dreams == 1 else None
+    return progress.start(slot, title, work, lock=None if device is None else state.device_lock(device),
+                          steps_per_octave=steps_per_octave, total=total, preview=preview)
 
 
 @dataclass

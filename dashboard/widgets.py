@@ -93,6 +93,14 @@ def model_ui() -> ModelChoice:
     return ModelChoice(name, specs[name], runnable=True)
 
 
+def choose_model(name: str, twin: bool = False, layer: str | None = None) -> None:
+    """Put a model (and one of its layers, by module name) into the sidebar's pickers before they are drawn:
+    what a shared link opens."""
+    st.session_state["keep.model"], st.session_state["keep.twin"] = name, twin
+    if layer is not None:
+        st.session_state[f"keep.layer.{name}"] = layer
+
+
 def dreamable_layers(spec: ModelSpec) -> list[LayerInfo]:
     """Layers a layer objective can use (the class-score pseudo-layer is left out)."""
     return [info for info in models.layer_table(spec) if info.name != LOGITS]
@@ -145,6 +153,33 @@ def device_ui() -> str:
     return device
 
 
+def kept_multiselect(label: str, options: list, key: str, default: list, **kwargs) -> list:
+    """A multiselect whose kept value ('keep.*') drops the options that have gone since (a weights file
+    removed, a judge no longer offered), which Streamlit would otherwise refuse as the widget's value."""
+    state.default(key, list(default))
+    st.session_state[key] = [value for value in st.session_state[key] if value in options]
+    return st.multiselect(label, options, key=key, **kwargs)
+
+
+def count_slider(label: str, top: int, key: str, default: int, **kwargs) -> int:
+    """A count from 1 to `top`, whose kept value is cut to `top` (another model has fewer layers); 1, and no
+    slider, when `top` is 1."""
+    state.default(key, min(default, top))
+    st.session_state[key] = min(st.session_state[key], top)
+    return int(st.slider(label, 1, top, key=key, **kwargs)) if top > 1 else 1
+
+
+def forget(*keys: str) -> None:
+    """Drop widgets' values, so the next run draws them at their defaults (a new result's own view)."""
+    for key in keys:
+        st.session_state.pop(key, None)
+
+
+def stored_upload(prefix: str) -> tuple[str, bytes] | None:
+    """The file image_ui(prefix) last received (name, bytes), even while another start image is chosen."""
+    return st.session_state.get(f"{prefix}.upload_data")
+
+
 # ---------------------------------------------------------------- images
 
 
@@ -185,14 +220,18 @@ def named(err: ImageError, name: str) -> ImageError:
     return ImageError(str(err).replace("the upload", name, 1)) if name else err
 
 
-@functools.lru_cache(maxsize=32)
-def thumbnail(path: Path, side: int = 160) -> Image.Image:
+def square(picture: Image.Image, side: int = 160) -> Image.Image:
     """A square, centre-cropped thumbnail, so a row of them lines up."""
-    with Image.open(path) as image:
-        picture = to_rgb(image)
     crop = min(picture.size)
     left, top = (picture.width - crop) // 2, (picture.height - crop) // 2
     return picture.crop((left, top, left + crop, top + crop)).resize((side, side), Image.Resampling.LANCZOS)
+
+
+@functools.lru_cache(maxsize=32)
+def thumbnail(path: Path, side: int = 160) -> Image.Image:
+    """A bundled photo's square thumbnail (read once per process)."""
+    with Image.open(path) as image:
+        return square(to_rgb(image), side)
 
 
 def sample_name(sample: SampleImage) -> str:
@@ -202,6 +241,15 @@ def sample_name(sample: SampleImage) -> str:
 
 def _pick(key: str, value: str) -> None:
     st.session_state[key] = value
+
+
+def remembered_upload(prefix: str, label: str, types: list[str], max_mb: int, help: str | None = None
+                      ) -> tuple[str, bytes] | None:
+    """A file uploader whose file (name, bytes) is kept in the session from the moment it arrives, so a
+    rerun that does not draw the uploader (another start image chosen, a page switch) still has it."""
+    st.file_uploader(label, type=types, key=f"{prefix}.upload", on_change=_remember_upload,
+                     args=(f"{prefix}.upload", f"{prefix}.upload_data"), max_upload_size=max_mb, help=help)
+    return stored_upload(prefix)
 
 
 def _remember_upload(uploader_key: str, store_key: str) -> None:
@@ -257,16 +305,12 @@ def image_ui(prefix: str, allow_noise: bool = True, per_row: int = 4) -> ImageCh
         sample = sample_picker(prefix, f"keep.{prefix}.sample", per_row=per_row)
         return ImageChoice("sample", sample.title, sample=sample)
     if kind == "My image":
-        store = f"{prefix}.upload_data"
-        st.file_uploader(
-            f"PNG, JPEG or WebP, up to {UPLOAD_LIMIT_MB} MB (EXIF rotation is applied)", type=UPLOAD_TYPES,
-            key=f"{prefix}.upload", on_change=_remember_upload, args=(f"{prefix}.upload", store),
-            max_upload_size=UPLOAD_LIMIT_MB)
-        stored = st.session_state.get(store)
+        stored = remembered_upload(prefix, f"PNG, JPEG or WebP, up to {UPLOAD_LIMIT_MB} MB (EXIF rotation is applied)",
+                                   UPLOAD_TYPES, UPLOAD_LIMIT_MB)
         if not stored:
             return ImageChoice("file", "your image")
         name, data = stored
-        picture, message = _upload_preview(f"{store}.preview", name, data)
+        picture, message = _upload_preview(f"{prefix}.upload_data.preview", name, data)
         if message:
             state.show_error(message)
         else:

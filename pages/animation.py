@@ -1,28 +1,41 @@
 """Animation: the endless zoom. Each frame is dreamed from the previous one, zoomed in about the centre."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
 import streamlit as st
 
-from analysis.animation import VIDEO_FORMATS, AnimationRecipe, ZoomSettings, contact_sheet, video_bytes, zoom_dream
+from analysis.animation import (
+    VIDEO_FORMATS,
+    Animation,
+    AnimationRecipe,
+    ZoomSettings,
+    contact_sheet,
+    video_bytes,
+    zoom_dream,
+)
+from analysis.models import LayerInfo
 from analysis.recipes import Recipe
-from dashboard import progress, results, state, widgets
+from dashboard import progress, results, runs, state, widgets
 
 SLOT, RESULT = "animation.job", "animation.result"
 
-st.title("Animation: the endless zoom")
-st.caption("Each frame is dreamed from the previous one after zooming in a little (and optionally turning), so "
-           "the network keeps hallucinating into the detail it just added. Start from a photo or from noise.")
 
-choice = widgets.model_ui()
-layer = widgets.layer_ui(choice)
-on_cpu = state.current_device() == "cpu"
+@dataclass
+class AnimationRun:
+    """A finished (or cancelled) zoom: its frames, the videos made of them and the recipe that replays them."""
 
-image_column, settings_column = st.columns([3, 2], gap="large")
-with image_column:
-    st.subheader("1 · Start image")
-    image_choice = widgets.image_ui("animation")
-    st.subheader("2 · What to amplify")
-    objective_choice = widgets.objective_ui("animation", choice, layer)
-with settings_column:
+    animation: Animation
+    videos: dict[str, bytes] = field(repr=False)  # suffix -> file
+    title: str
+    short_title: str  # the Export page's label: what tells results apart first
+    recipe: AnimationRecipe
+    input_bytes: bytes | None = field(default=None, repr=False)
+
+
+def zoom_ui(on_cpu: bool) -> ZoomSettings:
+    """Frames, zoom and turn per frame, and the video's frame rate (checked when the run starts)."""
     st.subheader("3 · The zoom")
     for key, value in (("frames", 16 if on_cpu else 60), ("zoom", 0.05), ("rotation", 0.0), ("fps", 12)):
         state.default(f"keep.animation.{key}", value)
@@ -34,18 +47,15 @@ with settings_column:
     rotation = right.slider("Turn per frame (degrees)", -10.0, 10.0, step=0.5, key="keep.animation.rotation",
                             help="Positive turns counter-clockwise.")
     fps = st.slider("Frames per second (video)", 2, 30, key="keep.animation.fps")
-    st.subheader("4 · Each frame")
-    settings = widgets.settings_ui("animation", default_preset="quick", default_size=192 if on_cpu else 512,
-                                   max_size=768)
-    with state.user_errors():
-        per_frame = settings.config().total_steps
-        st.caption(f"Each frame takes {per_frame} steps; {int(frames)} frames take {per_frame * int(frames)} steps.")
+    return ZoomSettings(int(frames), float(zoom), float(rotation), int(fps))
 
 
-def start() -> None:
+def start(choice: widgets.ModelChoice, layer: LayerInfo, image_choice: widgets.ImageChoice,
+          objective_choice: widgets.ObjectiveChoice, settings: widgets.SettingsChoice, zoom: ZoomSettings) -> None:
+    """The one library call: zoom_dream, then the videos."""
     with state.user_errors():
         config = settings.config()
-        zoom_settings = ZoomSettings(int(frames), float(zoom), float(rotation), int(fps)).validate()
+        zoom_settings = zoom.validate()
         image = image_choice.load(settings.size)
         objective = objective_choice.build(layer, settings.size)
         model = state.load_model(choice.name)
@@ -53,71 +63,106 @@ def start() -> None:
                                         settings.size), zoom_settings)
         what = objective_choice.describe(layer, model.labels)
         title = f"{model.spec.title}: {what}, from {image_choice.title}"
-        short = f"{image_choice.title} · {what} · zoom"  # the Export page's label: what tells results apart first
+        short = f"{image_choice.title} · {what} · zoom"
 
-        def work(on_step, should_cancel) -> dict:
+        def work(on_step, should_cancel) -> AnimationRun:
             animation = zoom_dream(model, image, objective, config, zoom_settings, on_step, should_cancel)
             animation.metadata["recipe"] = recipe.dream.to_dict()
             videos = {suffix: video_bytes(animation.frames, suffix, zoom_settings.fps)
                       for suffix in VIDEO_FORMATS} if animation.frames else {}
-            return {"animation": animation, "videos": videos, "title": title, "short_title": short,
-                    "input_bytes": image_choice.data, "recipe": recipe.finished(animation)}
+            return AnimationRun(animation, videos, title, short, recipe.finished(animation), image_choice.data)
 
-        progress.start(SLOT, f"Dreaming {zoom_settings.frames} frames", work, lock=state.device_lock(model.device),
-                       total=zoom_settings.frames * config.total_steps)
+        runs.start_run(SLOT, f"Dreaming {zoom_settings.frames} frames", work, model.device, dream_config=config,
+                       dreams=zoom_settings.frames)
 
 
-def keep(run: dict) -> None:
+def keep(run: AnimationRun) -> None:
     """Store the finished (or cancelled) run and put its last frame in the session's results."""
     st.session_state[RESULT] = run
-    animation = run["animation"]
+    animation = run.animation
     if animation.frames:
-        results.add_result("animation", f"{run['short_title']} frame {len(animation.frames)}", animation.frames[-1],
-                           animation.metadata, input_bytes=run["input_bytes"])
+        results.add_result("animation", f"{run.short_title} frame {len(animation.frames)}", animation.frames[-1],
+                           animation.metadata, input_bytes=run.input_bytes)
 
 
-with settings_column:
-    if widgets.run_button("Dream the zoom", "animation.run", ":material/animated_images:", choice, SLOT,
-                          image_choice):
-        start()
+def video_ui(run: AnimationRun) -> None:
+    animation, videos = run.animation, run.videos
+    height, width = animation.frames[0].shape[-2:]
+    st.video(videos[".mp4"], loop=True, autoplay=True, muted=True)
+    st.caption(f"{len(animation.frames)} frames of {width} x {height} px at "
+               f"{animation.metadata['animation']['fps']} fps · {animation.metadata['seconds']:.0f} s "
+               f"on {animation.metadata['device']}")
+    a, b, c = st.columns(3)
+    a.download_button("MP4", videos[".mp4"], file_name="dream-zoom.mp4", mime="video/mp4",
+                      key="animation.mp4", on_click="ignore", icon=":material/movie:", width="stretch")
+    b.download_button("GIF", videos[".gif"], file_name="dream-zoom.gif", mime="image/gif",
+                      key="animation.gif", on_click="ignore", icon=":material/gif_box:", width="stretch")
+    c.download_button("Recipe", run.recipe.to_json(), file_name="dream-zoom.recipe.json",
+                      mime="application/json", key="animation.recipe", on_click="ignore",
+                      icon=":material/receipt_long:", width="stretch",
+                      help=f"These {len(animation.frames)} frames' settings as JSON: `python -m analysis "
+                           "zoom --recipe dream-zoom.recipe.json --out again.mp4` dreams them again (on the "
+                           "CPU, to identical pixels).")
 
-progress.panel(SLOT, on_done=keep)
-run = st.session_state.get(RESULT)
-if run is not None:
-    animation, videos = run["animation"], run["videos"]
+
+def sheet_ui(run: AnimationRun) -> None:
+    grid = contact_sheet(run.animation, title=run.title)
+    st.image(grid.render(), caption="Frames, evenly spaced")
+    recipe_about = ("the animation recipe: `python -m analysis zoom --recipe dream-zoom.recipe.json "
+                    "--out again.mp4` dreams these frames again (on the CPU, to identical pixels)")
+    results.export_buttons(grid, key="animation.sheet", file_stem="dream-zoom-frames",
+                           note=":material/replay: These frames are stills: the **Recipe** beside the video, "
+                                "also in the bundle, replays the whole animation.",
+                           attachments={"dream-zoom.recipe.json": (run.recipe.to_json(), recipe_about)})
+
+
+def show(run: AnimationRun) -> None:
+    animation = run.animation
     requested = animation.metadata["animation"]["frames"]
     st.divider()
-    st.subheader(run["title"])
+    st.subheader(run.title)
     if animation.cancelled:
         st.warning(f"Cancelled after {len(animation.frames)} of {requested} frames: the videos hold the frames "
                    "so far.", icon=":material/stop_circle:")
     if not animation.frames:
         st.info("No frame finished before the cancel, so there is nothing to show.")
-    else:
-        height, width = animation.frames[0].shape[-2:]
-        movie, sheet = st.columns([2, 3])
-        with movie:
-            st.video(videos[".mp4"], loop=True, autoplay=True, muted=True)
-            st.caption(f"{len(animation.frames)} frames of {width} x {height} px at "
-                       f"{animation.metadata['animation']['fps']} fps · {animation.metadata['seconds']:.0f} s "
-                       f"on {animation.metadata['device']}")
-            a, b, c = st.columns(3)
-            a.download_button("MP4", videos[".mp4"], file_name="dream-zoom.mp4", mime="video/mp4",
-                              key="animation.mp4", on_click="ignore", icon=":material/movie:", width="stretch")
-            b.download_button("GIF", videos[".gif"], file_name="dream-zoom.gif", mime="image/gif",
-                              key="animation.gif", on_click="ignore", icon=":material/gif_box:", width="stretch")
-            c.download_button("Recipe", run["recipe"].to_json(), file_name="dream-zoom.recipe.json",
-                              mime="application/json", key="animation.recipe", on_click="ignore",
-                              icon=":material/receipt_long:", width="stretch",
-                              help=f"These {len(animation.frames)} frames' settings as JSON: `python -m analysis "
-                                   "zoom --recipe dream-zoom.recipe.json --out again.mp4` dreams them again (on the "
-                                   "CPU, to identical pixels).")
-        with sheet:
-            grid = contact_sheet(animation, title=run["title"])
-            st.image(grid.render(), caption="Frames, evenly spaced")
-            recipe_about = ("the animation recipe: `python -m analysis zoom --recipe dream-zoom.recipe.json "
-                            "--out again.mp4` dreams these frames again (on the CPU, to identical pixels)")
-            results.export_buttons(grid, key="animation.sheet", file_stem="dream-zoom-frames",
-                                   note=":material/replay: These frames are stills: the **Recipe** beside the video, "
-                                        "also in the bundle, replays the whole animation.",
-                                   attachments={"dream-zoom.recipe.json": (run["recipe"].to_json(), recipe_about)})
+        return
+    movie, sheet = st.columns([2, 3])
+    with movie:
+        video_ui(run)
+    with sheet:
+        sheet_ui(run)
+
+
+def main() -> None:
+    st.title("Animation: the endless zoom")
+    st.caption("Each frame is dreamed from the previous one after zooming in a little (and optionally turning), so "
+               "the network keeps hallucinating into the detail it just added. Start from a photo or from noise.")
+    choice = widgets.model_ui()
+    layer = widgets.layer_ui(choice)
+    on_cpu = state.current_device() == "cpu"
+    image_column, settings_column = st.columns([3, 2], gap="large")
+    with image_column:
+        st.subheader("1 · Start image")
+        image_choice = widgets.image_ui("animation")
+        st.subheader("2 · What to amplify")
+        objective_choice = widgets.objective_ui("animation", choice, layer)
+    with settings_column:
+        zoom = zoom_ui(on_cpu)
+        st.subheader("4 · Each frame")
+        settings = widgets.settings_ui("animation", default_preset="quick", default_size=192 if on_cpu else 512,
+                                       max_size=768)
+        with state.user_errors():
+            per_frame = settings.config().total_steps
+            st.caption(f"Each frame takes {per_frame} steps; {zoom.frames} frames take {per_frame * zoom.frames} "
+                       "steps.")
+        if widgets.run_button("Dream the zoom", "animation.run", ":material/animated_images:", choice, SLOT,
+                              image_choice):
+            start(choice, layer, image_choice, objective_choice, settings, zoom)
+    progress.panel(SLOT, on_done=keep)
+    run = st.session_state.get(RESULT)
+    if run is not None:
+        show(run)
+
+
+main()

@@ -1,7 +1,11 @@
 """Atlas: what every unit of a layer responds to over a photo collection, with a concept per unit,
 and two models side by side at the same relative depth (the Network Dissection comparison)."""
 
+from __future__ import annotations
+
 import math
+from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -9,13 +13,13 @@ from PIL import Image
 
 from analysis import atlas, featviz, figures, models
 from analysis.bias import DEFAULT_JUDGE, Judge
-from analysis.dream import dream, preset
+from analysis.dream import DreamResult, dream, preset
 from analysis.errors import Cancelled, ConfigError, LabError
 from analysis.featviz import FeatvizConfig, RenderCache
 from analysis.images import load_image, tensor_to_pil
 from analysis.labels import class_groups, sample_images
 from analysis.objectives import Channels
-from dashboard import progress, state, widgets
+from dashboard import progress, runs, state, widgets
 
 PASS_SLOT, RENDER_SLOT, DREAM_SLOT = "atlas.pass_job", "atlas.render_job", "atlas.dream_job"
 UNIT, LINKED, DREAMED, RENDERED = "atlas.unit", "atlas.linked", "atlas.dreamed", "atlas.rendered"
@@ -45,8 +49,8 @@ def apply_link() -> None:
             by_alias = {i.alias: i.name for i in widgets.dreamable_layers(models.get_spec(base))}
             if layer not in by_alias and layer not in by_alias.values():
                 raise ConfigError(f"The link's layer '{layer}' is not a layer of {base}.")
-            st.session_state[f"keep.layer.{base}"] = by_alias.get(layer, layer)
-        st.session_state["keep.model"], st.session_state["keep.twin"] = base, spec.parent is not None
+        widgets.choose_model(base, twin=spec.parent is not None,
+                             layer=None if layer is None else by_alias.get(layer, layer))
         if "unit" in params:
             st.session_state[UNIT] = int(params["unit"])
         # the atlas itself: the same collection, view size and k give the very same unit reading
@@ -64,21 +68,18 @@ def apply_link() -> None:
         st.session_state["atlas.link_error"] = f"The link could not be opened: {err}"
 
 
-st.title("Atlas")
-st.caption("Every unit (channel) of a layer over a photo collection: the views that drive it hardest with the "
-           "crop its receptive field sees, its activation distribution, what it wants to see (two feature "
-           "visualisations), and the concept a judge reads in its top crops. The model and the layer are in the "
-           "sidebar; a unit's address is in the URL, so a link opens that unit.")
-apply_link()
-choice = widgets.model_ui()
-layer = widgets.layer_ui(choice)
-if message := st.session_state.pop("atlas.link_error", None):
-    st.error(message, icon=":material/link_off:")
-if not choice.runnable:
-    state.show_error(choice.reason)
-    st.stop()
+@dataclass(frozen=True)
+class AtlasChoice:
+    """The sidebar's atlas settings."""
 
-with st.sidebar:
+    collection: str  # a key of COLLECTIONS
+    side: int
+    top_k: int
+    quality: str  # a key of QUALITIES
+    second: str  # TWIN or a model name
+
+
+def atlas_ui() -> AtlasChoice:
     st.subheader("Atlas")
     state.default("keep.atlas.collection", next(iter(COLLECTIONS)), list(COLLECTIONS))
     collection = st.selectbox("Collection", list(COLLECTIONS), key="keep.atlas.collection")
@@ -95,40 +96,67 @@ with st.sidebar:
     state.default("keep.atlas.second", TWIN, names)
     second = st.selectbox("Beside it", names, key="keep.atlas.second",
                           format_func=lambda n: "its twin (untrained or trained)" if n == TWIN else n)
-
-try:
-    model = state.load_model(choice.name)
-    judge = Judge.of(state.load_model(DEFAULT_JUDGE))
-except LabError as err:
-    state.show_error(str(err))
-    st.stop()
-views = atlas.sample_collection(COLLECTIONS[collection])
-root = atlas.atlas_root() / COLLECTION_IDS[collection]
-settings = atlas.AtlasSettings(side=int(side))
-groups = list(class_groups(judge.dataset))
+    return AtlasChoice(collection, int(side), int(top_k), quality, second)
 
 
-def folder_of(loaded: models.LoadedModel, info: models.LayerInfo):
-    return atlas.run_folder(root, loaded.name, info.alias, int(side))
+@dataclass
+class Context:
+    """What every section reads: the model and layer, the judge, the views and where atlases are stored."""
+
+    choice: widgets.ModelChoice
+    model: models.LoadedModel
+    layer: models.LayerInfo
+    judge: Judge
+    atlas_choice: AtlasChoice
+    views: list
+    cache: RenderCache
+
+    @property
+    def root(self) -> Path:
+        return atlas.atlas_root() / COLLECTION_IDS[self.atlas_choice.collection]
+
+    @property
+    def groups(self) -> list[str]:
+        return list(class_groups(self.judge.dataset))
+
+    @property
+    def fft(self) -> FeatvizConfig:
+        size, steps = QUALITIES[self.atlas_choice.quality]
+        return FeatvizConfig(size=size, steps=steps)
+
+    @property
+    def maco(self) -> FeatvizConfig:
+        size, steps = QUALITIES[self.atlas_choice.quality]
+        return FeatvizConfig(size=size, steps=steps, parameterisation="maco")
+
+    def folder_of(self, loaded: models.LoadedModel, info: models.LayerInfo) -> Path:
+        return atlas.run_folder(self.root, loaded.name, info.alias, self.atlas_choice.side)
+
+    def readings_of(self, found: atlas.Atlas) -> pd.DataFrame | None:
+        return atlas.load_readings(found, self.judge.name, self.atlas_choice.top_k)
 
 
-def start_pass(loaded: models.LoadedModel, info: models.LayerInfo) -> None:
-    folder = folder_of(loaded, info)
+# ---------------------------------------------------------------- the library calls (each job's work)
+
+
+def start_pass(ctx: Context, loaded: models.LoadedModel, info: models.LayerInfo) -> None:
+    """The atlas pass over the views, then the judge's readings of the top crops."""
+    folder, views, judge, top_k = ctx.folder_of(loaded, info), ctx.views, ctx.judge, ctx.atlas_choice.top_k
+    settings = atlas.AtlasSettings(side=ctx.atlas_choice.side)
 
     def work(on_step, should_cancel) -> str:
         done = atlas.run_pass(loaded, info.name, views, folder, settings, on_step, should_cancel)
         if not done.complete:
             return "cancelled"
         try:
-            atlas.stored_readings(atlas.load_atlas(folder), judge, int(top_k), on_step=on_step,
+            atlas.stored_readings(atlas.load_atlas(folder), judge, top_k, on_step=on_step,
                                   should_cancel=should_cancel)
         except Cancelled:
             return "cancelled"
         return "done"
 
     with state.user_errors():
-        progress.start(PASS_SLOT, f"Atlas of {info.alias} on {loaded.name}", work,
-                       lock=state.device_lock(loaded.device), total=len(views))
+        runs.start_run(PASS_SLOT, f"Atlas of {info.alias} on {loaded.name}", work, loaded.device, total=len(views))
 
 
 def pass_done(outcome: str) -> None:
@@ -136,53 +164,53 @@ def pass_done(outcome: str) -> None:
         st.toast("Cancelled: the finished batches are kept; Resume goes on from there.", icon=":material/stop_circle:")
 
 
-def readings_of(found: atlas.Atlas) -> pd.DataFrame | None:
-    return atlas.load_readings(found, judge.name, int(top_k))
+def start_render(ctx: Context, loaded: models.LoadedModel, info: models.LayerInfo, channels: list[int]) -> None:
+    """Both feature visualisations (FFT and MaCo) of the units, into the render cache."""
+    configs, cache = (ctx.fft, ctx.maco), ctx.cache
+
+    def work(on_step, should_cancel) -> str:
+        for config in configs:
+            featviz.render_channels(loaded, info.name, channels, config, cache, on_step, should_cancel)
+        return "rendered"
+
+    with state.user_errors():
+        runs.start_run(RENDER_SLOT, f"Rendering {len(channels)} unit(s) of {info.alias}, FFT and MaCo", work,
+                       loaded.device)
 
 
-folder = folder_of(model, layer)
-complete = atlas.is_complete(folder)
-found = atlas.load_atlas(folder) if (folder / atlas.MANIFEST).is_file() else None
-readings = readings_of(found) if found is not None else None
-ready = complete and readings is not None
-
-top_row = st.columns([3, 1], vertical_alignment="bottom")
-top_row[0].markdown(f"**{choice.title} · {layer.alias}** (depth {layer.depth:.2f}, {layer.shape[0]} units) over "
-                    f"{len(views)} views at {side} px; concepts read by {judge.model.spec.title}, a unit's group needs "
-                    f"{atlas.CONCEPT_THRESHOLD:.0%} of its {top_k} crops.")
-label = "Atlas ready" if ready else ("Resume the atlas" if found is not None else "Run the atlas")
-if top_row[1].button(label, key="atlas.run", type="primary", icon=":material/travel_explore:", width="stretch",
-                     disabled=ready or progress.running(PASS_SLOT)):
-    start_pass(model, layer)
-progress.panel(PASS_SLOT, on_done=pass_done)
+@dataclass
+class UnitDream:
+    key: tuple
+    result: DreamResult
 
 
-cache = RenderCache()
-fft = FeatvizConfig(size=QUALITIES[quality][0], steps=QUALITIES[quality][1])
-maco = FeatvizConfig(size=fft.size, steps=fft.steps, parameterisation="maco")
+def start_dream(ctx: Context, unit: int, sample_path: Path, key: tuple) -> None:
+    """The unit as a DeepDream objective on a bundled photo."""
+    model = ctx.model
+    with state.user_errors():
+        start_image = load_image(sample_path, DREAM_SIDE)
+        objective = Channels(ctx.layer.alias, [unit]).bind(model)
+        config = preset("google")
+
+        def work(on_step, should_cancel) -> UnitDream:
+            return UnitDream(key, dream(model, start_image, objective, config, on_step, should_cancel))
+
+        runs.start_run(DREAM_SLOT, f"Dreaming unit {unit}", work, model.device, dream_config=config)
+
+
+# ---------------------------------------------------------------- the sections
 
 
 def open_unit(number: int) -> None:
     st.session_state[UNIT] = number
 
 
-def best_crop(number: int) -> Image.Image:
+def best_crop(found: atlas.Atlas, number: int) -> Image.Image:
     _, crop = found.example_images(found.top_examples(number, 1)[0])
     return tensor_to_pil(crop).resize((96, 96), Image.Resampling.LANCZOS)
 
 
-def start_render(loaded: models.LoadedModel, info: models.LayerInfo, channels: list[int]) -> None:
-    def work(on_step, should_cancel) -> str:
-        for config in (fft, maco):
-            featviz.render_channels(loaded, info.name, channels, config, cache, on_step, should_cancel)
-        return "rendered"
-
-    with state.user_errors():
-        progress.start(RENDER_SLOT, f"Rendering {len(channels)} unit(s) of {info.alias}, FFT and MaCo", work,
-                       lock=state.device_lock(loaded.device))
-
-
-def caption() -> None:
+def caption(found: atlas.Atlas, folder: Path) -> None:
     """Where the atlas is stored and what a unit sees."""
     field = found.field
     field_text = ("no spatial map: each unit sees the whole view" if field is None else
@@ -192,11 +220,11 @@ def caption() -> None:
     st.caption(f"Stored in {folder} · {field_text}.")
 
 
-def grid(overview: pd.DataFrame) -> int:
+def grid(ctx: Context, found: atlas.Atlas, overview: pd.DataFrame, folder: Path) -> int:
     """The layer's units, filtered and sorted, a page at a time; returns the unit to open."""
-    st.subheader(f"The {found.channels} units of {layer.alias}")
+    st.subheader(f"The {found.channels} units of {ctx.layer.alias}")
     filters = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
-    present = [g for g in [*groups, atlas.NO_CONCEPT] if g in set(overview["concept"])]
+    present = [g for g in [*ctx.groups, atlas.NO_CONCEPT] if g in set(overview["concept"])]
     chosen_groups = filters[0].multiselect("Concepts", present, default=present, key="atlas.concepts")
     state.default("keep.atlas.sort", "peak", list(atlas.SORT_KEYS))
     sort = filters[1].selectbox("Order", atlas.SORT_KEYS, key="keep.atlas.sort",
@@ -208,7 +236,7 @@ def grid(overview: pd.DataFrame) -> int:
     page_number = filters[3].number_input(f"Page (of {pages})", 1, pages, 1, key=f"atlas.page.{folder.name}")
     shown = units[(int(page_number) - 1) * PER_PAGE:int(page_number) * PER_PAGE]
     rows = overview.set_index("unit")
-    renders = featviz.lookup(model, layer.name, shown, fft, cache) if shown else {}
+    renders = featviz.lookup(ctx.model, ctx.layer.name, shown, ctx.fft, ctx.cache) if shown else {}
     unit = st.session_state.get(UNIT)
     if unit is None or not 0 <= unit < found.channels:
         unit = shown[0] if shown else 0
@@ -224,7 +252,7 @@ def grid(overview: pd.DataFrame) -> int:
                     pictures[0].image(tensor_to_pil(render.image), width="stretch")
                 else:
                     pictures[0].caption("feature visualisation not rendered yet")
-                pictures[1].image(best_crop(number), width="stretch")
+                pictures[1].image(best_crop(found, number), width="stretch")
                 row = rows.loc[number]
                 st.button(f"#{number} · {row['concept']}", key=f"atlas.open.{number}",
                           on_click=open_unit, args=(number,), width="stretch",
@@ -234,28 +262,13 @@ def grid(overview: pd.DataFrame) -> int:
     missing = [n for n in shown if n not in renders]
     if missing and st.button(f"Render the feature visualisations of these {len(missing)} units (FFT and MaCo)",
                              key="atlas.render_page", icon=":material/brush:", disabled=progress.running(RENDER_SLOT)):
-        start_render(model, layer, missing)
+        start_render(ctx, ctx.model, ctx.layer, missing)
     progress.panel(RENDER_SLOT, on_done=lambda _: None)
     return unit
 
 
-def unit_view(overview: pd.DataFrame, unit: int) -> None:
-    """One unit: its address, concept, top crops and views, histogram, renders and DeepDream."""
-    rows = overview.set_index("unit")
-    link = {"model": model.name, "layer": layer.alias, "unit": str(unit), "views": COLLECTION_IDS[collection],
-            "size": str(side), "k": str(top_k)}
-    st.query_params.update(link)
-    st.divider()
-    st.subheader(f"Unit {unit} of {layer.alias}")
-    row = rows.loc[unit]
-    reading = (f"Concept: **{row['concept']}**, {row['share']:.0%} of its {top_k} top crops judged "
-               f"{'so' if row['concept'] != atlas.NO_CONCEPT else 'in its commonest group'} "
-               f"(most common class: {row['top_class']})"
-               if isinstance(row["top_class"], str) else "No concept reading.")
-    st.markdown(f"{reading}. Peak {row['peak']:.3g}, typical maximum {row['median_max']:.3g}, "
-                f"active on {row['active_share']:.0%} of the views. "
-                f"Link: `?{'&'.join(f'{k}={v}' for k, v in link.items())}`")
-    examples = found.top_examples(unit, int(top_k))
+def examples_ui(found: atlas.Atlas, unit: int, top_k: int) -> None:
+    examples = found.top_examples(unit, top_k)
     crops_column, whole_column = st.columns(2, gap="large")
     pictures = [found.example_images(e) for e in examples]
     with crops_column:
@@ -270,86 +283,146 @@ def unit_view(overview: pd.DataFrame, unit: int) -> None:
             for column, example, (whole, _) in zip(st.columns(3), examples[start:start + 3], pictures[start:start + 3]):
                 column.image(tensor_to_pil(whole), caption=found.views[example.view].name, width="stretch")
 
+
+def renders_ui(ctx: Context, unit: int) -> None:
+    st.markdown("**What it wants to see**")
+    both = st.columns(2)
+    unrendered = False
+    for column, config, name in ((both[0], ctx.fft, "FFT (lucent)"), (both[1], ctx.maco, "MaCo")):
+        render = featviz.lookup(ctx.model, ctx.layer.name, [unit], config, ctx.cache).get(unit)
+        if render is None:
+            unrendered = True
+            column.caption(f"{name}: not rendered yet")
+            continue
+        column.image(tensor_to_pil(render.image), caption=name, width="stretch")
+        if config.parameterisation == "maco" and render.attribution is not None:
+            column.image(tensor_to_pil(render.attribution[None].expand(3, -1, -1)), width="stretch",
+                         caption="MaCo attribution: where the picture matters to the unit")
+    if unrendered and st.button(f"Render unit {unit}", key="atlas.render_unit", icon=":material/brush:",
+                                disabled=progress.running(RENDER_SLOT)):
+        start_render(ctx, ctx.model, ctx.layer, [unit])
+
+
+def dream_ui(ctx: Context, unit: int) -> None:
+    st.markdown("**Its DeepDream on a photo**")
+    samples = {s.path.name: s for s in sample_images()}
+    state.default("keep.atlas.dream_image", "cat_chelsea.jpg", list(samples))
+    sample = samples[st.selectbox("Photo", list(samples), key="keep.atlas.dream_image",
+                                  format_func=lambda f: samples[f].title)]
+    key = (ctx.model.name, ctx.layer.name, unit, sample.path.name)
+    if st.button(f"Dream unit {unit}", key="atlas.dream", type="primary", icon=":material/auto_awesome:",
+                 disabled=progress.running(DREAM_SLOT)):
+        start_dream(ctx, unit, sample.path, key)
+    progress.panel(DREAM_SLOT, on_done=lambda done: st.session_state.update({DREAMED: done}))
+    dreamed = st.session_state.get(DREAMED)
+    if dreamed is not None and dreamed.key == key:
+        st.image(tensor_to_pil(dreamed.result.image), width="stretch",
+                 caption=f"{sample.title}, the unit as the objective (Google preset)")
+
+
+def unit_view(ctx: Context, found: atlas.Atlas, overview: pd.DataFrame, unit: int) -> None:
+    """One unit: its address, concept, top crops and views, histogram, renders and DeepDream."""
+    rows = overview.set_index("unit")
+    chosen = ctx.atlas_choice
+    link = {"model": ctx.model.name, "layer": ctx.layer.alias, "unit": str(unit),
+            "views": COLLECTION_IDS[chosen.collection], "size": str(chosen.side), "k": str(chosen.top_k)}
+    st.query_params.update(link)
+    st.divider()
+    st.subheader(f"Unit {unit} of {ctx.layer.alias}")
+    row = rows.loc[unit]
+    reading = (f"Concept: **{row['concept']}**, {row['share']:.0%} of its {chosen.top_k} top crops judged "
+               f"{'so' if row['concept'] != atlas.NO_CONCEPT else 'in its commonest group'} "
+               f"(most common class: {row['top_class']})"
+               if isinstance(row["top_class"], str) else "No concept reading.")
+    st.markdown(f"{reading}. Peak {row['peak']:.3g}, typical maximum {row['median_max']:.3g}, "
+                f"active on {row['active_share']:.0%} of the views. "
+                f"Link: `?{'&'.join(f'{k}={v}' for k, v in link.items())}`")
+    examples_ui(found, unit, chosen.top_k)
     histogram_column, fv_column, dream_column = st.columns(3, gap="medium")
     with histogram_column:
         st.plotly_chart(figures.unit_histogram(found.histogram(unit), f"Unit {unit}: maximum per view"),
                         key="atlas.histogram", config={"displayModeBar": False})
     with fv_column:
-        st.markdown("**What it wants to see**")
-        both = st.columns(2)
-        unrendered = False
-        for column, config, name in ((both[0], fft, "FFT (lucent)"), (both[1], maco, "MaCo")):
-            render = featviz.lookup(model, layer.name, [unit], config, cache).get(unit)
-            if render is None:
-                unrendered = True
-                column.caption(f"{name}: not rendered yet")
-                continue
-            column.image(tensor_to_pil(render.image), caption=name, width="stretch")
-            if config is maco and render.attribution is not None:
-                column.image(tensor_to_pil(render.attribution[None].expand(3, -1, -1)), width="stretch",
-                             caption="MaCo attribution: where the picture matters to the unit")
-        if unrendered and st.button(f"Render unit {unit}", key="atlas.render_unit", icon=":material/brush:",
-                                    disabled=progress.running(RENDER_SLOT)):
-            start_render(model, layer, [unit])
+        renders_ui(ctx, unit)
     with dream_column:
-        st.markdown("**Its DeepDream on a photo**")
-        samples = {s.path.name: s for s in sample_images()}
-        state.default("keep.atlas.dream_image", "cat_chelsea.jpg", list(samples))
-        sample = samples[st.selectbox("Photo", list(samples), key="keep.atlas.dream_image",
-                                      format_func=lambda f: samples[f].title)]
-        dream_key = (model.name, layer.name, unit, sample.path.name)
-        if st.button(f"Dream unit {unit}", key="atlas.dream", type="primary", icon=":material/auto_awesome:",
-                     disabled=progress.running(DREAM_SLOT)):
-            with state.user_errors():
-                start_image = load_image(sample.path, DREAM_SIDE)
-                objective = Channels(layer.alias, [unit]).bind(model)
-                config = preset("google")
-
-                def work(on_step, should_cancel) -> dict:
-                    return {"key": dream_key,
-                            "result": dream(model, start_image, objective, config, on_step, should_cancel)}
-
-                progress.start(DREAM_SLOT, f"Dreaming unit {unit}", work, lock=state.device_lock(model.device),
-                               steps_per_octave=config.iterations, total=config.total_steps)
-        progress.panel(DREAM_SLOT, on_done=lambda done: st.session_state.update({DREAMED: done}))
-        dreamed = st.session_state.get(DREAMED)
-        if dreamed is not None and dreamed["key"] == dream_key:
-            st.image(tensor_to_pil(dreamed["result"].image), width="stretch",
-                     caption=f"{sample.title}, the unit as the objective (Google preset)")
+        dream_ui(ctx, unit)
 
 
-def beside() -> None:
+def beside(ctx: Context, readings: pd.DataFrame) -> None:
     """The second model at the same relative depth, and the units per concept of both."""
     st.divider()
-    second_name = choice.spec.twin if second == TWIN else second
+    second = ctx.atlas_choice.second
+    second_name = ctx.choice.spec.twin if second == TWIN else second
     try:
         model_b = state.load_model(second_name)
     except LabError as err:
         state.show_error(str(err))
         return
-    layer_b = model_b.layer_at_depth(layer.depth)
+    layer_b = model_b.layer_at_depth(ctx.layer.depth)
     st.subheader(f"Beside it: {model_b.spec.title}, {layer_b.alias}")
-    folder_b = folder_of(model_b, layer_b)
+    folder_b = ctx.folder_of(model_b, layer_b)
     found_b = atlas.load_atlas(folder_b) if atlas.is_complete(folder_b) else None
-    readings_b = readings_of(found_b) if found_b is not None else None
+    readings_b = ctx.readings_of(found_b) if found_b is not None else None
     if readings_b is None:
-        st.caption(f"At the same relative depth ({layer_b.depth:.2f} against {layer.depth:.2f}); "
+        st.caption(f"At the same relative depth ({layer_b.depth:.2f} against {ctx.layer.depth:.2f}); "
                    "its atlas is not computed yet.")
         if st.button(f"Run the atlas of {layer_b.alias} on {model_b.spec.title}", key="atlas.run_second",
                      icon=":material/travel_explore:", disabled=progress.running(PASS_SLOT)):
-            start_pass(model_b, layer_b)
-    else:
-        counts = atlas.units_per_group(pd.concat([readings, readings_b], ignore_index=True), groups)
-        st.plotly_chart(figures.units_per_concept(counts), key="atlas.compare", config={"displayModeBar": False})
-        dogs = counts[counts["group"] == "dogs"].set_index("model")["units"]
-        st.caption(f"Same views, same judge, same threshold. Dog units: {model.name} {dogs.get(model.name, 0)}, "
-                   f"{model_b.name} {dogs.get(model_b.name, 0)}.")
+            start_pass(ctx, model_b, layer_b)
+        return
+    counts = atlas.units_per_group(pd.concat([readings, readings_b], ignore_index=True), ctx.groups)
+    st.plotly_chart(figures.units_per_concept(counts), key="atlas.compare", config={"displayModeBar": False})
+    dogs = counts[counts["group"] == "dogs"].set_index("model")["units"]
+    st.caption(f"Same views, same judge, same threshold. Dog units: {ctx.model.name} {dogs.get(ctx.model.name, 0)}, "
+               f"{model_b.name} {dogs.get(model_b.name, 0)}.")
 
 
-if ready:
+def main() -> None:
+    st.title("Atlas")
+    st.caption("Every unit (channel) of a layer over a photo collection: the views that drive it hardest with the "
+               "crop its receptive field sees, its activation distribution, what it wants to see (two feature "
+               "visualisations), and the concept a judge reads in its top crops. The model and the layer are in the "
+               "sidebar; a unit's address is in the URL, so a link opens that unit.")
+    apply_link()
+    choice = widgets.model_ui()
+    layer = widgets.layer_ui(choice)
+    if message := st.session_state.pop("atlas.link_error", None):
+        st.error(message, icon=":material/link_off:")
+    if not choice.runnable:
+        state.show_error(choice.reason)
+        return
+    with st.sidebar:
+        atlas_choice = atlas_ui()
+    try:
+        model = state.load_model(choice.name)
+        judge = Judge.of(state.load_model(DEFAULT_JUDGE))
+    except LabError as err:
+        state.show_error(str(err))
+        return
+    ctx = Context(choice, model, layer, judge, atlas_choice,
+                  atlas.sample_collection(COLLECTIONS[atlas_choice.collection]), RenderCache())
+    folder = ctx.folder_of(model, layer)
+    complete = atlas.is_complete(folder)
+    found = atlas.load_atlas(folder) if (folder / atlas.MANIFEST).is_file() else None
+    readings = ctx.readings_of(found) if found is not None else None
+    ready = complete and readings is not None
+
+    top_row = st.columns([3, 1], vertical_alignment="bottom")
+    top_row[0].markdown(f"**{choice.title} · {layer.alias}** (depth {layer.depth:.2f}, {layer.shape[0]} units) over "
+                        f"{len(ctx.views)} views at {atlas_choice.side} px; concepts read by {judge.model.spec.title}, "
+                        f"a unit's group needs {atlas.CONCEPT_THRESHOLD:.0%} of its {atlas_choice.top_k} crops.")
+    label = "Atlas ready" if ready else ("Resume the atlas" if found is not None else "Run the atlas")
+    if top_row[1].button(label, key="atlas.run", type="primary", icon=":material/travel_explore:", width="stretch",
+                         disabled=ready or progress.running(PASS_SLOT)):
+        start_pass(ctx, model, layer)
+    progress.panel(PASS_SLOT, on_done=pass_done)
+    if not ready:
+        st.info("No atlas of this layer yet: Run computes it (stored, and resumed if stopped).", icon=":material/info:")
+        return
     overview = atlas.unit_overview(found, readings)
-    caption()
-    unit_view(overview, grid(overview))
-    beside()
-else:
-    st.info("No atlas of this layer yet: Run computes it (stored, and resumed if stopped).", icon=":material/info:")
+    caption(found, folder)
+    unit_view(ctx, found, overview, grid(ctx, found, overview, folder))
+    beside(ctx, readings)
+
+
+main()

@@ -1,5 +1,7 @@
 """Models: the zoo, what is present, how to add what is missing; the layer browser."""
 
+from __future__ import annotations
+
 import os
 
 import pandas as pd
@@ -12,26 +14,19 @@ from dashboard import charts, widgets
 ROW_PX = 35
 DOWNLOADED = "models.downloaded"
 
-st.title("Models")
-st.caption("Every network the lab knows. EfficientNet-Lite ships with the lab; the others need a weight file. "
-           "Every model also has an untrained twin (random weights, sidebar toggle) that needs none.")
-
-rows = models.model_table()
-
-
 def _weights(row: dict) -> str:
     if not row["weights_present"]:
         return "✗ missing"
     return f"✓ {row['size_mb']:.1f} MB" if row["size_mb"] is not None else "✓"
 
 
-table = pd.DataFrame([{
-    "model": row["title"], "trained on": row["training_data"], "architecture": row["architecture"],
-    "weights": _weights(row), "name": row["model"],
-} for row in rows])
-st.dataframe(table, hide_index=True, width="stretch", key="models.table", height=ROW_PX * (len(table) + 1) + 3,
-             column_config={"name": st.column_config.TextColumn("name (command line)")})
-
+def zoo_table(rows: list[dict]) -> None:
+    table = pd.DataFrame([{
+        "model": row["title"], "trained on": row["training_data"], "architecture": row["architecture"],
+        "weights": _weights(row), "name": row["model"],
+    } for row in rows])
+    st.dataframe(table, hide_index=True, width="stretch", key="models.table", height=ROW_PX * (len(table) + 1) + 3,
+                 column_config={"name": st.column_config.TextColumn("name (command line)")})
 
 
 def download(spec: models.ModelSpec) -> None:
@@ -51,12 +46,15 @@ def download(spec: models.ModelSpec) -> None:
     st.rerun()
 
 
-if DOWNLOADED in st.session_state:
-    kind, message = st.session_state.pop(DOWNLOADED)
-    (st.success if kind == "success" else st.error)(message)
+def download_outcome() -> None:
+    """The last download's outcome, once: kept by download() across the rerun that shows the new table."""
+    if DOWNLOADED in st.session_state:
+        kind, message = st.session_state.pop(DOWNLOADED)
+        (st.success if kind == "success" else st.error)(message)
 
-missing = [row for row in rows if not row["weights_present"]]
-if missing:
+
+def missing_ui(missing: list[dict]) -> None:
+    """Where to put each missing file, and a download button where this machine can fetch it."""
     folder = models.weights_dir()
     mirror = os.environ.get(downloads.MIRROR_ENV, "")
     st.subheader("Adding a missing model")
@@ -86,19 +84,38 @@ if missing:
                                          "recorded (the source publishes none)")):
             download(spec)
 
-st.divider()
-choice = widgets.model_ui()
-st.subheader(f"Layers of {choice.title}")
-st.caption("The layers a dream can use (change the model in the sidebar): output shape for a 224 px input and "
-           "relative depth, 0 = first layer, 1 = class scores. Traced without loading any weights.")
-frame = charts.layers_frame(models.layer_table(choice.spec))
-left, right = st.columns([2, 3])
-with left:
-    st.dataframe(frame[["layer", "shape", "depth", "module"]], hide_index=True, width="stretch", key="models.layers",
-                 height=min(ROW_PX * (len(frame) + 1) + 3, 640), column_config={
-                     "depth": st.column_config.ProgressColumn("depth", format="%.2f", min_value=0.0, max_value=1.0),
-                     "module": st.column_config.TextColumn("module", help="The module path hooks attach to."),
-                 })
-with right:
-    st.plotly_chart(charts.channels_figure(frame, f"{choice.title}: channels and resolution by depth"),
-                    key="models.chart")
+
+def layers_ui(choice: widgets.ModelChoice) -> None:
+    """The layer browser of the sidebar's model: a table and a chart of channels and resolution by depth."""
+    st.subheader(f"Layers of {choice.title}")
+    st.caption("The layers a dream can use (change the model in the sidebar): output shape for a 224 px input and "
+               "relative depth, 0 = first layer, 1 = class scores. Traced without loading any weights.")
+    frame = charts.layers_frame(models.layer_table(choice.spec))
+    left, right = st.columns([2, 3])
+    with left:
+        st.dataframe(frame[["layer", "shape", "depth", "module"]], hide_index=True, width="stretch",
+                     key="models.layers", height=min(ROW_PX * (len(frame) + 1) + 3, 640), column_config={
+                         "depth": st.column_config.ProgressColumn("depth", format="%.2f", min_value=0.0,
+                                                                  max_value=1.0),
+                         "module": st.column_config.TextColumn("module", help="The module path hooks attach to."),
+                     })
+    with right:
+        st.plotly_chart(charts.channels_figure(frame, f"{choice.title}: channels and resolution by depth"),
+                        key="models.chart")
+
+
+def main() -> None:
+    st.title("Models")
+    st.caption("Every network the lab knows. EfficientNet-Lite ships with the lab; the others need a weight file. "
+               "Every model also has an untrained twin (random weights, sidebar toggle) that needs none.")
+    rows = models.model_table()
+    zoo_table(rows)
+    download_outcome()
+    missing = [row for row in rows if not row["weights_present"]]
+    if missing:
+        missing_ui(missing)
+    st.divider()
+    layers_ui(widgets.model_ui())
+
+
+main()

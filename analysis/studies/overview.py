@@ -20,9 +20,11 @@ import pandas as pd
 
 from analysis import bias
 from analysis.errors import ConfigError
+from analysis.images import load_image
+from analysis.pngmeta import read_png_metadata
 from analysis.studies import stats as study_stats
 from analysis.studies.judging import DEFAULT_GROUP
-from analysis.studies.plan import Plan
+from analysis.studies.plan import Plan, expand
 from analysis.studies.store import Results
 
 
@@ -85,6 +87,30 @@ def overview(folder: Path | str, group: str | None = None, judge: str | None = N
     skipped = sorted(set(rows.loc[rows["status"] == "skipped", "image"]))
     return Overview(Path(folder), plan, len(rows), planned, state, skipped, table, judge, group, groups, over,
                     study_stats.reading(table, group, judge, over, resamples))
+
+
+def load_study(folder: Path | str) -> bias.Study:
+    """A small results folder as an in-memory bias.Study: every dream and original loaded, for the page's
+    gallery tabs and the labelled gallery grid. A dream is keyed by model, depth and image, so a plan of
+    one seed is meant (the first seed's dream stands for the others); a large folder is read by overview()."""
+    results = Results.open(folder)
+    plan = results.plan()
+    rows = results.table()
+    table = study_stats.tidy(rows, plan)
+    items = {item.id: item for item in expand(plan)}
+    dreams, originals, metadata = {}, {}, {}
+    for row in table.drop_duplicates("item").sort_values("seed", kind="stable").itertuples():
+        key = (row.model, row.depth, row.image)
+        if key in dreams:
+            continue
+        path = results.dream_path(row.dream_sha256)
+        dreams[key] = load_image(path)
+        metadata[key] = {**read_png_metadata(path), "image": row.image, "study_depth": row.depth}
+        if row.image not in originals:
+            originals[row.image] = items[row.item].image.load(plan.size)[0]
+    planned = results.planned()
+    return bias.Study(table, dreams, originals, plan.config, metadata,
+                      cancelled=len(rows) < planned and not results.running(), planned=planned)
 
 
 # ---------------------------------------------------------------- sweeps and galleries

@@ -42,7 +42,7 @@ def test_a_tiny_zoom_becomes_a_video_a_gif_a_recipe_and_a_session_result(lite0):
     assert not at.exception and not at.error
 
     run = at.session_state["animation.result"]
-    gif = iio.imread(io.BytesIO(run["videos"][".gif"]), index=None, extension=".gif")
+    gif = iio.imread(io.BytesIO(run.videos[".gif"]), index=None, extension=".gif")
     assert gif.shape[:3] == (3, 64, 64)
     assert at.get("video"), "the MP4 is shown as a video"
     assert [b.label for b in at.get("download_button")] == ["MP4", "GIF", "Recipe", "Grid PNG", "Bundle ZIP"]
@@ -54,11 +54,11 @@ def test_a_tiny_zoom_becomes_a_video_a_gif_a_recipe_and_a_session_result(lite0):
     assert any("Recipe** beside the video, also in the bundle, replays the whole animation" in n for n in notes)
     assert not any("cannot be replayed" in n for n in notes)  # the sheet's stills do not contradict the Recipe
 
-    recipe = AnimationRecipe.from_json(run["recipe"].to_json())  # what the Recipe button downloads
+    recipe = AnimationRecipe.from_json(run.recipe.to_json())  # what the Recipe button downloads
     assert recipe.zoom.frames == 3 and recipe.dream.image.kind == "noise"
     again = run_animation_recipe(recipe, lite0)
     assert len(again.frames) == 3
-    assert all(torch.equal(a, b) for a, b in zip(run["animation"].frames, again.frames))
+    assert all(torch.equal(a, b) for a, b in zip(run.animation.frames, again.frames))
 
 
 def test_an_impossible_setting_is_one_error_line():

@@ -102,3 +102,23 @@ def test_the_page_follows_a_folder_another_writer_is_filling(open_page, tmp_path
     assert [e.value for e in at.error] == [("The plan is not valid JSON (make one with 'study plan ... --out "
                                             "PLAN.json').")]
     assert not at.exception
+
+
+def test_a_cluster_that_does_not_answer_is_one_line(open_page, monkeypatch):
+    import socket
+
+    monkeypatch.delenv("INCEPTIONISM_RAY_ADDRESS", raising=False)
+    at = open_page("bias")
+    assert "keep.bias.cluster" not in [t.key for t in at.toggle]  # offered only where a cluster is configured
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("INCEPTIONISM_RAY_ADDRESS", address)
+    at = small(open_page("bias"), ["coffee.jpg"], [0.6])
+    at.toggle(key="keep.bias.cluster").set_value(True).run()
+    at.button(key="bias.run").click().run()
+    at = finish_job(at, SLOT)
+    assert not at.exception
+    (error,) = at.error
+    assert error.value.startswith(f"No Ray cluster answers at {address}")
+    assert RESULT not in at.session_state

@@ -35,14 +35,14 @@ def test_default_pair_dreams_a_two_row_grid_with_each_models_readings(page):
     at = finish_job(at, "compare.job")
     assert not at.exception and not at.error
     run = at.session_state["compare.result"]
-    result = run["comparison"]
+    result = run.comparison
     assert [len(result.a.results), len(result.b.results)] == [3, 3]
     assert [c.depth for c in result.columns] == [0.1, 0.5, 0.9]
     assert result.a.results[0].metadata["seed"] == result.b.results[0].metadata["seed"]
     table = at.dataframe[0].value
     assert table["column"].tolist() == ["depth 0.10", "depth 0.50", "depth 0.90"]
     assert len(at.get("download_button")) == 1
-    assert run["grid"].width > 4 * 64  # original + 3 dreams per row
+    assert run.grid.width > 4 * 64  # original + 3 dreams per row
     # every dream goes to the Export page, each with the recipe of its single dream (the CPU)
     kept = at.session_state[RESULTS_KEY]
     assert [r.kind for r in kept] == ["compare"] * 6

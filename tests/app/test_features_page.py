@@ -39,7 +39,7 @@ def page(tmp_path, monkeypatch) -> AppTest:
 def test_the_grid_shows_each_channels_activation_and_sorts_by_it(page):
     at = page
     measured = at.session_state["features.measured"]
-    means = measured["means"]
+    means = measured.means
     assert channel_buttons(at)[:2] == [f"#0 · {means[0]:.2f}", f"#1 · {means[1]:.2f}"]
     at.radio(key="keep.features.sort").set_value("excitation").run()
     best = int(means.argmax())
@@ -76,7 +76,7 @@ def test_a_chosen_channel_is_mapped_dreamed_and_its_top_photos_listed(page):
     assert len(chart) == 1
     captions = [c.value for c in at.caption]
     assert any(c.startswith("The channel's 140-cell feature map") for c in captions)  # the cat: 224x160 px, stride 16
-    top = at.session_state["features.measured"]["table"]
+    top = at.session_state["features.measured"].table
     best = top[top["channel"] == 3].sort_values("activation", ascending=False)["image"].iloc[0]
     assert any(md.value.startswith("**The photos that excite channel 3 most**") for md in at.markdown)
     image_captions = [c for image in at.get("image") for c in image.captions]
@@ -85,14 +85,14 @@ def test_a_chosen_channel_is_mapped_dreamed_and_its_top_photos_listed(page):
     at = finish_job(at, "features.dream_job")
     assert not at.exception and not at.error
     dreamed = at.session_state["features.dreamed"]
-    assert dreamed["key"][:3] == ("efficientnet_lite0", "_blocks.10", 3)
-    assert dreamed["result"].metadata["objective"] == {"type": "channels", "layer": "_blocks.10", "channels": [3]}
+    assert dreamed.key[:3] == ("efficientnet_lite0", "_blocks.10", 3)
+    assert dreamed.result.metadata["objective"] == {"type": "channels", "layer": "_blocks.10", "channels": [3]}
 
 
 def test_a_cancelled_render_keeps_its_pictures_caches_none_and_leaves_no_hooks(page, tmp_path):
     at = page
     model = state._cached_model("efficientnet_lite0", "cpu", "fp32")  # the page's own instance (a process-wide cache)
-    assert at.session_state["features.measured"]["beside"]["model"] is state._cached_model(
+    assert at.session_state["features.measured"].beside.model is state._cached_model(
         "efficientnet_lite0-untrained", "cpu", "fp32")
     hooks = count_hooks(model.module)
     at.number_input(key="keep.features.steps").set_value(400).run()

@@ -30,7 +30,7 @@ def measured(tmp_path, monkeypatch) -> AppTest:
 def test_two_models_are_measured_and_drawn(measured):
     at = measured
     assert not at.exception and not at.error
-    frame = at.session_state["statistics.result"]["frame"]
+    frame = at.session_state["statistics.result"].frame
     assert set(frame["model"]) == {"efficientnet_lite0", "efficientnet_lite0-untrained"}
     assert frame.attrs == {"images": 2, "cancelled": False}
     assert len(at.get("plotly_chart")) == 3  # depth lines, channel distribution, heatmap
@@ -60,8 +60,8 @@ def test_choosing_channels_dreams_them_on_the_image(measured):
     at = finish_job(at, "statistics.dream_job")
     assert not at.exception and not at.error
     dreams = at.session_state["statistics.dreams"]
-    assert dreams["channels"] == channel_box.value[:2] and len(dreams["results"]) == 2
-    assert [r.metadata["objective"]["channels"] for r in dreams["results"]] == [[c] for c in dreams["channels"]]
+    assert dreams.channels == channel_box.value[:2] and len(dreams.results) == 2
+    assert [r.metadata["objective"]["channels"] for r in dreams.results] == [[c] for c in dreams.channels]
 
 
 def test_no_image_is_one_clear_line(tmp_path, monkeypatch):

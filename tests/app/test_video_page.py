@@ -45,19 +45,19 @@ def test_a_demo_clip_becomes_a_dream_video_a_gif_and_a_recipe(lite0, tmp_path):
     assert not at.exception and not at.error, [e.value for e in at.error]
 
     run = at.session_state["video.result"]
-    result = run["result"]
+    result = run.result
     assert len(result.frames) == 4 and not result.cancelled and result.mean_flicker is not None
     assert len(at.get("video")) == 3, "the source above, then the source and the dream side by side"
     assert [b.label for b in at.get("download_button")] == ["MP4", "GIF", "Recipe"]
     mp4 = tmp_path / "dream.mp4"
-    mp4.write_bytes(run["files"]["mp4"])
+    mp4.write_bytes(run.files["mp4"])
     info = probe_video(mp4)
     assert (info.frames, info.fps, info.has_audio, (info.width, info.height)) == (4, 12, True, (64, 48))
     (kept,) = at.session_state[RESULTS_KEY]
     assert kept.kind == "video" and kept.image.size == (64, 48)
 
-    recipe = VideoRecipe.from_json(run["recipe"].to_json())  # what the Recipe button downloads
-    again = dream_video(lite0, run["source"], recipe, tmp_path / "again")
+    recipe = VideoRecipe.from_json(run.recipe.to_json())  # what the Recipe button downloads
+    again = dream_video(lite0, run.source, recipe, tmp_path / "again")
     assert all(np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
                for a, b in zip(result.frames, again.frames, strict=True))
 
