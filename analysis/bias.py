@@ -22,9 +22,10 @@ import pandas as pd
 import torch
 
 from analysis import models
+from analysis.drawing import caption_cell
 from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream_batch
 from analysis.errors import ConfigError
-from analysis.export import Grid, GridItem, caption_cell, settings_footnote
+from analysis.grids import Grid, GridItem, settings_footnote
 from analysis.images import noise_image, tensor_to_pil
 from analysis.models import UNTRAINED_SUFFIX, LayerInfo, LoadedModel
 from analysis.objectives import LayerL2

@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 
 from analysis import models
+from analysis.drawing import caption_cell, grid_image
 from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream_batch
 from analysis.errors import ConfigError
-from analysis.export import caption_cell, grid_image
 from analysis.images import tensor_to_pil
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2

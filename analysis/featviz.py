@@ -39,9 +39,9 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from analysis import __version__
+from analysis import __version__, drawing
 from analysis.errors import ConfigError, ImageError
-from analysis.images import load_image
+from analysis.images import load_image, tensor_to_pil
 from analysis.models import LayerInfo, LoadedModel, count_hooks
 from analysis.pngmeta import png_bytes, read_png_metadata
 
@@ -660,29 +660,11 @@ def page(order: Sequence[int], number: int, per_page: int) -> list[int]:
 
 def contact_sheet(result: FeatvizResult, columns: int | None = None) -> Image.Image:
     """All renders of a result on one page, each captioned with its channel number."""
-    from PIL import ImageDraw, ImageFont
-
-    from analysis.export import grid_image
-    from analysis.images import tensor_to_pil
-
     if not result.renders:
         raise ConfigError("Nothing was rendered, so there is no contact sheet.")
-    columns = columns or min(8, math.ceil(math.sqrt(len(result.renders))))
-    cells = []
-    for render in result.renders:
-        picture = tensor_to_pil(render.image)
-        if picture.width < 128:  # small renders are enlarged so the captions stay readable
-            picture = picture.resize((128, 128), Image.Resampling.LANCZOS)
-        text_px = max(12, picture.width // 9)
-        cell = Image.new("RGB", (picture.width, picture.height + round(text_px * 1.5)), (255, 255, 255))
-        cell.paste(picture, (0, 0))
-        font = ImageFont.load_default(size=text_px)
-        ImageDraw.Draw(cell).text((picture.width / 2, picture.height + text_px * 0.2), f"#{render.channel}",
-                                  font=font, fill=(20, 20, 20), anchor="mt")
-        cells.append(cell)
-    rows = [cells[i:i + columns] for i in range(0, len(cells), columns)]
     settings = result.config
     title = (f"{result.model} · {result.layer} · {settings.size} px, {settings.steps} steps, "
              f"seed {settings.seed}")
     footnote = "Cancelled: some renders are unfinished." if result.cancelled else None
-    return grid_image(rows, title=title, footnote=footnote)
+    return drawing.contact_sheet([tensor_to_pil(render.image) for render in result.renders],
+                                 [f"#{render.channel}" for render in result.renders], columns, title, footnote)

@@ -7,8 +7,12 @@ helpers, so everything here is plain go.*.
 
 from __future__ import annotations
 
+import html
+from collections.abc import Sequence
+
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from PIL import Image
 from plotly.subplots import make_subplots
 
@@ -274,3 +278,16 @@ def unit_histogram(histogram: pd.DataFrame, title: str) -> go.Figure:
                            hovertemplate="%{x:.3g}: %{y} views<extra></extra>"))
     fig.update_layout(title=title, xaxis_title="activation", yaxis_title="views", bargap=0, height=300, margin=_MARGIN)
     return fig
+
+
+# ---------------------------------------------------------------- charts as a page
+
+
+def figures_html(title: str, figures: Sequence[object], notes: Sequence[str] = ()) -> str:
+    """Plotly figures and a few lines of text as one self-contained HTML page (plotly.js inlined once),
+    so exported charts stay interactive offline."""
+    parts = [pio.to_html(fig, full_html=False, include_plotlyjs=i == 0) for i, fig in enumerate(figures)]
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in notes)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+            f"<body style='font-family:sans-serif;max-width:1100px;margin:auto'><h1>{html.escape(title)}</h1>"
+            f"{f'<ul>{items}</ul>' if items else ''}{''.join(parts)}</body></html>")

@@ -19,9 +19,9 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from analysis.drawing import grid_image
 from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream_batch
 from analysis.errors import ConfigError
-from analysis.export import grid_image
 from analysis.images import tensor_to_pil
 from analysis.models import LOGITS, LayerInfo, LoadedModel
 from analysis.objectives import Channels

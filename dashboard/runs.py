@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
+from analysis.drawing import grid_image
 from analysis.dream import DreamConfig, DreamResult, dream, dream_batch
-from analysis.export import grid_image
 from analysis.images import tensor_to_pil
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2, Objective

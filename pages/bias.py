@@ -5,8 +5,8 @@ from pathlib import Path
 import streamlit as st
 
 from analysis import bias, figures, models
+from analysis.bundles import bundle_zip
 from analysis.errors import ConfigError, ImageError
-from analysis.export import bundle_zip, figures_html
 from analysis.images import tensor_to_pil
 from analysis.labels import sample_images
 from analysis.studies import executors
@@ -209,7 +209,7 @@ if study is not None:
                             key="bias.csv", on_click="ignore", icon=":material/table:",
                             help="One row per model, depth, image, judge and class group.")
         html.download_button(
-            "Charts HTML", lambda: figures_html(f"Dataset bias: '{group}' judged by {judge}",
+            "Charts HTML", lambda: figures.figures_html(f"Dataset bias: '{group}' judged by {judge}",
                                                 [depth_figure, groups_figure, emergent_figure], lines),
             file_name="bias-charts.html", mime="text/html", key="bias.html", on_click="ignore",
             icon=":material/bar_chart:", help="The three charts, interactive, with the reading, in one offline page. "

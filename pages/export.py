@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from analysis.export import GRID_FIELDS, ONE_ROW, Grid, arrange, load_grid_recipe, replay_grid
+from analysis.bundles import load_grid_recipe, replay_grid
+from analysis.grids import GRID_FIELDS, ONE_ROW, Grid, arrange
 from dashboard import progress, results, state
 
 SLOT, REPLAYED = "export.job", "export.replayed"

@@ -12,6 +12,7 @@ from PIL import Image
 
 from analysis import models, schemas
 from analysis.animation import VIDEO_FORMATS, AnimationRecipe, ZoomSettings, run_animation_recipe, write_video
+from analysis.bundles import MAX_BUNDLE_BYTES, bundle_zip, load_grid_recipe, replay_grid
 from analysis.cli import print_json
 from analysis.cli.core import (
     Progress,
@@ -27,18 +28,7 @@ from analysis.cli.core import (
     read_input,
 )
 from analysis.errors import ConfigError, ImageError
-from analysis.export import (
-    GRID_FIELDS,
-    MAX_BUNDLE_BYTES,
-    ONE_ROW,
-    Grid,
-    GridItem,
-    GridRecipe,
-    arrange,
-    bundle_zip,
-    load_grid_recipe,
-    replay_grid,
-)
+from analysis.grids import GRID_FIELDS, ONE_ROW, Grid, GridItem, GridRecipe, arrange
 from analysis.images import file_sha256, read_verified, to_rgb
 from analysis.pngmeta import read_png_metadata, save_png, write_file
 from analysis.recipes import ImageSource, Recipe

@@ -12,7 +12,6 @@ from analysis import bias
 from analysis.cli import print_json
 from analysis.cli.core import Progress, add_config_args, config_from_args
 from analysis.errors import ConfigError
-from analysis.export import figures_html
 from analysis.models import DEFAULT_MODEL, PRECISIONS
 from analysis.studies import executors
 from analysis.studies import stats as study_stats
@@ -145,8 +144,9 @@ def cmd_report(args: argparse.Namespace) -> None:
         if len(view.table):
             charts.append(figures.bias_emergent(view.emergent()))
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(figures_html(f"Study {args.results.name}: '{view.group}' judged by {view.judge}", charts,
-                                         read.lines + [f"{len(view.skipped)} unreadable image(s) skipped."]))
+        title = f"Study {args.results.name}: '{view.group}' judged by {view.judge}"
+        args.out.write_text(figures.figures_html(title, charts,
+                                                 read.lines + [f"{len(view.skipped)} unreadable image(s) skipped."]))
     if args.json:
         return print_json({"results": str(args.results), "state": view.state, "rows": view.rows,
                            "planned": view.planned, "skipped_images": view.skipped, "judge": view.judge,

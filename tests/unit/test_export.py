@@ -11,20 +11,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from analysis.bundles import bundle_zip, load_grid_recipe, replay_grid
 from analysis.cli import main
+from analysis.drawing import grid_image
 from analysis.dream import DreamConfig
 from analysis.errors import ConfigError, ImageError
-from analysis.export import (
-    ONE_ROW,
-    Grid,
-    GridItem,
-    GridRecipe,
-    arrange,
-    bundle_zip,
-    grid_image,
-    load_grid_recipe,
-    replay_grid,
-)
+from analysis.grids import ONE_ROW, Grid, GridItem, GridRecipe, arrange
 from analysis.images import tensor_to_pil
 from analysis.models import load_model
 from analysis.objectives import LayerL2
