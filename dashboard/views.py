@@ -6,8 +6,8 @@ import re
 
 import streamlit as st
 
+from analysis import figures
 from analysis.images import tensor_to_pil
-from dashboard import charts
 from dashboard.runs import DreamRun
 
 
@@ -30,7 +30,7 @@ def _top5(top: list | None, title: str, key: str) -> None:
     if top is None:
         return
     st.markdown(f"**{title}**")
-    st.dataframe(charts.topk_frame(top), hide_index=True, column_config=PROBABILITY, width="stretch", key=key)
+    st.dataframe(figures.topk_frame(top), hide_index=True, column_config=PROBABILITY, width="stretch", key=key)
 
 
 def pair(run: DreamRun, key: str, classes: bool = True) -> None:
@@ -74,5 +74,5 @@ def dream_result(run: DreamRun, key: str, details: bool = True) -> None:
     meta = result.metadata
     c.caption(f"{meta.get('seconds', 0):.1f} s on {meta.get('device', '?')} · seed {meta.get('seed')} · "
               f"weights sha256 {str(meta.get('weights_sha256'))[:12]}…")
-    st.plotly_chart(charts.trace_figure(result.trace, config.iterations,
+    st.plotly_chart(figures.trace_figure(result.trace, config.iterations,
                                         title=f"Objective per step: {run.objective_text}"), key=f"{key}.trace")
