@@ -43,6 +43,7 @@ from analysis import __version__, drawing
 from analysis.errors import ConfigError, ImageError
 from analysis.images import load_image, tensor_to_pil
 from analysis.models import LayerInfo, LoadedModel, count_hooks
+from analysis.objectives import check_channels
 from analysis.pngmeta import png_bytes, read_png_metadata
 
 OnStep = Callable[[int, int, "torch.Tensor | None"], None]
@@ -124,43 +125,6 @@ class FeatvizResult:
 
     def by_channel(self) -> dict[int, ChannelRender]:
         return {r.channel: r for r in self.renders}
-
-
-# ---------------------------------------------------------------- channels
-
-
-def parse_channels(text: str, count: int) -> list[int]:
-    """'0-63', '5', '0,3,10-12' -> channel indices, checked against the layer's count."""
-    channels: list[int] = []
-    for part in str(text).replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                first, last = (int(v) for v in part.split("-", 1))
-                if last < first:
-                    raise ValueError
-                channels += range(first, last + 1)
-            else:
-                channels.append(int(part))
-        except ValueError:
-            raise ConfigError(f"'{part}' is not a channel or a range such as 0-63.") from None
-    if not channels:
-        raise ConfigError("Choose at least one channel, e.g. 0-15.")
-    bad = [c for c in channels if not 0 <= c < count]
-    if bad:
-        raise ConfigError(f"Channel {bad[0]} does not exist: this layer has channels 0 to {count - 1}.")
-    return list(dict.fromkeys(channels))
-
-
-def _check_channels(info: LayerInfo, channels: Sequence[int]) -> list[int]:
-    channels = [int(c) for c in channels]
-    if not channels:
-        raise ConfigError("Choose at least one channel.")
-    bad = [c for c in channels if not 0 <= c < info.shape[0]]
-    if bad:
-        raise ConfigError(f"Channel {bad[0]} does not exist: {info.alias} has channels 0 to {info.shape[0] - 1}.")
-    return list(dict.fromkeys(channels))
 
 
 # ---------------------------------------------------------------- the disk cache
@@ -444,7 +408,7 @@ def optimise_channels(
     """
     _, transform, objectives = _lucent()
     info = model.layer(layer)
-    channels = _check_channels(info, channels)
+    channels = check_channels(channels, info.shape[0], info.alias)
     hooks_before = count_hooks(model.module)
     size, count = config.size, len(channels)
     if config.parameterisation == "maco":
@@ -511,7 +475,7 @@ def lookup(model: LoadedModel, layer: str, channels: Iterable[int], config: Feat
     """The channels already in the cache, without optimising anything: what a browser shows at once."""
     info = model.layer(layer)
     found = {}
-    for channel in _check_channels(info, list(channels)):
+    for channel in check_channels(channels, info.shape[0], info.alias):
         key = render_key(model, info.name, channel, config)
         hit = cache.get(key)
         if hit is not None:
@@ -538,7 +502,7 @@ def render_channels(
     """
     config.validate()
     info = model.layer(layer)
-    channels = _check_channels(info, list(channels))
+    channels = check_channels(channels, info.shape[0], info.alias)
     started = time.perf_counter()
     renders = lookup(model, info.name, channels, config, cache) if cache is not None else {}
     missing = [c for c in channels if c not in renders]

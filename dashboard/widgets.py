@@ -21,7 +21,7 @@ from analysis.errors import ConfigError, ImageError
 from analysis.images import load_image, tensor_to_pil, to_rgb
 from analysis.labels import SampleImage
 from analysis.models import LOGITS, LayerInfo, ModelSpec
-from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective
+from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective, parse_channels
 from analysis.recipes import ImageSource
 from dashboard import progress, state
 from dashboard.readings import depth_sentence
@@ -335,6 +335,7 @@ def settings_ui(prefix: str, default_preset: str = "google", default_size: int =
 # ---------------------------------------------------------------- objectives
 
 OBJECTIVES = ("Whole layer", "Channels", "Class", "Guide image")
+MAX_CHANNELS = 64  # more channels of one layer dream much like the whole layer, only slower to type
 
 
 @dataclass(frozen=True)
@@ -349,7 +350,8 @@ class ObjectiveChoice:
         if self.kind == "Whole layer":
             return LayerL2(layer.alias)
         if self.kind == "Channels":
-            return Channels(layer.alias, parse_channels(self.channels_text, layer))
+            return Channels(layer.alias, parse_channels(self.channels_text, layer.shape[0], layer.alias,
+                                                            most=MAX_CHANNELS))
         if self.kind == "Class":
             if not self.classes:
                 raise ConfigError("Choose at least one class to dream towards.")
@@ -366,32 +368,6 @@ class ObjectiveChoice:
         if self.kind == "Guide image" and self.guide is not None:
             return f"{layer.alias} guided by {self.guide.title}"
         return LayerL2(layer.alias).describe()  # the words its results and replays carry
-
-
-def parse_channels(text: str, layer: LayerInfo) -> list[int]:
-    """'3, 17, 40-42' -> [3, 17, 40, 41, 42], checked against the layer's channel count."""
-    count = layer.shape[0]
-    out: list[int] = []
-    for part in text.replace(";", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part[1:]:
-                low, high = (int(v) for v in part.split("-", 1))
-                out.extend(range(low, high + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise ConfigError(f"'{part}' is not a channel number: write numbers such as 3, 17, 40-42.") from None
-    if not out:
-        raise ConfigError(f"Choose at least one channel (0 to {count - 1}).")
-    bad = [c for c in out if not 0 <= c < count]
-    if bad:
-        raise ConfigError(f"Channel {bad[0]} does not exist: {layer.alias} has channels 0 to {count - 1}.")
-    if len(out) > 64:
-        raise ConfigError("Choose at most 64 channels.")
-    return list(dict.fromkeys(out))
 
 
 def objective_ui(prefix: str, choice: ModelChoice, layer: LayerInfo) -> ObjectiveChoice:
