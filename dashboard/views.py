@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import re
-
 import streamlit as st
 
 from analysis import figures
+from analysis.bundles import slug
 from analysis.images import tensor_to_pil
 from dashboard.runs import DreamRun
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:60] or "dream"
 
 
 def file_stem(run: DreamRun) -> str:
     meta = run.result.metadata
     layers = "-".join(meta.get("layers", [])) or "dream"
-    return _slug(f"{meta.get('model', 'model')}-{layers}-seed{meta.get('seed', 0)}")
+    return slug(f"{meta.get('model', 'model')}-{layers}-seed{meta.get('seed', 0)}", 60, "dream")
 
 
 PROBABILITY = {"probability": st.column_config.ProgressColumn("probability", format="percent", min_value=0.0,

@@ -16,6 +16,7 @@ from PIL import Image
 
 from analysis import labels as label_files
 from analysis import models
+from analysis.drawing import square_thumbnail
 from analysis.dream import PRESETS, DreamConfig, preset
 from analysis.errors import ConfigError, ImageError
 from analysis.images import load_image, tensor_to_pil, to_rgb
@@ -187,12 +188,9 @@ def named(err: ImageError, name: str) -> ImageError:
 
 @functools.lru_cache(maxsize=32)
 def thumbnail(path: Path, side: int = 160) -> Image.Image:
-    """A square, centre-cropped thumbnail, so a row of them lines up."""
+    """A bundled photo's square thumbnail, read once (the row of samples is drawn on every rerun)."""
     with Image.open(path) as image:
-        picture = to_rgb(image)
-    crop = min(picture.size)
-    left, top = (picture.width - crop) // 2, (picture.height - crop) // 2
-    return picture.crop((left, top, left + crop, top + crop)).resize((side, side), Image.Resampling.LANCZOS)
+        return square_thumbnail(to_rgb(image), side)
 
 
 def sample_name(sample: SampleImage) -> str:

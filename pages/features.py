@@ -6,9 +6,10 @@ import json
 import math
 
 import streamlit as st
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from analysis import featviz, figures, models
+from analysis.drawing import load_font, square_thumbnail
 from analysis.dream import PRESETS, dream, preset
 from analysis.errors import ImageError, LabError
 from analysis.featviz import ChannelRender, FeatvizConfig, FeatvizResult, RenderCache
@@ -141,17 +142,10 @@ def measure_work(image, title):
         if model_b is not None:
             matched = model_b.layer_at_depth(layer.depth)
             beside = {"model": model_b, "layer": matched, "means": featviz.channel_means(model_b, matched.name, image)}
-        thumbs = {name: square(tensor_to_pil(picture)) for name, picture in pictures.items()}
+        thumbs = {name: square_thumbnail(tensor_to_pil(picture)) for name, picture in pictures.items()}
         return {"key": measure_key, "acts": acts, "means": acts.flatten(1).mean(1) if acts.dim() > 1 else acts,
                 "table": table, "thumbs": thumbs, "image": tensor_to_pil(image), "beside": beside}
     return work
-
-
-def square(picture: Image.Image, side: int = 160) -> Image.Image:
-    """A centre-cropped square thumbnail, so a row of photos lines up."""
-    crop = min(picture.size)
-    left, top = (picture.width - crop) // 2, (picture.height - crop) // 2
-    return picture.crop((left, top, left + crop, top + crop)).resize((side, side), Image.Resampling.LANCZOS)
 
 
 def start_measure() -> None:
@@ -218,7 +212,7 @@ def placeholder(side: int = 192) -> Image.Image:
     """A dark square that says so where a channel is not rendered yet, so the grid keeps its shape
     (square like the renders; drawn large enough for its words to stay sharp)."""
     picture = Image.new("RGB", (side, side), (52, 54, 62))
-    font = ImageFont.load_default(size=side // 9)
+    font = load_font(side // 9)
     ImageDraw.Draw(picture).multiline_text((side / 2, side / 2), "not\nrendered yet", fill=(160, 162, 170),
                                            font=font, anchor="mm", align="center")
     return picture
