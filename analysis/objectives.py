@@ -22,6 +22,10 @@ LayerLabel = Callable[[str], str]
 
 Activations = dict[str, torch.Tensor]
 
+DEFAULT_DEPTH = 0.6
+"""Where no layer is chosen (the CLI, the Dream page, the benches), dream the layer at this relative
+depth: high enough for patterns and parts, and where the ImageNet model's dog effect peaks."""
+
 
 def _mean_per_image(values: torch.Tensor) -> torch.Tensor:
     """(N,) means, as sum / count: the backward broadcasts one number per image over the

@@ -22,14 +22,13 @@ from analysis.errors import ConfigError, ImageError
 from analysis.images import load_image, tensor_to_pil, to_rgb
 from analysis.labels import SampleImage
 from analysis.models import LOGITS, LayerInfo, ModelSpec
-from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective, parse_channels
+from analysis.objectives import DEFAULT_DEPTH, Channels, ClassLogit, Guide, LayerL2, Objective, parse_channels
 from analysis.recipes import ImageSource
 from dashboard import progress, state
 from dashboard.readings import depth_sentence
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp"]
 UPLOAD_LIMIT_MB = 20  # also server.maxUploadSize in .streamlit/config.toml
-DEFAULT_DEPTH = 0.6  # the default layer: high enough for patterns and parts
 HIGH_DEPTH = 0.65  # from here on (parts, objects) a small image or a light preset leaves only texture
 
 
@@ -110,7 +109,7 @@ def layer_ui(choice: ModelChoice) -> LayerInfo:
     layers = dreamable_layers(models.get_spec(base))
     by_name = {info.name: info for info in layers}
     key = f"keep.layer.{base}"
-    state.default(key, min(layers, key=lambda i: abs(i.depth - DEFAULT_DEPTH)).name, list(by_name))
+    state.default(key, models.layer_at_depth(layers, DEFAULT_DEPTH).name, list(by_name))
     name = st.sidebar.selectbox(
         "Layer", list(by_name), key=key,
         format_func=lambda n: layer_label(by_name[n]),

@@ -15,7 +15,7 @@ from analysis.cli import print_json
 from analysis.dream import PRESETS, DreamConfig, dream, preset
 from analysis.errors import ConfigError, ImageError
 from analysis.images import MAX_IMAGE_FILE_BYTES, file_sha256, load_image
-from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective, Sum
+from analysis.objectives import DEFAULT_DEPTH, Channels, ClassLogit, Guide, LayerL2, Objective, Sum
 from analysis.pngmeta import save_png, write_file
 from analysis.recipes import PNG_SIGNATURE, ImageSource, Recipe, check_replay, run_recipe
 
@@ -252,10 +252,6 @@ def cmd_classify(args: argparse.Namespace) -> None:
         print(row["image"])
         for t in row["top"]:
             print(f"  {t['probability']:7.2%}  {t['index']:4d}  {t['name']}")
-
-
-DEFAULT_DEPTH = 0.6
-"""Without --layer or --class, dream the layer at this depth: where the ImageNet model's dog effect peaks."""
 
 
 def build_objective(args: argparse.Namespace, model: models.LoadedModel) -> Objective:

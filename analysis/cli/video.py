@@ -9,7 +9,6 @@ from pathlib import Path
 from analysis import models
 from analysis.cli import print_json
 from analysis.cli.core import (
-    DEFAULT_DEPTH,
     Progress,
     add_config_args,
     add_model_args,
@@ -19,7 +18,7 @@ from analysis.cli.core import (
 )
 from analysis.cli.export import _StopOnInterrupt
 from analysis.errors import ConfigError
-from analysis.objectives import LayerL2
+from analysis.objectives import DEFAULT_DEPTH, LayerL2
 from analysis.pngmeta import write_file
 from analysis.video import (
     DEFAULT_FRAME_SIDE,
