@@ -27,6 +27,7 @@ from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream_batch
 from analysis.errors import ConfigError
 from analysis.grids import Grid, GridItem, settings_footnote
 from analysis.images import noise_image, tensor_to_pil
+from analysis.labels import model_label
 from analysis.models import UNTRAINED_SUFFIX, LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
 from analysis.recipes import ImageSource
@@ -277,9 +278,9 @@ def reading(table: pd.DataFrame, group: str = DOGS, judge: str | None = None) ->
         rows = s[s["model"] == model]
         best = rows.loc[rows["ratio"].idxmax()]
         twin = s[(s["model"] == model + UNTRAINED_SUFFIX) & (s["depth"] == best["depth"])]
-        text = (f"At depth {best['depth']:g} ({best['layer']}), {model} ({best['training_data']})'s dreams are judged "
-                f"{group} {_how_often(best['ratio'])} ({_percent(best['share_dream'])} of the judge's probability "
-                f"vs {_percent(best['share_original'])})")
+        text = (f"At depth {best['depth']:g} ({best['layer']}), {model_label(model, best['training_data'])}'s dreams "
+                f"are judged {group} {_how_often(best['ratio'])} ({_percent(best['share_dream'])} of the judge's "
+                f"probability vs {_percent(best['share_original'])})")
         if not twin.empty:
             text += f"; its untrained twin's {_times(twin['ratio'].iloc[0])}"
         lines.append(text + ".")

@@ -20,6 +20,7 @@ from analysis.drawing import caption_cell, grid_image
 from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream_batch
 from analysis.errors import ConfigError
 from analysis.images import tensor_to_pil
+from analysis.labels import model_label
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
 
@@ -112,8 +113,7 @@ class Side:
 
     @property
     def label(self) -> str:
-        data = "" if self.training_data in self.title else f" ({self.training_data})"
-        return self.title + data
+        return model_label(self.title, self.training_data)
 
 
 @dataclass

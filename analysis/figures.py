@@ -18,6 +18,8 @@ import plotly.io as pio
 from PIL import Image
 from plotly.subplots import make_subplots
 
+from analysis.labels import model_label
+
 if TYPE_CHECKING:
     from analysis.models import LayerInfo
 
@@ -91,11 +93,6 @@ def _power_ticks(values: Iterable[float | None]) -> dict:
 # value; channel is -1 on layer-level rows.
 
 
-def _model_name(model: str, training_data: str) -> str:
-    """'resnet50 (ImageNet)', but 'resnet50_places365' and 'x-untrained' as they are."""
-    return model if training_data.lower() in model.lower() else f"{model} ({training_data})"
-
-
 def depth_lines(frame: pd.DataFrame, statistic: str, log_y: bool = False) -> go.Figure:
     """One layer-level statistic against relative depth, a line per model: how two networks differ."""
     rows = frame[(frame["channel"] == -1) & (frame["statistic"] == statistic)].sort_values("depth", kind="stable")
@@ -103,7 +100,7 @@ def depth_lines(frame: pd.DataFrame, statistic: str, log_y: bool = False) -> go.
     for (model, data), group in rows.groupby(["model", "training_data"], sort=False):
         fig.add_trace(go.Scatter(
             x=group["depth"].tolist(), y=group["value"].tolist(), text=group["layer"].tolist(),
-            mode="lines+markers", name=_model_name(model, data),
+            mode="lines+markers", name=model_label(model, data),
             hovertemplate="%{text}<br>depth %{x:.2f}<br>" + statistic + " %{y:.4g}<extra>%{fullData.name}</extra>"))
     fig.update_layout(title=f"{statistic} per layer", xaxis_title="relative depth (0 = first layer, 1 = class scores)",
                       yaxis_title=statistic, yaxis_type="log" if log_y else "linear", height=360, margin=_MARGIN,
@@ -124,7 +121,7 @@ def channel_distribution(frame: pd.DataFrame, statistic: str = "mean", kind: str
         raise ValueError(f"kind must be 'violin' or 'histogram', not {kind!r}")
     rows = frame[(frame["channel"] != -1) & (frame["statistic"] == statistic)]
     groups = list(rows.groupby(["model", "training_data", "layer"], sort=False))
-    names = [f"{_model_name(model, data)} · {layer}" for (model, data, layer), _ in groups]
+    names = [f"{model_label(model, data)} · {layer}" for (model, data, layer), _ in groups]
     fig = make_subplots(rows=1, cols=max(1, len(groups)), subplot_titles=names)
     for column, (name, (_, group)) in enumerate(zip(names, groups), start=1):
         values, channels = group["value"].tolist(), group["channel"].tolist()
@@ -179,7 +176,7 @@ def channel_heatmap(frame: pd.DataFrame, model: str, statistic: str = "mean", pe
 
 
 def _bias_name(model: str, training_data: str, control: bool) -> str:
-    return _model_name(model, training_data) + (" · control" if control else "")
+    return model_label(model, training_data) + (" · control" if control else "")
 
 
 def _ratio_text(ratio: float) -> str:

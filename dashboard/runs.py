@@ -14,6 +14,7 @@ from PIL import Image
 from analysis.drawing import grid_image
 from analysis.dream import DreamConfig, DreamResult, dream, dream_batch
 from analysis.images import tensor_to_pil
+from analysis.labels import model_label
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2, Objective
 from analysis.pngmeta import png_bytes
@@ -136,9 +137,7 @@ def layers_work(model: LoadedModel, image: torch.Tensor, layers: list[LayerInfo]
         objectives = [LayerL2(info.alias) for info in layers]
         results = dream_batch(model, batch, objectives, config, on_step, should_cancel)
         attach_recipes(model, results, config, source, max_side)
-        title = model.spec.title
-        if model.spec.training_data not in title:
-            title = f"{title} ({model.spec.training_data})"
+        title = model_label(model.spec.title, model.spec.training_data)
         run = LayersRun(image, layers, results, title, image_title, config, input_bytes=input_bytes)
         meta = dict(results[0].metadata)
         for key in ("objective", "recipe"):  # the first layer's: the grid's metadata is about all of them

@@ -63,9 +63,8 @@ def run_button(label: str, key: str, icon: str, choice: ModelChoice, slot: str, 
 
 
 def model_label(spec: ModelSpec, present: bool) -> str:
-    """'EfficientNet-Lite0 · ImageNet'; '✗ ' in front when its weight file is missing (short for the sidebar)."""
-    data = "" if spec.training_data in spec.title else f" · {spec.training_data}"
-    return ("" if present else "✗ ") + f"{spec.title}{data}"
+    """'EfficientNet-Lite0 (ImageNet)'; '✗ ' in front when its weight file is missing."""
+    return ("" if present else "✗ ") + label_files.model_label(spec.title, spec.training_data)
 
 
 def model_ui() -> ModelChoice:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from analysis import labels as label_files
 from analysis import models
+from analysis.labels import model_label
 from analysis.studies.judging import is_control, twin_of
 from analysis.studies.plan import Plan
 from analysis.studies.worker import judge_column, share_column
@@ -189,8 +190,8 @@ def reading(table: pd.DataFrame, group: str, judge: str | None = None, over: str
         rows = intervals[intervals["model"] == model]
         best = rows.loc[rows["ratio"].idxmax()]
         units = int(best["units"])
-        text = (f"At depth {best['depth']:g} ({best['layer']}), {model} ({best['training_data']})'s dreams carry "
-                f"'{group}' {_times(best['ratio'])} the originals' share")
+        text = (f"At depth {best['depth']:g} ({best['layer']}), {model_label(model, best['training_data'])}'s dreams "
+                f"carry '{group}' {_times(best['ratio'])} the originals' share")
         text += (f" (95% CI {_span(best['low'], best['high'])}, over {units} {over})" if units > 1
                  else f" (one {unit} only: no interval)")
         twin = intervals[(intervals["model"] == twin_of(model)) & (intervals["depth"] == best["depth"])]
