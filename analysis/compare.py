@@ -20,7 +20,7 @@ from analysis.drawing import caption_cell, grid_image
 from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream_batch
 from analysis.errors import ConfigError
 from analysis.images import tensor_to_pil
-from analysis.labels import model_label
+from analysis.labels import TopK, model_label, top_classes
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
 
@@ -34,8 +34,6 @@ the Places GoogLeNets first: the very same network and preprocessing scheme, onl
 data differs, which is the comparison of the original DeepDream gallery."""
 MAX_COLUMNS = 6
 TOP_CLASSES = 3
-
-TopK = list[tuple[int, str, float]]
 
 
 def suggested_pairs(folder: Path | None = None) -> list[tuple[str, str]]:
@@ -151,10 +149,6 @@ class Comparison:
         }
 
 
-def _top(model: LoadedModel, image: torch.Tensor) -> TopK | None:
-    return model.classify(image, TOP_CLASSES) if model.labels is not None else None
-
-
 def compare(
     model_a: LoadedModel,
     model_b: LoadedModel,
@@ -188,8 +182,8 @@ def compare(
         layers = [c.layer_a if index == 0 else c.layer_b for c in columns]
         batch = image[None].repeat(len(layers), 1, 1, 1)
         side.results = dream_batch(model, batch, [LayerL2(info.name) for info in layers], config, step, should_cancel)
-        side.top_original = _top(model, image)
-        side.top_dreams = [_top(model, r.image) for r in side.results]
+        side.top_original = top_classes(model, image, TOP_CLASSES)
+        side.top_dreams = [top_classes(model, r.image, TOP_CLASSES) for r in side.results]
         if any(r.cancelled for r in side.results):
             break
     return comparison

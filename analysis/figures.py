@@ -18,7 +18,7 @@ import plotly.io as pio
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from analysis.labels import model_label
+from analysis.labels import TopK, model_label
 
 if TYPE_CHECKING:
     from analysis.models import LayerInfo
@@ -43,7 +43,7 @@ def trace_figure(trace: list[float], steps_per_octave: int, title: str = "Object
     return fig
 
 
-def topk_frame(top: list[tuple[int, str, float]] | None) -> pd.DataFrame:
+def topk_frame(top: TopK | None) -> pd.DataFrame:
     rows = [{"class": name, "index": index, "probability": prob} for index, name, prob in top or []]
     return pd.DataFrame(rows, columns=["class", "index", "probability"])
 

@@ -11,8 +11,8 @@ Reads the data files under ``assets/`` (see ``assets/labels/README.md`` and
 * Places205: 205 scene categories, used by the GoogLeNet-Places205 model.
 * The sample photos with their title, subject and licence.
 
-It also says how a model is named in text (model_label), the one spelling that charts, readings,
-comparisons and the dashboard share.
+It also says how a model is named in text (model_label) and reads a picture's top classes
+(top_classes): the one spelling and the one top-k that charts, comparisons and the dashboard share.
 
 Files are read once and cached. Public functions return fresh lists and
 dicts, so a caller that changes them does not change the cache.
@@ -24,8 +24,12 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from analysis.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 ASSETS_DIR: Path = Path(__file__).resolve().parent.parent / "assets"
 """The repository's ``assets/`` folder (label files and sample photos)."""
@@ -44,6 +48,25 @@ def model_label(name: str, training_data: str) -> str:
     """'resnet50 (ImageNet)'; a name that already says its data ('resnet50_places365',
     'ResNet-50 (Places365)', an untrained twin) as it is, so no label says it twice."""
     return name if training_data.lower() in name.lower() else f"{name} ({training_data})"
+
+
+TopK = list[tuple[int, str, float]]
+"""A picture's most probable classes: (index, name, probability), most probable first."""
+
+
+class Classifier(Protocol):
+    """What top_classes needs of a model (analysis.models.LoadedModel is one), named here so that
+    this module, which models reads, does not import models back."""
+
+    @property
+    def labels(self) -> object: ...
+
+    def classify(self, image01: torch.Tensor, top: int = 5) -> TopK: ...
+
+
+def top_classes(model: Classifier, image01: torch.Tensor, k: int = 5) -> TopK | None:
+    """The model's top k classes for a picture, or None for a model without class labels."""
+    return model.classify(image01, k) if model.labels is not None else None
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,12 @@ from PIL import Image
 from analysis.drawing import grid_image
 from analysis.dream import DreamConfig, DreamResult, dream, dream_batch
 from analysis.images import tensor_to_pil
-from analysis.labels import model_label
+from analysis.labels import TopK, model_label, top_classes
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2, Objective
 from analysis.pngmeta import png_bytes
 from analysis.recipes import ImageSource, Recipe, check_replay, run_recipe
 from dashboard.readings import depth_reading
-
-TopK = list[tuple[int, str, float]]
 
 
 @dataclass
@@ -50,16 +48,12 @@ class DreamRun:
         return self._png
 
 
-def _top(model: LoadedModel, image: torch.Tensor) -> TopK | None:
-    return model.classify(image) if model.labels is not None else None
-
-
 def dream_work(model: LoadedModel, image: torch.Tensor, objective: Objective, config: DreamConfig,
                recipe: Recipe, image_title: str, objective_text: str):
     def work(on_step, should_cancel) -> DreamRun:
         result = dream(model, image, objective, config, on_step, should_cancel)
         return DreamRun(image, result, recipe, model.spec.title, image_title, objective_text,
-                        _top(model, image), _top(model, result.image))
+                        top_classes(model, image), top_classes(model, result.image))
     return work
 
 
@@ -72,8 +66,8 @@ def recipe_work(model: LoadedModel, recipe: Recipe, image: torch.Tensor, image_t
                     "and library versions as the original." if original_png is None or result.cancelled
                     else f"Replayed from a dream PNG: {check_replay(original_png, result).describe()}.")
         return DreamRun(image, result, recipe, model.spec.title, image_title,
-                        result.metadata.get("objective_text", ""), _top(model, image), _top(model, result.image),
-                        replayed=replayed)
+                        result.metadata.get("objective_text", ""), top_classes(model, image),
+                        top_classes(model, result.image), replayed=replayed)
     return work
 
 
