@@ -20,9 +20,10 @@ from analysis.drawing import caption_cell, grid_image
 from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream_batch
 from analysis.errors import ConfigError
 from analysis.images import tensor_to_pil
-from analysis.labels import TopK, model_label, top_classes
+from analysis.labels import TopK, top_classes
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
+from analysis.wording import model_label
 
 DEFAULT_PAIR = ("efficientnet_lite0", "efficientnet_lite0" + models.UNTRAINED_SUFFIX)
 """Works offline: the embedded ImageNet network against the same architecture untrained."""

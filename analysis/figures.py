@@ -18,7 +18,8 @@ import plotly.io as pio
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from analysis.labels import TopK, model_label
+from analysis.labels import TopK
+from analysis.wording import model_label, times
 
 if TYPE_CHECKING:
     from analysis.models import LayerInfo
@@ -179,10 +180,6 @@ def _bias_name(model: str, training_data: str, control: bool) -> str:
     return model_label(model, training_data) + (" · control" if control else "")
 
 
-def _ratio_text(ratio: float) -> str:
-    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
-
-
 def bias_depth(summary: pd.DataFrame) -> go.Figure:
     """A group's share of the judge's probability in the dreams, against the dreamed layer's depth.
 
@@ -198,7 +195,7 @@ def bias_depth(summary: pd.DataFrame) -> go.Figure:
     for (model, data, control), part in rows.groupby(["model", "training_data", "control"], sort=False):
         fig.add_trace(go.Scatter(
             x=part["depth"].tolist(), y=(part["share_dream"] * 100).tolist(), name=_bias_name(model, data, control),
-            mode="lines+markers+text", text=[_ratio_text(r) for r in part["ratio"]], textposition="top center",
+            mode="lines+markers+text", text=[times(r) for r in part["ratio"]], textposition="top center",
             customdata=list(zip(part["layer"], part["ratio"])), line={"dash": "dash" if control else "solid"},
             hovertemplate="%{customdata[0]} · depth %{x:g}<br>" + group
                           + " %{y:.2g}% of the judge's probability<br>%{customdata[1]:.2f}x the originals"

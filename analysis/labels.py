@@ -11,8 +11,8 @@ Reads the data files under ``assets/`` (see ``assets/labels/README.md`` and
 * Places205: 205 scene categories, used by the GoogLeNet-Places205 model.
 * The sample photos with their title, subject and licence.
 
-It also says how a model is named in text (model_label) and reads a picture's top classes
-(top_classes): the one spelling and the one top-k that charts, comparisons and the dashboard share.
+It also reads a picture's top classes (top_classes): the one top-k that comparisons and the
+dashboard share.
 
 Files are read once and cached. Public functions return fresh lists and
 dicts, so a caller that changes them does not change the cache.
@@ -42,12 +42,6 @@ _GROUP_FILES: dict[str, str] = {
     "places365": "places365_groups.json",
 }
 _DATASET_NAMES: dict[str, str] = {"imagenet": "ImageNet", "places365": "Places365"}
-
-
-def model_label(name: str, training_data: str) -> str:
-    """'resnet50 (ImageNet)'; a name that already says its data ('resnet50_places365',
-    'ResNet-50 (Places365)', an untrained twin) as it is, so no label says it twice."""
-    return name if training_data.lower() in name.lower() else f"{name} ({training_data})"
 
 
 TopK = list[tuple[int, str, float]]

@@ -14,11 +14,12 @@ from PIL import Image
 from analysis.drawing import grid_image
 from analysis.dream import DreamConfig, DreamResult, dream, dream_batch
 from analysis.images import tensor_to_pil
-from analysis.labels import TopK, model_label, top_classes
+from analysis.labels import TopK, top_classes
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2, Objective
 from analysis.pngmeta import png_bytes
 from analysis.recipes import ImageSource, Recipe, check_replay, run_recipe
+from analysis.wording import model_label
 from dashboard.readings import depth_reading
 
 

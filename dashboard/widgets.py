@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from analysis import labels as label_files
-from analysis import models
+from analysis import models, wording
 from analysis.drawing import square_thumbnail
 from analysis.dream import PRESETS, DreamConfig, preset
 from analysis.errors import ConfigError, ImageError
@@ -64,7 +64,7 @@ def run_button(label: str, key: str, icon: str, choice: ModelChoice, slot: str, 
 
 def model_label(spec: ModelSpec, present: bool) -> str:
     """'EfficientNet-Lite0 (ImageNet)'; '✗ ' in front when its weight file is missing."""
-    return ("" if present else "✗ ") + label_files.model_label(spec.title, spec.training_data)
+    return ("" if present else "✗ ") + wording.model_label(spec.title, spec.training_data)
 
 
 def model_ui() -> ModelChoice:
