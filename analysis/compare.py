@@ -19,6 +19,7 @@ from analysis import models
 from analysis.drawing import caption_cell, grid_image
 from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream_batch
 from analysis.errors import ConfigError
+from analysis.grids import settings_footnote
 from analysis.images import tensor_to_pil
 from analysis.labels import TopK, top_classes
 from analysis.models import LayerInfo, LoadedModel
@@ -216,15 +217,11 @@ def grid(comparison: Comparison) -> Image.Image:
             row.append(caption_cell(tensor_to_pil(result.image), _caption(f"{layer.alias} · depth {layer.depth:.2f}",
                                                                           top, lines)))
         rows.append(row)
-    config = comparison.config
-    steps = [r.metadata.get("steps", config.total_steps) for r in comparison.a.results + comparison.b.results]
-    partial = "; cancelled: partial dreams" if comparison.cancelled else ""
-    footnote = (f"Same image, seed {config.seed} (same jitter sequence), and settings for both: L2 of each layer, "
-                f"{config.octaves} octaves x{config.octave_scale:g}, {config.iterations} steps each, "
-                f"step {config.step_size * 255:.2g}/255, jitter {config.jitter} px, {config.normalization}"
-                f"{partial}. Layers matched by relative depth (0 = first layer, 1 = class scores); "
-                f"top-{TOP_CLASSES} classes read with each model's own labels. "
-                f"{max(steps, default=0)} steps per dream. Inceptionism Lab.")
+    results = comparison.a.results + comparison.b.results
+    partial = " Cancelled: partial dreams." if comparison.cancelled else ""
+    footnote = (f"Same image, seed (same jitter sequence) and settings for both: L2 of each layer. Layers matched "
+                f"by relative depth (0 = first layer, 1 = class scores); top-{TOP_CLASSES} classes read with each "
+                f"model's own labels.{partial} {settings_footnote([r.metadata for r in results])}")
     title = f"{comparison.a.label} vs {comparison.b.label}: {comparison.image_title}"
     return grid_image(rows, row_labels=[comparison.a.label, comparison.b.label],
                       col_labels=["original"] + [c.label for c in comparison.columns], title=title, footnote=footnote)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from analysis.drawing import grid_image
 from analysis.dream import DreamConfig, DreamResult, dream, dream_batch
+from analysis.grids import settings_footnote
 from analysis.images import tensor_to_pil
 from analysis.labels import TopK, top_classes
 from analysis.models import LayerInfo, LoadedModel
@@ -103,14 +104,10 @@ def layers_grid(run: LayersRun) -> Image.Image:
     cells = [[tensor_to_pil(run.original)] + [tensor_to_pil(r.image) for r in run.results]]
     columns = ["original"] + [f"{info.alias} · depth {info.depth:.2f}\n{depth_reading(info.depth)}"
                               for info in run.layers]
-    config = run.config
     title = f"{run.model_title}: {run.image_title} dreamed at {len(run.layers)} layers, low to high"
-    steps, planned = sum(r.metadata.get("steps", 0) for r in run.results), config.total_steps * len(run.results)
-    footnote = (f"Objective: L2 of each layer. {config.octaves} octaves x{config.octave_scale:g}, "
-                f"{config.iterations} steps each, step {config.step_size * 255:.2g}/255, "
-                f"{config.normalization}, seed {config.seed}"
-                + ("" if steps == planned else f"; cancelled after {steps} of {planned} steps")
-                + ". Inceptionism Lab.")
+    steps, planned = sum(r.metadata.get("steps", 0) for r in run.results), run.config.total_steps * len(run.results)
+    cancelled = "" if steps == planned else f"; cancelled after {steps} of {planned} steps"
+    footnote = f"Objective: L2 of each layer{cancelled}. {settings_footnote([r.metadata for r in run.results])}"
     return grid_image(cells, col_labels=columns, title=title, footnote=footnote)
 
 
