@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from PIL import Image
 
@@ -158,20 +159,33 @@ def settings_footnote(metadatas: Sequence[dict]) -> str:
     return " · ".join(parts)
 
 
-@dataclass
-class Grid:
-    """Results laid out as rows x columns with labels, ready to render, export or turn into a recipe."""
+Cell = TypeVar("Cell")
 
-    cells: list[list[GridItem | None]]
+
+@dataclass
+class Layout(Generic[Cell]):
+    """Rows x columns of cells (None: empty) with their labels: what a Grid and its GridRecipe share."""
+
+    cells: list[list[Cell | None]]
     row_labels: list[str] = field(default_factory=list)
     col_labels: list[str] = field(default_factory=list)
     title: str = ""
     footnote: str = ""
     cell_side: int | None = None
+
+    def filled(self) -> list[tuple[int, int, Cell]]:
+        """(row, column, cell) of every cell that is not empty, row by row."""
+        return [(r, c, cell) for r, row in enumerate(self.cells) for c, cell in enumerate(row) if cell is not None]
+
+
+@dataclass
+class Grid(Layout[GridItem]):
+    """Results laid out as rows x columns with labels, ready to render, export or turn into a recipe."""
+
     cancelled: bool = False  # a replay stopped early: some cells are empty
 
     def items(self) -> list[tuple[int, int, GridItem]]:
-        return [(r, c, item) for r, row in enumerate(self.cells) for c, item in enumerate(row) if item is not None]
+        return self.filled()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -290,20 +304,12 @@ def arrange(items: Sequence[GridItem], rows_by: str | None = None, cols_by: str 
                 settings_footnote([item.metadata for item in items]) if footnote is None else footnote, cell_side)
 
 
-
 @dataclass
-class GridRecipe:
+class GridRecipe(Layout[Recipe]):
     """A grid as plain JSON: one dream recipe per cell plus the labels, replayable to the same pixels."""
 
-    cells: list[list[Recipe | None]]
-    row_labels: list[str] = field(default_factory=list)
-    col_labels: list[str] = field(default_factory=list)
-    title: str = ""
-    footnote: str = ""
-    cell_side: int | None = None
-
     def recipes(self) -> list[tuple[int, int, Recipe]]:
-        return [(r, c, cell) for r, row in enumerate(self.cells) for c, cell in enumerate(row) if cell is not None]
+        return self.filled()
 
     def model_names(self) -> list[str]:
         return list(dict.fromkeys(cell.model for _, _, cell in self.recipes()))
