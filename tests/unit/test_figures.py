@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from analysis import figures
+from analysis import figures, wording
 from analysis.stats import COLUMNS
 
 
@@ -41,6 +41,14 @@ def test_depth_lines_draw_one_line_per_model_sorted_by_depth():
 def test_training_data_already_in_the_name_is_not_repeated():
     frame = tidy().assign(model="resnet50_places365", training_data="Places365")
     assert figures.depth_lines(frame, "mean").data[0].name == "resnet50_places365"
+
+
+def test_models_and_numbers_read_the_same_in_every_text():
+    assert wording.model_label("resnet50", "ImageNet") == "resnet50 (ImageNet)"
+    assert wording.model_label("ResNet-50 (Places365)", "Places365") == "ResNet-50 (Places365)"
+    assert wording.model_label("efficientnet_lite0-untrained", "untrained") == "efficientnet_lite0-untrained"
+    assert [wording.times(r) for r in (47.4, 2.345, 0.25)] == ["47x", "2.3x", "0.25x"]
+    assert [wording.percent(s) for s in (0.031, 0.00052)] == ["3.1%", "0.052%"]
 
 
 def test_channel_distribution_has_one_trace_per_model_and_layer_with_channel_values():
