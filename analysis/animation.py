@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from analysis import schemas
 from analysis.dream import DreamConfig, dream, run_metadata
 from analysis.errors import ConfigError
-from analysis.export import Grid, GridItem, settings_footnote
+from analysis.grids import Grid, GridItem, settings_footnote
 from analysis.images import tensor_to_pil
 from analysis.models import LoadedModel, load_model
 from analysis.objectives import Objective

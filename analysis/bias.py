@@ -22,9 +22,10 @@ import pandas as pd
 import torch
 
 from analysis import models
+from analysis.drawing import caption_cell
 from analysis.dream import DreamConfig, dream_batch
 from analysis.errors import ConfigError
-from analysis.export import Grid, GridItem, caption_cell, settings_footnote
+from analysis.grids import Grid, GridItem, settings_footnote
 from analysis.images import noise_image, tensor_to_pil
 from analysis.models import UNTRAINED_SUFFIX, LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
@@ -42,6 +43,7 @@ from analysis.studies.judging import (  # noqa: F401 (API)
     scene_judge_name,
     with_controls,
 )
+from analysis.wording import model_label, percent, times
 
 DEFAULT_DEPTHS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
 """0.6 is where EfficientNet-Lite0's dog effect peaks (block10: x47 on the cat photo at 320 px)."""
@@ -247,20 +249,12 @@ def emergent_counts(table: pd.DataFrame, judge: str | None = None, top: int = 8)
 # ---------------------------------------------------------------- the reading
 
 
-def _times(ratio: float) -> str:
-    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
-
-
-def _percent(share: float) -> str:
-    return f"{share * 100:.2g}%"
-
-
 def _how_often(ratio: float) -> str:
     if ratio >= 1.5:
-        return f"{_times(ratio)} as often as the originals"
+        return f"{times(ratio)} as often as the originals"
     if ratio > 1 / 1.5:
-        return f"about as often as the originals ({_times(ratio)})"
-    return f"less often than the originals ({_times(ratio)})"
+        return f"about as often as the originals ({times(ratio)})"
+    return f"less often than the originals ({times(ratio)})"
 
 
 def reading(table: pd.DataFrame, group: str = DOGS, judge: str | None = None) -> list[str]:
@@ -275,25 +269,25 @@ def reading(table: pd.DataFrame, group: str = DOGS, judge: str | None = None) ->
         rows = s[s["model"] == model]
         best = rows.loc[rows["ratio"].idxmax()]
         twin = s[(s["model"] == model + UNTRAINED_SUFFIX) & (s["depth"] == best["depth"])]
-        text = (f"At depth {best['depth']:g} ({best['layer']}), {model} ({best['training_data']})'s dreams are judged "
-                f"{group} {_how_often(best['ratio'])} ({_percent(best['share_dream'])} of the judge's probability "
-                f"vs {_percent(best['share_original'])})")
+        text = (f"At depth {best['depth']:g} ({best['layer']}), {model_label(model, best['training_data'])}'s dreams "
+                f"are judged {group} {_how_often(best['ratio'])} ({percent(best['share_dream'])} of the judge's "
+                f"probability vs {percent(best['share_original'])})")
         if not twin.empty:
-            text += f"; its untrained twin's {_times(twin['ratio'].iloc[0])}"
+            text += f"; its untrained twin's {times(twin['ratio'].iloc[0])}"
         lines.append(text + ".")
         images = per_image[(per_image["model"] == model) & (per_image["depth"] == best["depth"])]
         if len(images) > 1:
             most = images.loc[images["ratio"].idxmax()]
             lines.append(f"At that depth the {group} share rose in {int((images['ratio'] > 1).sum())} of {len(images)} "
-                         f"images (most on {most['image']}: {_times(most['ratio'])}).")
+                         f"images (most on {most['image']}: {times(most['ratio'])}).")
         if len(rows) > 1:
             lines.append(f"{model} by depth: " + ", ".join(
-                f"{r.depth:g} → {_times(r.ratio)}" for r in rows.sort_values("depth").itertuples()) + ".")
+                f"{r.depth:g} → {times(r.ratio)}" for r in rows.sort_values("depth").itertuples()) + ".")
     for model in s.loc[s["control"], "model"].unique():
         rows = s[s["model"] == model]
         if model[: -len(UNTRAINED_SUFFIX)] not in set(s["model"]):
             best = rows.loc[rows["ratio"].idxmax()]
-            lines.append(f"{model} (control) at most {_times(best['ratio'])} (depth {best['depth']:g}).")
+            lines.append(f"{model} (control) at most {times(best['ratio'])} (depth {best['depth']:g}).")
         if rows["pixel_change"].max() < UNCHANGED_PIXELS:
             lines.append(f"{model} barely changed the pixels (mean change {rows['pixel_change'].max() * 100:.2g}%): "
                          "its ratio shows an image left as it was, not a dream of something else.")
@@ -323,7 +317,7 @@ def gallery(study: Study, group: str = DOGS, judge: str | None = None) -> Grid:
             part = sel[(sel["image"] == image) & (sel["model"] == model)].set_index("depth")
             first = part.iloc[0]
             original = GridItem(caption_cell(tensor_to_pil(study.originals[image]),
-                                             [first["original_top"], f"{group} {_percent(first['share_original'])}"]),
+                                             [first["original_top"], f"{group} {percent(first['share_original'])}"]),
                                 title=f"{image} · original") if k == 0 else None
             cells: list[GridItem | None] = [original]
             for depth in depths:
@@ -331,7 +325,7 @@ def gallery(study: Study, group: str = DOGS, judge: str | None = None) -> Grid:
                 key = (model, depth, image)
                 cells.append(GridItem(
                     caption_cell(tensor_to_pil(study.dreams[key]), [f"{row['dream_top']} {row['dream_top_p']:.0%}",
-                                                                   f"{group} {_percent(row['share_dream'])}"]),
+                                                                   f"{group} {percent(row['share_dream'])}"]),
                     study.metadata.get(key, {}), f"{image} · {model} · depth {depth:g} ({row['layer']})"))
             rows.append(cells)
             labels.append(f"{image} · {model}")

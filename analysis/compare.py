@@ -16,13 +16,16 @@ import torch
 from PIL import Image
 
 from analysis import models
+from analysis.drawing import caption_cell, grid_image
 from analysis.dream import DreamConfig, DreamResult, dream_batch
 from analysis.errors import ConfigError
-from analysis.export import caption_cell, grid_image
+from analysis.grids import settings_footnote
 from analysis.images import tensor_to_pil
+from analysis.labels import TopK, top_classes
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
 from analysis.progress import OnStep, Relay, ShouldCancel
+from analysis.wording import model_label
 
 DEFAULT_PAIR = ("efficientnet_lite0", "efficientnet_lite0" + models.UNTRAINED_SUFFIX)
 """Works offline: the embedded ImageNet network against the same architecture untrained."""
@@ -34,8 +37,6 @@ the Places GoogLeNets first: the very same network and preprocessing scheme, onl
 data differs, which is the comparison of the original DeepDream gallery."""
 MAX_COLUMNS = 6
 TOP_CLASSES = 3
-
-TopK = list[tuple[int, str, float]]
 
 
 def suggested_pairs(folder: Path | None = None) -> list[tuple[str, str]]:
@@ -113,8 +114,7 @@ class Side:
 
     @property
     def label(self) -> str:
-        data = "" if self.training_data in self.title else f" ({self.training_data})"
-        return self.title + data
+        return model_label(self.title, self.training_data)
 
 
 @dataclass
@@ -152,10 +152,6 @@ class Comparison:
         }
 
 
-def _top(model: LoadedModel, image: torch.Tensor) -> TopK | None:
-    return model.classify(image, TOP_CLASSES) if model.labels is not None else None
-
-
 def compare(
     model_a: LoadedModel,
     model_b: LoadedModel,
@@ -184,8 +180,8 @@ def compare(
         batch = image[None].repeat(len(layers), 1, 1, 1)
         side.results = dream_batch(model, batch, [LayerL2(info.name) for info in layers], config,
                                     relay.nth(index, config.total_steps), should_cancel)
-        side.top_original = _top(model, image)
-        side.top_dreams = [_top(model, r.image) for r in side.results]
+        side.top_original = top_classes(model, image, TOP_CLASSES)
+        side.top_dreams = [top_classes(model, r.image, TOP_CLASSES) for r in side.results]
         if any(r.cancelled for r in side.results):
             break
     return comparison
@@ -217,15 +213,11 @@ def grid(comparison: Comparison) -> Image.Image:
             row.append(caption_cell(tensor_to_pil(result.image), _caption(f"{layer.alias} · depth {layer.depth:.2f}",
                                                                           top, lines)))
         rows.append(row)
-    config = comparison.config
-    steps = [r.metadata.get("steps", config.total_steps) for r in comparison.a.results + comparison.b.results]
-    partial = "; cancelled: partial dreams" if comparison.cancelled else ""
-    footnote = (f"Same image, seed {config.seed} (same jitter sequence), and settings for both: L2 of each layer, "
-                f"{config.octaves} octaves x{config.octave_scale:g}, {config.iterations} steps each, "
-                f"step {config.step_size * 255:.2g}/255, jitter {config.jitter} px, {config.normalization}"
-                f"{partial}. Layers matched by relative depth (0 = first layer, 1 = class scores); "
-                f"top-{TOP_CLASSES} classes read with each model's own labels. "
-                f"{max(steps, default=0)} steps per dream. Inceptionism Lab.")
+    results = comparison.a.results + comparison.b.results
+    partial = " Cancelled: partial dreams." if comparison.cancelled else ""
+    footnote = (f"Same image, seed (same jitter sequence) and settings for both: L2 of each layer. Layers matched "
+                f"by relative depth (0 = first layer, 1 = class scores); top-{TOP_CLASSES} classes read with each "
+                f"model's own labels.{partial} {settings_footnote([r.metadata for r in results])}")
     title = f"{comparison.a.label} vs {comparison.b.label}: {comparison.image_title}"
     return grid_image(rows, row_labels=[comparison.a.label, comparison.b.label],
                       col_labels=["original"] + [c.label for c in comparison.columns], title=title, footnote=footnote)

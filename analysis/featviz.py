@@ -39,10 +39,11 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from analysis import __version__
+from analysis import __version__, drawing
 from analysis.errors import ConfigError, ImageError
-from analysis.images import load_image
+from analysis.images import load_image, tensor_to_pil
 from analysis.models import LayerInfo, LoadedModel, count_hooks
+from analysis.objectives import check_channels
 from analysis.pngmeta import png_bytes, read_png_metadata
 from analysis.progress import OnStep, Relay, ShouldCancel
 
@@ -122,43 +123,6 @@ class FeatvizResult:
 
     def by_channel(self) -> dict[int, ChannelRender]:
         return {r.channel: r for r in self.renders}
-
-
-# ---------------------------------------------------------------- channels
-
-
-def parse_channels(text: str, count: int) -> list[int]:
-    """'0-63', '5', '0,3,10-12' -> channel indices, checked against the layer's count."""
-    channels: list[int] = []
-    for part in str(text).replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                first, last = (int(v) for v in part.split("-", 1))
-                if last < first:
-                    raise ValueError
-                channels += range(first, last + 1)
-            else:
-                channels.append(int(part))
-        except ValueError:
-            raise ConfigError(f"'{part}' is not a channel or a range such as 0-63.") from None
-    if not channels:
-        raise ConfigError("Choose at least one channel, e.g. 0-15.")
-    bad = [c for c in channels if not 0 <= c < count]
-    if bad:
-        raise ConfigError(f"Channel {bad[0]} does not exist: this layer has channels 0 to {count - 1}.")
-    return list(dict.fromkeys(channels))
-
-
-def _check_channels(info: LayerInfo, channels: Sequence[int]) -> list[int]:
-    channels = [int(c) for c in channels]
-    if not channels:
-        raise ConfigError("Choose at least one channel.")
-    bad = [c for c in channels if not 0 <= c < info.shape[0]]
-    if bad:
-        raise ConfigError(f"Channel {bad[0]} does not exist: {info.alias} has channels 0 to {info.shape[0] - 1}.")
-    return list(dict.fromkeys(channels))
 
 
 # ---------------------------------------------------------------- the disk cache
@@ -442,7 +406,7 @@ def optimise_channels(
     """
     _, transform, objectives = _lucent()
     info = model.layer(layer)
-    channels = _check_channels(info, channels)
+    channels = check_channels(channels, info.shape[0], info.alias)
     hooks_before = count_hooks(model.module)
     size, count = config.size, len(channels)
     if config.parameterisation == "maco":
@@ -509,7 +473,7 @@ def lookup(model: LoadedModel, layer: str, channels: Iterable[int], config: Feat
     """The channels already in the cache, without optimising anything: what a browser shows at once."""
     info = model.layer(layer)
     found = {}
-    for channel in _check_channels(info, list(channels)):
+    for channel in check_channels(channels, info.shape[0], info.alias):
         key = render_key(model, info.name, channel, config)
         hit = cache.get(key)
         if hit is not None:
@@ -536,7 +500,7 @@ def render_channels(
     """
     config.validate()
     info = model.layer(layer)
-    channels = _check_channels(info, list(channels))
+    channels = check_channels(channels, info.shape[0], info.alias)
     started = time.perf_counter()
     renders = lookup(model, info.name, channels, config, cache) if cache is not None else {}
     missing = [c for c in channels if c not in renders]
@@ -652,29 +616,11 @@ def page(order: Sequence[int], number: int, per_page: int) -> list[int]:
 
 def contact_sheet(result: FeatvizResult, columns: int | None = None) -> Image.Image:
     """All renders of a result on one page, each captioned with its channel number."""
-    from PIL import ImageDraw, ImageFont
-
-    from analysis.export import grid_image
-    from analysis.images import tensor_to_pil
-
     if not result.renders:
         raise ConfigError("Nothing was rendered, so there is no contact sheet.")
-    columns = columns or min(8, math.ceil(math.sqrt(len(result.renders))))
-    cells = []
-    for render in result.renders:
-        picture = tensor_to_pil(render.image)
-        if picture.width < 128:  # small renders are enlarged so the captions stay readable
-            picture = picture.resize((128, 128), Image.Resampling.LANCZOS)
-        text_px = max(12, picture.width // 9)
-        cell = Image.new("RGB", (picture.width, picture.height + round(text_px * 1.5)), (255, 255, 255))
-        cell.paste(picture, (0, 0))
-        font = ImageFont.load_default(size=text_px)
-        ImageDraw.Draw(cell).text((picture.width / 2, picture.height + text_px * 0.2), f"#{render.channel}",
-                                  font=font, fill=(20, 20, 20), anchor="mt")
-        cells.append(cell)
-    rows = [cells[i:i + columns] for i in range(0, len(cells), columns)]
     settings = result.config
     title = (f"{result.model} · {result.layer} · {settings.size} px, {settings.steps} steps, "
              f"seed {settings.seed}")
     footnote = "Cancelled: some renders are unfinished." if result.cancelled else None
-    return grid_image(rows, title=title, footnote=footnote)
+    return drawing.contact_sheet([tensor_to_pil(render.image) for render in result.renders],
+                                 [f"#{render.channel}" for render in result.renders], columns, title, footnote)

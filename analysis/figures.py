@@ -1,4 +1,5 @@
-"""Plotly figure builders: pure functions of tidy DataFrames (DataFrame -> go.Figure).
+"""Plotly figure builders: pure functions of tidy DataFrames (DataFrame -> go.Figure), and the
+small tables the pages show beside them (plain data -> DataFrame).
 
 No state, no I/O, no streamlit: the dashboard renders the figures, tests assert on their
 data. Each builder documents the columns it reads. Plotly 7 dropped the figure_factory
@@ -7,22 +8,90 @@ helpers, so everything here is plain go.*.
 
 from __future__ import annotations
 
+import html
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from PIL import Image
 from plotly.subplots import make_subplots
 
+from analysis.labels import TopK
+from analysis.wording import model_label, times
+
+if TYPE_CHECKING:
+    from analysis.models import LayerInfo
+
 _MARGIN = {"l": 10, "r": 10, "t": 50, "b": 10}
+
+
+# ---------------------------------------------------------------- dreams and layers (the Dream and Models pages)
+
+
+def trace_figure(trace: list[float], steps_per_octave: int, title: str = "Objective per step") -> go.Figure:
+    """The objective at every step, with the octave boundaries marked."""
+    steps = list(range(1, len(trace) + 1))
+    fig = go.Figure(go.Scatter(x=steps, y=trace, mode="lines+markers", name="objective",
+                               marker={"size": 4}, hovertemplate="step %{x}<br>objective %{y:.4g}<extra></extra>"))
+    if steps_per_octave:
+        for boundary in range(steps_per_octave, len(trace), steps_per_octave):
+            fig.add_vline(x=boundary + 0.5, line_dash="dot", line_color="grey", opacity=0.6)
+    fig.update_layout(title=title, xaxis_title="step (dotted lines: next octave, larger image)",
+                      yaxis_title="objective", height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      showlegend=False)
+    return fig
+
+
+def topk_frame(top: TopK | None) -> pd.DataFrame:
+    rows = [{"class": name, "index": index, "probability": prob} for index, name, prob in top or []]
+    return pd.DataFrame(rows, columns=["class", "index", "probability"])
+
+
+def layers_frame(layers: Sequence[LayerInfo]) -> pd.DataFrame:
+    rows = []
+    for info in layers:
+        channels = info.shape[0]
+        spatial = "x".join(str(s) for s in info.shape[1:]) or "-"
+        rows.append({"layer": info.alias, "module": info.name, "channels": channels, "spatial (224 px in)": spatial,
+                     "shape": "x".join(str(s) for s in info.shape), "depth": info.depth})
+    return pd.DataFrame(rows)
+
+
+def channels_figure(frame: pd.DataFrame, title: str) -> go.Figure:
+    """Channels (bars, log scale) and spatial side (line) against relative depth."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=frame["depth"], y=frame["channels"], mode="lines+markers", name="channels",
+                             line={"color": "#ff4b4b"},
+                             text=frame["layer"], customdata=frame[["shape"]],
+                             hovertemplate="%{text}<br>depth %{x:.2f}<br>%{customdata[0]}<extra></extra>"),
+                  secondary_y=False)
+    sides = [int(s.split("x")[0]) if s != "-" else None for s in frame["spatial (224 px in)"]]
+    fig.add_trace(go.Scatter(x=frame["depth"], y=sides, mode="lines+markers", name="height/width (px)",
+                             line={"dash": "dot", "color": "#4b9bff"}, text=frame["layer"],
+                             hovertemplate="%{text}<br>%{y} px<extra></extra>"), secondary_y=True)
+    fig.update_yaxes(title_text="channels", type="log", secondary_y=False, **_power_ticks(frame["channels"]))
+    fig.update_yaxes(title_text="feature map side (px)", type="log", secondary_y=True, showgrid=False,
+                     **_power_ticks([s for s in sides if s]))
+    fig.update_layout(title=title, xaxis_title="relative depth (0 = first layer, 1 = class scores)", height=420,
+                      margin=_MARGIN, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def _power_ticks(values: Iterable[float | None]) -> dict:
+    """Tick marks at powers of two across the values' range, labelled as plain numbers."""
+    values = [v for v in values if v]
+    if not values:
+        return {}
+    low, high = min(values), max(values)
+    ticks = [2 ** k for k in range(0, 16) if low / 2 < 2 ** k < high * 2]
+    return {"tickvals": ticks, "ticktext": [str(t) for t in ticks]}
 
 
 # ---------------------------------------------------------------- activation statistics (analysis.stats)
 # These read the tidy frame of analysis.stats: model, training_data, layer, depth, channel, statistic,
 # value; channel is -1 on layer-level rows.
-
-
-def _model_name(model: str, training_data: str) -> str:
-    """'resnet50 (ImageNet)', but 'resnet50_places365' and 'x-untrained' as they are."""
-    return model if training_data.lower() in model.lower() else f"{model} ({training_data})"
 
 
 def depth_lines(frame: pd.DataFrame, statistic: str, log_y: bool = False) -> go.Figure:
@@ -32,7 +101,7 @@ def depth_lines(frame: pd.DataFrame, statistic: str, log_y: bool = False) -> go.
     for (model, data), group in rows.groupby(["model", "training_data"], sort=False):
         fig.add_trace(go.Scatter(
             x=group["depth"].tolist(), y=group["value"].tolist(), text=group["layer"].tolist(),
-            mode="lines+markers", name=_model_name(model, data),
+            mode="lines+markers", name=model_label(model, data),
             hovertemplate="%{text}<br>depth %{x:.2f}<br>" + statistic + " %{y:.4g}<extra>%{fullData.name}</extra>"))
     fig.update_layout(title=f"{statistic} per layer", xaxis_title="relative depth (0 = first layer, 1 = class scores)",
                       yaxis_title=statistic, yaxis_type="log" if log_y else "linear", height=360, margin=_MARGIN,
@@ -53,7 +122,7 @@ def channel_distribution(frame: pd.DataFrame, statistic: str = "mean", kind: str
         raise ValueError(f"kind must be 'violin' or 'histogram', not {kind!r}")
     rows = frame[(frame["channel"] != -1) & (frame["statistic"] == statistic)]
     groups = list(rows.groupby(["model", "training_data", "layer"], sort=False))
-    names = [f"{_model_name(model, data)} · {layer}" for (model, data, layer), _ in groups]
+    names = [f"{model_label(model, data)} · {layer}" for (model, data, layer), _ in groups]
     fig = make_subplots(rows=1, cols=max(1, len(groups)), subplot_titles=names)
     for column, (name, (_, group)) in enumerate(zip(names, groups), start=1):
         values, channels = group["value"].tolist(), group["channel"].tolist()
@@ -108,11 +177,7 @@ def channel_heatmap(frame: pd.DataFrame, model: str, statistic: str = "mean", pe
 
 
 def _bias_name(model: str, training_data: str, control: bool) -> str:
-    return _model_name(model, training_data) + (" · control" if control else "")
-
-
-def _ratio_text(ratio: float) -> str:
-    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
+    return model_label(model, training_data) + (" · control" if control else "")
 
 
 def bias_depth(summary: pd.DataFrame) -> go.Figure:
@@ -130,7 +195,7 @@ def bias_depth(summary: pd.DataFrame) -> go.Figure:
     for (model, data, control), part in rows.groupby(["model", "training_data", "control"], sort=False):
         fig.add_trace(go.Scatter(
             x=part["depth"].tolist(), y=(part["share_dream"] * 100).tolist(), name=_bias_name(model, data, control),
-            mode="lines+markers+text", text=[_ratio_text(r) for r in part["ratio"]], textposition="top center",
+            mode="lines+markers+text", text=[times(r) for r in part["ratio"]], textposition="top center",
             customdata=list(zip(part["layer"], part["ratio"])), line={"dash": "dash" if control else "solid"},
             hovertemplate="%{customdata[0]} · depth %{x:g}<br>" + group
                           + " %{y:.2g}% of the judge's probability<br>%{customdata[1]:.2f}x the originals"
@@ -163,8 +228,6 @@ def bias_groups(shares: pd.DataFrame, depth: float) -> go.Figure:
 
 def bias_emergent(counts: pd.DataFrame) -> go.Figure:
     """The classes that most often emerged in each model's dreams: one panel of bars per model."""
-    from plotly.subplots import make_subplots
-
     panels = list(counts.groupby(["model", "control"], sort=False))
     heights = [max(len(part), 1) for _, part in panels] or [1]
     fig = make_subplots(rows=len(heights), cols=1, shared_xaxes=True, vertical_spacing=0.12 / max(len(heights), 1),
@@ -274,3 +337,16 @@ def unit_histogram(histogram: pd.DataFrame, title: str) -> go.Figure:
                            hovertemplate="%{x:.3g}: %{y} views<extra></extra>"))
     fig.update_layout(title=title, xaxis_title="activation", yaxis_title="views", bargap=0, height=300, margin=_MARGIN)
     return fig
+
+
+# ---------------------------------------------------------------- charts as a page
+
+
+def figures_html(title: str, figures: Sequence[object], notes: Sequence[str] = ()) -> str:
+    """Plotly figures and a few lines of text as one self-contained HTML page (plotly.js inlined once),
+    so exported charts stay interactive offline."""
+    parts = [pio.to_html(fig, full_html=False, include_plotlyjs=i == 0) for i, fig in enumerate(figures)]
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in notes)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+            f"<body style='font-family:sans-serif;max-width:1100px;margin:auto'><h1>{html.escape(title)}</h1>"
+            f"{f'<ul>{items}</ul>' if items else ''}{''.join(parts)}</body></html>")

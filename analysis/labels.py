@@ -11,6 +11,9 @@ Reads the data files under ``assets/`` (see ``assets/labels/README.md`` and
 * Places205: 205 scene categories, used by the GoogLeNet-Places205 model.
 * The sample photos with their title, subject and licence.
 
+It also reads a picture's top classes (top_classes): the one top-k that comparisons and the
+dashboard share.
+
 Files are read once and cached. Public functions return fresh lists and
 dicts, so a caller that changes them does not change the cache.
 """
@@ -21,8 +24,12 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from analysis.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 ASSETS_DIR: Path = Path(__file__).resolve().parent.parent / "assets"
 """The repository's ``assets/`` folder (label files and sample photos)."""
@@ -35,6 +42,25 @@ _GROUP_FILES: dict[str, str] = {
     "places365": "places365_groups.json",
 }
 _DATASET_NAMES: dict[str, str] = {"imagenet": "ImageNet", "places365": "Places365"}
+
+
+TopK = list[tuple[int, str, float]]
+"""A picture's most probable classes: (index, name, probability), most probable first."""
+
+
+class Classifier(Protocol):
+    """What top_classes needs of a model (analysis.models.LoadedModel is one), named here so that
+    this module, which models reads, does not import models back."""
+
+    @property
+    def labels(self) -> object: ...
+
+    def classify(self, image01: torch.Tensor, top: int = 5) -> TopK: ...
+
+
+def top_classes(model: Classifier, image01: torch.Tensor, k: int = 5) -> TopK | None:
+    """The model's top k classes for a picture, or None for a model without class labels."""
+    return model.classify(image01, k) if model.labels is not None else None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,10 @@ LayerLabel = Callable[[str], str]
 
 Activations = dict[str, torch.Tensor]
 
+DEFAULT_DEPTH = 0.6
+"""Where no layer is chosen (the CLI, the Dream page, the benches), dream the layer at this relative
+depth: high enough for patterns and parts, and where the ImageNet model's dog effect peaks."""
+
 
 def _mean_per_image(values: torch.Tensor) -> torch.Tensor:
     """(N,) means, as sum / count: the backward broadcasts one number per image over the
@@ -80,6 +84,47 @@ class LayerL2(Objective):
         return f"L2 of {label(self.layer)}"
 
 
+CHANNELS_EXAMPLE = "3, 17, 40-42"
+"""How a channel list is written, everywhere one is typed (the CLI's --channels, the pages' fields)."""
+
+
+def check_channels(channels: Sequence[int], count: int, layer: str = "this layer") -> list[int]:
+    """Channel indices that exist in a layer of `count` channels, each once in the order given."""
+    channels = [int(c) for c in channels]
+    if not channels:
+        raise ConfigError(f"Choose at least one channel, e.g. {CHANNELS_EXAMPLE} ({layer} has 0 to {count - 1}).")
+    bad = [c for c in channels if not 0 <= c < count]
+    if bad:
+        raise ConfigError(f"Channel {bad[0]} does not exist: {layer} has channels 0 to {count - 1}.")
+    return list(dict.fromkeys(channels))
+
+
+def parse_channels(text: str, count: int, layer: str = "this layer", most: int | None = None) -> list[int]:
+    """The one channel-list grammar: '3, 17, 40-42' -> [3, 17, 40, 41, 42].
+
+    Numbers and inclusive ranges, separated by commas (or semicolons); spaces are ignored and
+    repeats kept once. Checked against the layer's channel count; `most` caps how many.
+    """
+    channels: list[int] = []
+    for part in str(text).replace(";", ",").replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:  # a range; a leading '-' is a (negative, so missing) channel
+                first, last = (int(v) for v in part.split("-", 1))
+                if last < first:
+                    raise ValueError
+                channels += range(first, last + 1)
+            else:
+                channels.append(int(part))
+        except ValueError:
+            raise ConfigError(f"'{part}' is not a channel number: write numbers such as {CHANNELS_EXAMPLE}.") from None
+    channels = check_channels(channels, count, layer)
+    if most is not None and len(channels) > most:
+        raise ConfigError(f"Choose at most {most} channels.")
+    return channels
+
+
 @dataclass
 class Channels(Objective):
     """Mean activation of chosen channels: dream one feature detector."""
@@ -95,9 +140,7 @@ class Channels(Objective):
 
     def bind(self, model: LoadedModel) -> Channels:
         info = model.layer(self.layer)
-        bad = [c for c in self.channels if not 0 <= c < info.shape[0]]
-        if bad:
-            raise ConfigError(f"Channel {bad[0]} does not exist: {info.alias} has channels 0 to {info.shape[0] - 1}.")
+        check_channels(self.channels, info.shape[0], info.alias)
         return Channels(info.name, self.channels)
 
     def score(self, acts: Activations) -> torch.Tensor:

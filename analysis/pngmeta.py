@@ -2,7 +2,7 @@
 
 Metadata goes into PNG text chunks (one JSON chunk 'inceptionism', plus readable 'Software' and
 'Description'), so any result PNG says how it was made. This module sits below recipes and
-export (it imports neither), so both read PNGs through it without an import cycle.
+grids (it imports neither), so both read PNGs through it without an import cycle.
 """
 
 from __future__ import annotations

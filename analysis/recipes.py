@@ -129,7 +129,7 @@ class Recipe:
             raise ConfigError("This is an animation recipe: replay it with 'python -m analysis zoom --recipe'.")
         if isinstance(data, dict) and data.get("kind") == "video":  # an analysis.video.VideoRecipe
             raise ConfigError("This is a video recipe: replay it with 'python -m analysis video --in VIDEO --recipe'.")
-        if isinstance(data, dict) and "cells" in data and "model" not in data:  # an analysis.export.GridRecipe
+        if isinstance(data, dict) and "cells" in data and "model" not in data:  # an analysis.grids.GridRecipe
             raise ConfigError("This is a grid recipe (a bundle's recipe.json): replay it with "
                               "'python -m analysis grid --recipe' or on the dashboard's Export page.")
         if not isinstance(data, dict) or "model" not in data:

@@ -19,9 +19,10 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from analysis.drawing import grid_image
 from analysis.dream import DreamConfig, DreamResult, dream_batch
 from analysis.errors import ConfigError
-from analysis.export import grid_image
+from analysis.grids import settings_footnote
 from analysis.images import tensor_to_pil
 from analysis.models import LOGITS, LayerInfo, LoadedModel
 from analysis.objectives import Channels
@@ -238,8 +239,8 @@ def channel_grid(image: torch.Tensor, results: Sequence[DreamResult], channels: 
     partial = "" if done == steps * len(results) else f" (cancelled after {done} of {steps * len(results)})"
     return grid_image(cells, col_labels=["original"] + [f"channel {c}" for c in channels],
                       title=f"{model_title}: channels of {layer} dreamed on {image_title}",
-                      footnote=f"Objective: mean activation of one channel per picture. Seed {config.seed}, "
-                               f"{steps} steps{partial}. Inceptionism Lab.")
+                      footnote=f"Objective: mean activation of one channel per picture{partial}. "
+                               f"{settings_footnote([r.metadata for r in results])}")
 
 
 def stats_for_models(

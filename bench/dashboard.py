@@ -30,14 +30,13 @@ from pathlib import Path
 from analysis.dream import dream, preset
 from analysis.images import load_image
 from analysis.models import LoadedModel
-from analysis.objectives import LayerL2
+from analysis.objectives import DEFAULT_DEPTH, LayerL2
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")  # as tests/e2e/test_browser.py: `make browser` installs Debian's package
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 SAMPLE = "cat_chelsea.jpg"  # the Dream page's default start image
-DEFAULT_DEPTH = 0.6  # the layer both the Dream page and the CLI pick by default
 PRESET = "google"  # the Dream page's default preset
 TIMEOUT_S = 600
 SERVERS = {"app": [], "streamlit_default_gc": ["--runner.postScriptGC", "true"]}

@@ -23,7 +23,8 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from analysis.export import Grid, GridItem, bundle_zip
+from analysis.bundles import bundle_zip
+from analysis.grids import Grid, GridItem
 from analysis.images import tensor_to_pil
 from analysis.pngmeta import png_bytes
 from analysis.recipes import REPLAY_OBSTACLES, replay_obstacle
@@ -107,7 +108,7 @@ def export_buttons(grid: Grid, key: str, stats: pd.DataFrame | None = None, file
 
     `note` replaces the line on whether the bundle replays, where the page offers its own
     recipe beside the grid (an animation's frames replay from the animation recipe), which
-    `attachments` puts into the bundle too (see analysis.export.bundle_zip).
+    `attachments` puts into the bundle too (see analysis.bundles.bundle_zip).
     """
     left, right, note_column = st.columns([1, 1, 2])
     left.download_button("Grid PNG", grid.png, file_name=f"{file_stem}.png", mime="image/png", key=f"{key}.png",

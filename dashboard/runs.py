@@ -12,17 +12,18 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
+from analysis.drawing import grid_image
 from analysis.dream import DreamConfig, DreamResult, dream, dream_batch
-from analysis.export import grid_image
+from analysis.grids import settings_footnote
 from analysis.images import tensor_to_pil
+from analysis.labels import TopK, top_classes
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2, Objective
 from analysis.pngmeta import png_bytes
 from analysis.recipes import ImageSource, Recipe, check_replay, run_recipe
+from analysis.wording import model_label
 from dashboard import progress, state
 from dashboard.readings import depth_reading
-
-TopK = list[tuple[int, str, float]]
 
 
 def start_run(slot: str, title: str, work: progress.Work, device: str | torch.device | None, *,
@@ -69,16 +70,12 @@ class DreamRun:
         return self._png
 
 
-def _top(model: LoadedModel, image: torch.Tensor) -> TopK | None:
-    return model.classify(image) if model.labels is not None else None
-
-
 def dream_work(model: LoadedModel, image: torch.Tensor, objective: Objective, config: DreamConfig,
                recipe: Recipe, image_title: str, objective_text: str):
     def work(on_step, should_cancel) -> DreamRun:
         result = dream(model, image, objective, config, on_step, should_cancel)
         return DreamRun(image, result, recipe, model.spec.title, image_title, objective_text,
-                        _top(model, image), _top(model, result.image))
+                        top_classes(model, image), top_classes(model, result.image))
     return work
 
 
@@ -91,8 +88,8 @@ def recipe_work(model: LoadedModel, recipe: Recipe, image: torch.Tensor, image_t
                     "and library versions as the original." if original_png is None or result.cancelled
                     else f"Replayed from a dream PNG: {check_replay(original_png, result).describe()}.")
         return DreamRun(image, result, recipe, model.spec.title, image_title,
-                        result.metadata.get("objective_text", ""), _top(model, image), _top(model, result.image),
-                        replayed=replayed)
+                        result.metadata.get("objective_text", ""), top_classes(model, image),
+                        top_classes(model, result.image), replayed=replayed)
     return work
 
 
@@ -127,14 +124,10 @@ def layers_grid(run: LayersRun) -> Image.Image:
     cells = [[tensor_to_pil(run.original)] + [tensor_to_pil(r.image) for r in run.results]]
     columns = ["original"] + [f"{info.alias} · depth {info.depth:.2f}\n{depth_reading(info.depth)}"
                               for info in run.layers]
-    config = run.config
     title = f"{run.model_title}: {run.image_title} dreamed at {len(run.layers)} layers, low to high"
-    steps, planned = sum(r.metadata.get("steps", 0) for r in run.results), config.total_steps * len(run.results)
-    footnote = (f"Objective: L2 of each layer. {config.octaves} octaves x{config.octave_scale:g}, "
-                f"{config.iterations} steps each, step {config.step_size * 255:.2g}/255, "
-                f"{config.normalization}, seed {config.seed}"
-                + ("" if steps == planned else f"; cancelled after {steps} of {planned} steps")
-                + ". Inceptionism Lab.")
+    steps, planned = sum(r.metadata.get("steps", 0) for r in run.results), run.config.total_steps * len(run.results)
+    cancelled = "" if steps == planned else f"; cancelled after {steps} of {planned} steps"
+    footnote = f"Objective: L2 of each layer{cancelled}. {settings_footnote([r.metadata for r in run.results])}"
     return grid_image(cells, col_labels=columns, title=title, footnote=footnote)
 
 
@@ -156,9 +149,7 @@ def layers_work(model: LoadedModel, image: torch.Tensor, layers: list[LayerInfo]
         objectives = [LayerL2(info.alias) for info in layers]
         results = dream_batch(model, batch, objectives, config, on_step, should_cancel)
         attach_recipes(model, results, config, source, max_side)
-        title = model.spec.title
-        if model.spec.training_data not in title:
-            title = f"{title} ({model.spec.training_data})"
+        title = model_label(model.spec.title, model.spec.training_data)
         run = LayersRun(image, layers, results, title, image_title, config, input_bytes=input_bytes)
         meta = dict(results[0].metadata)
         for key in ("objective", "recipe"):  # the first layer's: the grid's metadata is about all of them

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import re
-
 import streamlit as st
 
+from analysis import figures
+from analysis.bundles import slug
 from analysis.images import tensor_to_pil
-from dashboard import charts
 from dashboard.runs import DreamRun
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:60] or "dream"
 
 
 def file_stem(run: DreamRun) -> str:
     meta = run.result.metadata
     layers = "-".join(meta.get("layers", [])) or "dream"
-    return _slug(f"{meta.get('model', 'model')}-{layers}-seed{meta.get('seed', 0)}")
+    return slug(f"{meta.get('model', 'model')}-{layers}-seed{meta.get('seed', 0)}", 60, "dream")
 
 
 PROBABILITY = {"probability": st.column_config.ProgressColumn("probability", format="percent", min_value=0.0,
@@ -30,7 +25,7 @@ def _top5(top: list | None, title: str, key: str) -> None:
     if top is None:
         return
     st.markdown(f"**{title}**")
-    st.dataframe(charts.topk_frame(top), hide_index=True, column_config=PROBABILITY, width="stretch", key=key)
+    st.dataframe(figures.topk_frame(top), hide_index=True, column_config=PROBABILITY, width="stretch", key=key)
 
 
 def pair(run: DreamRun, key: str, classes: bool = True) -> None:
@@ -74,5 +69,5 @@ def dream_result(run: DreamRun, key: str, details: bool = True) -> None:
     meta = result.metadata
     c.caption(f"{meta.get('seconds', 0):.1f} s on {meta.get('device', '?')} · seed {meta.get('seed')} · "
               f"weights sha256 {str(meta.get('weights_sha256'))[:12]}…")
-    st.plotly_chart(charts.trace_figure(result.trace, config.iterations,
+    st.plotly_chart(figures.trace_figure(result.trace, config.iterations,
                                         title=f"Objective per step: {run.objective_text}"), key=f"{key}.trace")

@@ -15,20 +15,20 @@ import torch
 from PIL import Image
 
 from analysis import labels as label_files
-from analysis import models
+from analysis import models, wording
+from analysis.drawing import square_thumbnail
 from analysis.dream import PRESETS, DreamConfig, preset
 from analysis.errors import ConfigError, ImageError
 from analysis.images import load_image, tensor_to_pil, to_rgb
 from analysis.labels import SampleImage
 from analysis.models import LOGITS, LayerInfo, ModelSpec
-from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective
+from analysis.objectives import DEFAULT_DEPTH, Channels, ClassLogit, Guide, LayerL2, Objective, parse_channels
 from analysis.recipes import ImageSource
 from dashboard import progress, state
 from dashboard.readings import depth_sentence
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp"]
 UPLOAD_LIMIT_MB = 20  # also server.maxUploadSize in .streamlit/config.toml
-DEFAULT_DEPTH = 0.6  # the default layer: high enough for patterns and parts
 HIGH_DEPTH = 0.65  # from here on (parts, objects) a small image or a light preset leaves only texture
 
 
@@ -63,9 +63,8 @@ def run_button(label: str, key: str, icon: str, choice: ModelChoice, slot: str, 
 
 
 def model_label(spec: ModelSpec, present: bool) -> str:
-    """'EfficientNet-Lite0 · ImageNet'; '✗ ' in front when its weight file is missing (short for the sidebar)."""
-    data = "" if spec.training_data in spec.title else f" · {spec.training_data}"
-    return ("" if present else "✗ ") + f"{spec.title}{data}"
+    """'EfficientNet-Lite0 (ImageNet)'; '✗ ' in front when its weight file is missing."""
+    return ("" if present else "✗ ") + wording.model_label(spec.title, spec.training_data)
 
 
 def model_ui() -> ModelChoice:
@@ -117,7 +116,7 @@ def layer_ui(choice: ModelChoice) -> LayerInfo:
     layers = dreamable_layers(models.get_spec(base))
     by_name = {info.name: info for info in layers}
     key = f"keep.layer.{base}"
-    state.default(key, min(layers, key=lambda i: abs(i.depth - DEFAULT_DEPTH)).name, list(by_name))
+    state.default(key, models.layer_at_depth(layers, DEFAULT_DEPTH).name, list(by_name))
     name = st.sidebar.selectbox(
         "Layer", list(by_name), key=key,
         format_func=lambda n: layer_label(by_name[n]),
@@ -220,18 +219,11 @@ def named(err: ImageError, name: str) -> ImageError:
     return ImageError(str(err).replace("the upload", name, 1)) if name else err
 
 
-def square(picture: Image.Image, side: int = 160) -> Image.Image:
-    """A square, centre-cropped thumbnail, so a row of them lines up."""
-    crop = min(picture.size)
-    left, top = (picture.width - crop) // 2, (picture.height - crop) // 2
-    return picture.crop((left, top, left + crop, top + crop)).resize((side, side), Image.Resampling.LANCZOS)
-
-
 @functools.lru_cache(maxsize=32)
 def thumbnail(path: Path, side: int = 160) -> Image.Image:
-    """A bundled photo's square thumbnail (read once per process)."""
+    """A bundled photo's square thumbnail, read once (the row of samples is drawn on every rerun)."""
     with Image.open(path) as image:
-        return square(to_rgb(image), side)
+        return square_thumbnail(to_rgb(image), side)
 
 
 def sample_name(sample: SampleImage) -> str:
@@ -379,6 +371,7 @@ def settings_ui(prefix: str, default_preset: str = "google", default_size: int =
 # ---------------------------------------------------------------- objectives
 
 OBJECTIVES = ("Whole layer", "Channels", "Class", "Guide image")
+MAX_CHANNELS = 64  # more channels of one layer dream much like the whole layer, only slower to type
 
 
 @dataclass(frozen=True)
@@ -393,7 +386,8 @@ class ObjectiveChoice:
         if self.kind == "Whole layer":
             return LayerL2(layer.alias)
         if self.kind == "Channels":
-            return Channels(layer.alias, parse_channels(self.channels_text, layer))
+            return Channels(layer.alias, parse_channels(self.channels_text, layer.shape[0], layer.alias,
+                                                            most=MAX_CHANNELS))
         if self.kind == "Class":
             if not self.classes:
                 raise ConfigError("Choose at least one class to dream towards.")
@@ -410,32 +404,6 @@ class ObjectiveChoice:
         if self.kind == "Guide image" and self.guide is not None:
             return f"{layer.alias} guided by {self.guide.title}"
         return LayerL2(layer.alias).describe()  # the words its results and replays carry
-
-
-def parse_channels(text: str, layer: LayerInfo) -> list[int]:
-    """'3, 17, 40-42' -> [3, 17, 40, 41, 42], checked against the layer's channel count."""
-    count = layer.shape[0]
-    out: list[int] = []
-    for part in text.replace(";", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part[1:]:
-                low, high = (int(v) for v in part.split("-", 1))
-                out.extend(range(low, high + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise ConfigError(f"'{part}' is not a channel number: write numbers such as 3, 17, 40-42.") from None
-    if not out:
-        raise ConfigError(f"Choose at least one channel (0 to {count - 1}).")
-    bad = [c for c in out if not 0 <= c < count]
-    if bad:
-        raise ConfigError(f"Channel {bad[0]} does not exist: {layer.alias} has channels 0 to {count - 1}.")
-    if len(out) > 64:
-        raise ConfigError("Choose at most 64 channels.")
-    return list(dict.fromkeys(out))
 
 
 def objective_ui(prefix: str, choice: ModelChoice, layer: LayerInfo) -> ObjectiveChoice:

@@ -18,8 +18,8 @@ from pathlib import Path
 import streamlit as st
 
 from analysis import bias, figures, models
+from analysis.bundles import bundle_zip
 from analysis.errors import ConfigError
-from analysis.export import bundle_zip, figures_html
 from analysis.images import tensor_to_pil
 from analysis.labels import class_groups, sample_images
 from analysis.studies import executors
@@ -286,7 +286,7 @@ def export_ui(study: bias.Study, group: str, judge: str, figures_shown: list, li
                         key="bias.csv", on_click="ignore", icon=":material/table:",
                         help="One row per model, depth, image, judge and class group.")
     html.download_button(
-        "Charts HTML", lambda: figures_html(f"Dataset bias: '{group}' judged by {judge}", figures_shown, lines),
+        "Charts HTML", lambda: figures.figures_html(f"Dataset bias: '{group}' judged by {judge}", figures_shown, lines),
         file_name="bias-charts.html", mime="text/html", key="bias.html", on_click="ignore",
         icon=":material/bar_chart:", help="The three charts, interactive, with the reading, in one offline page. "
                                           "The camera icon on each chart saves it as PNG.")

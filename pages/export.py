@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.export import GRID_FIELDS, ONE_ROW, Grid, arrange, load_grid_recipe, replay_grid
+from analysis.bundles import load_grid_recipe, replay_grid
+from analysis.grids import GRID_FIELDS, ONE_ROW, Grid, arrange
 from dashboard import progress, results, runs, state
 
 SLOT, REPLAYED = "export.job", "export.replayed"

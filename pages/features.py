@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 import streamlit as st
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from analysis import featviz, figures, models
+from analysis.drawing import load_font, square_thumbnail
 from analysis.dream import PRESETS, DreamConfig, DreamResult, dream, preset
 from analysis.errors import ImageError, LabError
 from analysis.featviz import ChannelRender, FeatvizConfig, FeatvizResult, RenderCache
@@ -182,7 +183,7 @@ def measure_work(ctx: Context, key: tuple) -> progress.Work:
         if model_b is not None:
             matched = model_b.layer_at_depth(layer.depth)
             beside = Beside(model_b, matched, featviz.channel_means(model_b, matched.name, image))
-        thumbs = {name: widgets.square(tensor_to_pil(picture)) for name, picture in pictures.items()}
+        thumbs = {name: square_thumbnail(tensor_to_pil(picture)) for name, picture in pictures.items()}
         return Measurement(key, acts, acts.flatten(1).mean(1) if acts.dim() > 1 else acts, table, thumbs,
                            tensor_to_pil(image), beside)
     return work
@@ -273,7 +274,7 @@ def placeholder(side: int = 192) -> Image.Image:
     """A dark square that says so where a channel is not rendered yet, so the grid keeps its shape
     (square like the renders; drawn large enough for its words to stay sharp)."""
     picture = Image.new("RGB", (side, side), (52, 54, 62))
-    font = ImageFont.load_default(size=side // 9)
+    font = load_font(side // 9)
     ImageDraw.Draw(picture).multiline_text((side / 2, side / 2), "not\nrendered yet", fill=(160, 162, 170),
                                            font=font, anchor="mm", align="center")
     return picture

@@ -7,9 +7,9 @@ import os
 import pandas as pd
 import streamlit as st
 
-from analysis import downloads, models
+from analysis import downloads, figures, models
 from analysis.errors import LabError
-from dashboard import charts, widgets
+from dashboard import widgets
 
 ROW_PX = 35
 DOWNLOADED = "models.downloaded"
@@ -90,7 +90,7 @@ def layers_ui(choice: widgets.ModelChoice) -> None:
     st.subheader(f"Layers of {choice.title}")
     st.caption("The layers a dream can use (change the model in the sidebar): output shape for a 224 px input and "
                "relative depth, 0 = first layer, 1 = class scores. Traced without loading any weights.")
-    frame = charts.layers_frame(models.layer_table(choice.spec))
+    frame = figures.layers_frame(models.layer_table(choice.spec))
     left, right = st.columns([2, 3])
     with left:
         st.dataframe(frame[["layer", "shape", "depth", "module"]], hide_index=True, width="stretch",
@@ -100,7 +100,7 @@ def layers_ui(choice: widgets.ModelChoice) -> None:
                          "module": st.column_config.TextColumn("module", help="The module path hooks attach to."),
                      })
     with right:
-        st.plotly_chart(charts.channels_figure(frame, f"{choice.title}: channels and resolution by depth"),
+        st.plotly_chart(figures.channels_figure(frame, f"{choice.title}: channels and resolution by depth"),
                         key="models.chart")
 
 

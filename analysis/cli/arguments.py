@@ -22,7 +22,7 @@ from analysis.dream import PRESETS, DreamConfig, preset
 from analysis.errors import ConfigError, ImageError
 from analysis.images import file_sha256, load_image
 from analysis.models import LoadedModel, load_model
-from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective, Sum
+from analysis.objectives import DEFAULT_DEPTH, Channels, ClassLogit, Guide, LayerL2, Objective, Sum
 from analysis.recipes import ImageSource
 
 
@@ -99,10 +99,6 @@ def load_models(args: argparse.Namespace, names: list[str]) -> list[LoadedModel]
     files = args.weights or [None] * len(names)
     return [load_model(name, device=args.device, checkpoint=file, precision=args.precision)
             for name, file in zip(names, files)]
-
-
-DEFAULT_DEPTH = 0.6
-"""Without --layer or --class, dream the layer at this depth: where the ImageNet model's dog effect peaks."""
 
 
 def build_objective(args: argparse.Namespace, model: models.LoadedModel) -> Objective:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from analysis import featviz
 from analysis.cli.arguments import Progress, add_model_args, check_outputs, load_from_args, print_json
-from analysis.featviz import FeatvizConfig, RenderCache, cache_dir, contact_sheet, parse_channels, render_channels
+from analysis.featviz import FeatvizConfig, RenderCache, cache_dir, contact_sheet, render_channels
+from analysis.objectives import parse_channels
 from analysis.pngmeta import save_png
 
 
@@ -43,7 +44,7 @@ def cmd_featviz(args: argparse.Namespace) -> None:
                            parameterisation=args.param).validate()
     model = load_from_args(args)
     info = model.layer(args.layer)
-    channels = parse_channels(args.channels, info.shape[0])
+    channels = parse_channels(args.channels, info.shape[0], info.alias)
     progress = Progress(f"featviz {info.alias}")
     try:
         result = render_channels(model, info.name, channels, config,

@@ -9,20 +9,10 @@ from pathlib import Path
 from PIL import Image
 
 from analysis import models
+from analysis.bundles import MAX_BUNDLE_BYTES, bundle_zip, load_grid_recipe, replay_grid
 from analysis.cli.arguments import Progress, add_device_args, check_outputs, print_json, read_input
 from analysis.errors import ConfigError, ImageError
-from analysis.export import (
-    GRID_FIELDS,
-    MAX_BUNDLE_BYTES,
-    ONE_ROW,
-    Grid,
-    GridItem,
-    GridRecipe,
-    arrange,
-    bundle_zip,
-    load_grid_recipe,
-    replay_grid,
-)
+from analysis.grids import GRID_FIELDS, ONE_ROW, Grid, GridItem, GridRecipe, arrange
 from analysis.images import file_sha256, read_verified, to_rgb
 from analysis.pngmeta import read_png_metadata, write_file
 

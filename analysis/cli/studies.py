@@ -12,7 +12,6 @@ from tqdm import tqdm
 from analysis import bias, featviz
 from analysis.cli.arguments import Progress, add_config_args, config_from_args, print_json
 from analysis.errors import ConfigError
-from analysis.export import figures_html
 from analysis.featviz import PARAMETERISATIONS, FeatvizConfig
 from analysis.models import DEFAULT_MODEL, PRECISIONS
 from analysis.pngmeta import write_file
@@ -181,8 +180,9 @@ def cmd_report(args: argparse.Namespace) -> None:
         if len(view.table):
             charts.append(figures.bias_emergent(view.emergent()))
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(figures_html(f"Study {args.results.name}: '{view.group}' judged by {view.judge}", charts,
-                                         read.lines + [f"{len(view.skipped)} unreadable image(s) skipped."]))
+        title = f"Study {args.results.name}: '{view.group}' judged by {view.judge}"
+        args.out.write_text(figures.figures_html(title, charts,
+                                                 read.lines + [f"{len(view.skipped)} unreadable image(s) skipped."]))
     if args.json:
         return print_json({"results": str(args.results), "state": view.state, "rows": view.rows,
                            "planned": view.planned, "skipped_images": view.skipped, "judge": view.judge,

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from analysis import models
 from analysis.cli.arguments import (
-    DEFAULT_DEPTH,
     Progress,
     StopOnInterrupt,
     add_config_args,
@@ -19,7 +18,7 @@ from analysis.cli.arguments import (
     print_json,
 )
 from analysis.errors import ConfigError
-from analysis.objectives import LayerL2
+from analysis.objectives import DEFAULT_DEPTH, LayerL2
 from analysis.pngmeta import write_file
 from analysis.video import (
     DEFAULT_FRAME_SIDE,

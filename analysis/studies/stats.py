@@ -24,6 +24,7 @@ from analysis import models
 from analysis.studies.judging import is_control, twin_of
 from analysis.studies.plan import Plan
 from analysis.studies.worker import judge_column, share_column
+from analysis.wording import model_label, times
 
 RESAMPLES = 2000
 LEVEL = 0.95
@@ -175,13 +176,9 @@ def control_differences(table: pd.DataFrame, group: str, judge: str | None = Non
 # ---------------------------------------------------------------- the reading
 
 
-def _times(ratio: float) -> str:
-    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.2g}x" if ratio < 1 else f"{ratio:.1f}x"
-
-
 def _span(low: float, high: float, unit: str = "x") -> str:
     if unit == "x":
-        return f"{_times(low)} to {_times(high)}"
+        return f"{times(low)} to {times(high)}"
     return f"{low:+.2g} to {high:+.2g}"
 
 
@@ -205,14 +202,14 @@ def reading(table: pd.DataFrame, group: str, judge: str | None = None, over: str
         rows = intervals[intervals["model"] == model]
         best = rows.loc[rows["ratio"].idxmax()]
         units = int(best["units"])
-        text = (f"At depth {best['depth']:g} ({best['layer']}), {model} ({best['training_data']})'s dreams carry "
-                f"'{group}' {_times(best['ratio'])} the originals' share")
+        text = (f"At depth {best['depth']:g} ({best['layer']}), {model_label(model, best['training_data'])}'s dreams "
+                f"carry '{group}' {times(best['ratio'])} the originals' share")
         text += (f" (95% CI {_span(best['low'], best['high'])}, over {units} {over})" if units > 1
                  else f" (one {unit} only: no interval)")
         twin = intervals[(intervals["model"] == twin_of(model)) & (intervals["depth"] == best["depth"])]
         if not twin.empty:
             t = twin.iloc[0]
-            text += f"; its untrained twin {_times(t['ratio'])}"
+            text += f"; its untrained twin {times(t['ratio'])}"
             text += f" ({_span(t['low'], t['high'])})" if int(t["units"]) > 1 else ""
         lines.append(text + ".")
         diff = controls[(controls["model_a"] == model) & (controls["depth"] == best["depth"])]
@@ -228,14 +225,14 @@ def reading(table: pd.DataFrame, group: str, judge: str | None = None, over: str
                              "effect cannot be told apart from the control.")
         if len(rows) > 1:
             lines.append(f"{model} by depth: " + ", ".join(
-                f"{r.depth:g} → {_times(r.ratio)}" + (f" [{_span(r.low, r.high)}]" if r.units > 1 else "")
+                f"{r.depth:g} → {times(r.ratio)}" + (f" [{_span(r.low, r.high)}]" if r.units > 1 else "")
                 for r in rows.sort_values("depth").itertuples()) + ".")
     for model in intervals.loc[intervals["control"], "model"].unique():
         trained = model.removesuffix(models.UNTRAINED_SUFFIX)
         if trained not in set(intervals["model"]):
             rows = intervals[intervals["model"] == model]
             best = rows.loc[rows["ratio"].idxmax()]
-            lines.append(f"{model} (control) at most {_times(best['ratio'])} (depth {best['depth']:g}).")
+            lines.append(f"{model} (control) at most {times(best['ratio'])} (depth {best['depth']:g}).")
     trained = list(intervals.loc[~intervals["control"], "model"].unique())
     for a, b in itertools.pairwise(trained):
         pair = paired_difference(table, group, a, b, judge, over, resamples, seed)

@@ -10,7 +10,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from analysis.dream import DreamConfig
-from analysis.export import Grid, GridItem
+from analysis.grids import Grid, GridItem
 from analysis.images import tensor_to_pil
 from analysis.models import load_model
 from analysis.objectives import LayerL2

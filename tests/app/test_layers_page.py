@@ -12,7 +12,7 @@ from PIL import Image
 from analysis import dream as dreaming
 from analysis.dream import preset
 from analysis.errors import ConfigError
-from analysis.export import arrange
+from analysis.grids import arrange
 from analysis.images import noise_image
 from analysis.pngmeta import read_png_metadata
 from analysis.recipes import ImageSource, Recipe, run_recipe

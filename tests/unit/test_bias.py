@@ -173,10 +173,8 @@ def test_bias_command_errors_are_one_line(tmp_path, capsys) -> None:
 
 
 def test_charts_export_as_one_offline_page(study: bias.Study) -> None:
-    from analysis.export import figures_html
-
     lines = bias.reading(study.table)
-    page = figures_html("Dataset bias <dogs>", [figures.bias_depth(bias.summary(study.table)),
+    page = figures.figures_html("Dataset bias <dogs>", [figures.bias_depth(bias.summary(study.table)),
                                                 figures.bias_emergent(bias.emergent_counts(study.table))], lines)
     assert page.count("plotly.js v") == 1  # the library inlined once, so it opens offline
     assert page.count('class="plotly-graph-div"') == 2

@@ -11,20 +11,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from analysis.bundles import bundle_zip, load_grid_recipe, replay_grid
 from analysis.cli import main
+from analysis.drawing import contact_sheet, grid_image, square_thumbnail
 from analysis.dream import DreamConfig
 from analysis.errors import ConfigError, ImageError
-from analysis.export import (
-    ONE_ROW,
-    Grid,
-    GridItem,
-    GridRecipe,
-    arrange,
-    bundle_zip,
-    grid_image,
-    load_grid_recipe,
-    replay_grid,
-)
+from analysis.grids import ONE_ROW, Grid, GridItem, GridRecipe, arrange
 from analysis.images import tensor_to_pil
 from analysis.models import load_model
 from analysis.objectives import LayerL2
@@ -98,6 +90,27 @@ def test_grid_text_grows_with_the_cells_and_long_labels_wrap():
     left, top, _, bottom = box_of(canvas, COLOURS[0])
     rows = ink_rows(canvas, 0, top, left, bottom)
     assert rows.max() - rows.min() > 20  # broken onto two lines of 12 px text, not cut off
+
+
+def test_contact_sheet_lays_pictures_in_rows_each_captioned_under_it():
+    pictures = [solid(colour, (32, 32)) for colour in COLOURS[:5]]
+    sheet = contact_sheet(pictures, [f"#{i}" for i in range(5)], columns=3, title="Sheet")
+    boxes = [box_of(sheet, colour) for colour in COLOURS[:5]]
+    assert all(right - left == 128 and bottom - top == 128 for left, top, right, bottom in boxes)  # enlarged
+    assert boxes[0][1] == boxes[2][1] < boxes[3][1] == boxes[4][1]  # three, then two
+    left, _, right, bottom = boxes[0]
+    assert len(ink_rows(sheet, left, bottom, right, boxes[3][1])) > 0  # the caption, between the rows
+    with pytest.raises(ConfigError, match="5 pictures but 4 captions"):
+        contact_sheet(pictures, ["a"] * 4)
+    with pytest.raises(ImageError):
+        contact_sheet([], [])
+
+
+def test_square_thumbnail_crops_the_centre():
+    picture = Image.new("RGB", (300, 100), COLOURS[0])
+    picture.paste(COLOURS[1], (100, 0, 200, 100))  # the middle third: what a centre crop keeps
+    thumb = square_thumbnail(picture, 50)
+    assert thumb.size == (50, 50) and np.all(np.asarray(thumb)[5:-5, 5:-5] == COLOURS[1])
 
 
 def meta(model: str, layer: str, seed: int = 0, **extra: object) -> dict:

@@ -14,6 +14,7 @@ from analysis.cli import main
 from analysis.errors import ConfigError
 from analysis.featviz import FeatvizConfig, RenderCache, render_channels, render_key
 from analysis.models import LoadedModel, count_hooks, load_model
+from analysis.objectives import parse_channels
 
 TINY = FeatvizConfig(size=64, steps=8, seed=3)
 
@@ -134,11 +135,21 @@ def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
 
 
 def test_channels_parse_and_impossible_ones_are_one_line():
-    assert featviz.parse_channels("0-3, 7,2", 40) == [0, 1, 2, 3, 7]
+    assert parse_channels("0-3, 7,2", 40) == [0, 1, 2, 3, 7]
     with pytest.raises(ConfigError, match="Channel 40 does not exist"):
-        featviz.parse_channels("38-40", 40)
+        parse_channels("38-40", 40)
     with pytest.raises(ConfigError, match="'x' is not a channel"):
-        featviz.parse_channels("1,x", 40)
+        parse_channels("1,x", 40)
+    assert parse_channels("3; 17 ,40-42, 3", 50, "block5") == [3, 17, 40, 41, 42]  # the Dream page's spelling
+    for text in ("5-2", "-", "1-2-3"):
+        with pytest.raises(ConfigError, match="is not a channel number"):
+            parse_channels(text, 40)
+    with pytest.raises(ConfigError, match="Channel -1 does not exist: block5 has channels 0 to 39"):
+        parse_channels("-1", 40, "block5")
+    with pytest.raises(ConfigError, match="at least one channel"):
+        parse_channels(" , ", 40)
+    with pytest.raises(ConfigError, match="at most 2 channels"):
+        parse_channels("0-2", 40, most=2)
     with pytest.raises(ConfigError, match="size must be 32 to 512"):
         FeatvizConfig(size=8).validate()
 

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from analysis import figures
+from analysis import figures, wording
 from analysis.stats import COLUMNS
 
 
@@ -41,6 +41,14 @@ def test_depth_lines_draw_one_line_per_model_sorted_by_depth():
 def test_training_data_already_in_the_name_is_not_repeated():
     frame = tidy().assign(model="resnet50_places365", training_data="Places365")
     assert figures.depth_lines(frame, "mean").data[0].name == "resnet50_places365"
+
+
+def test_models_and_numbers_read_the_same_in_every_text():
+    assert wording.model_label("resnet50", "ImageNet") == "resnet50 (ImageNet)"
+    assert wording.model_label("ResNet-50 (Places365)", "Places365") == "ResNet-50 (Places365)"
+    assert wording.model_label("efficientnet_lite0-untrained", "untrained") == "efficientnet_lite0-untrained"
+    assert [wording.times(r) for r in (47.4, 2.345, 0.25)] == ["47x", "2.3x", "0.25x"]
+    assert [wording.percent(s) for s in (0.031, 0.00052)] == ["3.1%", "0.052%"]
 
 
 def test_channel_distribution_has_one_trace_per_model_and_layer_with_channel_values():
@@ -78,3 +86,36 @@ def test_channel_heatmap_can_keep_the_first_channels_only():
     heat = figures.channel_heatmap(tidy(), "A", "mean", per_layer_scale=True, max_channels=2).data[0]
     assert list(heat.y) == [0, 1]
     assert [v for row in heat.z for v in row] == pytest.approx([0.25, 1.0, -1.0, 0.25])  # scaled over all channels
+
+
+def test_trace_figure_plots_every_step_and_marks_each_new_octave():
+    fig = figures.trace_figure([1.0, 2.0, 3.0, 2.5, 4.0, 5.0], steps_per_octave=2, title="L2")
+    assert list(fig.data[0].x) == [1, 2, 3, 4, 5, 6] and list(fig.data[0].y) == [1.0, 2.0, 3.0, 2.5, 4.0, 5.0]
+    assert [shape.x0 for shape in fig.layout.shapes] == [2.5, 4.5]  # between the octaves' last and first steps
+    assert fig.layout.title.text == "L2"
+    assert not figures.trace_figure([1.0, 2.0], steps_per_octave=0).layout.shapes
+
+
+def test_topk_frame_is_one_row_per_class_and_empty_without_classes():
+    frame = figures.topk_frame([(281, "tabby", 0.5), (285, "Egyptian cat", 0.25)])
+    assert frame.to_dict("records") == [{"class": "tabby", "index": 281, "probability": 0.5},
+                                        {"class": "Egyptian cat", "index": 285, "probability": 0.25}]
+    assert list(figures.topk_frame(None).columns) == ["class", "index", "probability"]
+    assert figures.topk_frame(None).empty
+
+
+def test_layers_frame_and_channels_figure_read_the_layer_table():
+    from analysis.models import LayerInfo
+
+    layers = [LayerInfo("features.1", "block1", (16, 112, 112), 0.1),
+              LayerInfo("features.5", "block5", (96, 14, 14), 0.6), LayerInfo("classifier", "logits", (1000,), 1.0)]
+    frame = figures.layers_frame(layers)
+    assert frame["layer"].tolist() == ["block1", "block5", "logits"]
+    assert frame["spatial (224 px in)"].tolist() == ["112x112", "14x14", "-"]
+    assert frame["shape"].tolist() == ["16x112x112", "96x14x14", "1000"]
+    fig = figures.channels_figure(frame, "lite0")
+    channels, sides = fig.data
+    assert list(channels.y) == [16, 96, 1000] and list(channels.x) == [0.1, 0.6, 1.0]
+    assert list(sides.y) == [112, 14, None]  # class scores have no spatial side
+    assert list(fig.layout.yaxis.tickvals) == [16, 32, 64, 128, 256, 512, 1024]  # powers of two over the range
+    assert list(fig.layout.yaxis2.tickvals) == [8, 16, 32, 64, 128]

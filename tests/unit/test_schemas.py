@@ -20,10 +20,11 @@ from PIL import Image, PngImagePlugin
 
 from analysis import schemas
 from analysis.animation import AnimationRecipe, ZoomSettings
+from analysis.bundles import bundle_zip, load_grid_recipe
 from analysis.cli import main
 from analysis.dream import DreamConfig
 from analysis.errors import ConfigError, LabError
-from analysis.export import GridItem, arrange, bundle_zip, load_grid_recipe
+from analysis.grids import GridItem, arrange
 from analysis.pngmeta import METADATA_KEY, read_png_metadata
 from analysis.recipes import Recipe
 

@@ -20,7 +20,7 @@ from analysis.cli import main
 from analysis.cli.grid import _inputs_beside
 from analysis.dream import DreamConfig
 from analysis.errors import ImageError, LabError
-from analysis.export import GridRecipe
+from analysis.grids import GridRecipe
 from analysis.images import load_image
 from analysis.pngmeta import save_png, write_file
 from analysis.recipes import ImageSource, Recipe
