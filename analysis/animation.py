@@ -23,13 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from analysis import schemas
-from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream, run_metadata
+from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream, run_record
 from analysis.errors import ConfigError
 from analysis.export import Grid, GridItem, settings_footnote
 from analysis.images import tensor_to_pil
 from analysis.models import LoadedModel, load_model
 from analysis.objectives import Objective
 from analysis.pngmeta import write_file
+from analysis.provenance import RunRecord
 from analysis.recipes import RECIPE_VERSION, Recipe, check_model, read_json
 
 VIDEO_FORMATS = (".mp4", ".gif")
@@ -63,7 +64,7 @@ class ZoomSettings:
 @dataclass
 class Animation:
     frames: list[torch.Tensor]  # each (3, H, W) on the CPU, in [0, 1]
-    metadata: dict
+    record: RunRecord  # extras["animation"]: the zoom settings and the frames done
     cancelled: bool = False
 
 
@@ -117,10 +118,11 @@ def zoom_dream(model: LoadedModel, start: torch.Tensor, objective: Objective, co
         frames.append(frame)
         if on_step is not None:
             on_step(done + per_frame, total, frame)
-    metadata = run_metadata(model, objective.bind(model), config, time.perf_counter() - started,
-                            steps_done=len(frames) * per_frame)
-    metadata["animation"] = {**settings.to_dict(), "frames_done": len(frames), "seeds": "frame i dreams with seed + i"}
-    return Animation(frames, metadata, cancelled)
+    record = run_record(model, objective.bind(model), config, time.perf_counter() - started,
+                        steps_done=len(frames) * per_frame)
+    record = record.with_extras(animation={**settings.to_dict(), "frames_done": len(frames),
+                                           "seeds": "frame i dreams with seed + i"})
+    return Animation(frames, record, cancelled)
 
 
 @dataclass
@@ -168,7 +170,7 @@ def run_animation_recipe(recipe: AnimationRecipe, model: LoadedModel | None = No
     start = recipe.dream.image.load(recipe.dream.max_side, image_file)
     animation = zoom_dream(model, start, recipe.dream.build_objective(), recipe.dream.config, recipe.zoom,
                            on_step, should_cancel)
-    animation.metadata["recipe"] = recipe.dream.to_dict()
+    animation.record = replace(animation.record, recipe=recipe.dream.to_dict())
     return animation
 
 
@@ -178,13 +180,13 @@ def contact_sheet(animation: Animation, count: int = 6, title: str = "") -> Grid
         raise ConfigError("There are no frames yet (it was cancelled before the first frame finished).")
     last, shown = len(animation.frames) - 1, min(count, len(animation.frames))
     picks = sorted({round(i * last / max(1, shown - 1)) for i in range(shown)})
-    items = [GridItem(tensor_to_pil(animation.frames[i]), {**animation.metadata, "frame": i + 1}, f"frame {i + 1}")
+    items = [GridItem(tensor_to_pil(animation.frames[i]), animation.record.with_extras(frame=i + 1), f"frame {i + 1}")
              for i in picks]
-    zoom = animation.metadata.get("animation", {})
+    zoom = animation.record.extras.get("animation", {})
     motion = (f"zoom {zoom.get('zoom', 0):g} and rotation {zoom.get('rotation', 0):g} degrees per frame, "
               f"frame i dreams with seed + i")
     return Grid([items], [], [item.title for item in items], title,
-                f"{motion} · {settings_footnote([animation.metadata])}")
+                f"{motion} · {settings_footnote([animation.record])}")
 
 
 # ---------------------------------------------------------------- writers

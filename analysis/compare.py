@@ -143,8 +143,8 @@ class Comparison:
             "objective_text": "L2 of each matched layer",
             "config": self.config.to_dict(),
             "seed": self.config.seed,
-            "weights_sha256": [s.results[0].metadata["weights_sha256"] for s in (self.a, self.b) if s.results],
-            "versions": first.metadata["versions"] if first else {},
+            "weights_sha256": [s.results[0].record.weights_sha256 for s in (self.a, self.b) if s.results],
+            "versions": first.record.versions if first else {},
             "cancelled": self.cancelled,
             "top_classes": {side.name: [[name for _, name, _ in top] if top else None for top in side.top_dreams]
                             for side in (self.a, self.b)},
@@ -222,7 +222,7 @@ def grid(comparison: Comparison) -> Image.Image:
                                                                           top, lines)))
         rows.append(row)
     config = comparison.config
-    steps = [r.metadata.get("steps", config.total_steps) for r in comparison.a.results + comparison.b.results]
+    steps = [r.record.steps for r in comparison.a.results + comparison.b.results]
     partial = "; cancelled: partial dreams" if comparison.cancelled else ""
     footnote = (f"Same image, seed {config.seed} (same jitter sequence), and settings for both: L2 of each layer, "
                 f"{config.octaves} octaves x{config.octave_scale:g}, {config.iterations} steps each, "

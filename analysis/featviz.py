@@ -574,7 +574,7 @@ def render_channels(
 
 def _metadata(model: LoadedModel, info: LayerInfo, channel: int, config: FeatvizConfig, activation: float,
               steps_done: int) -> dict:
-    from analysis.dream import library_versions
+    from analysis.provenance import library_versions
 
     return {
         "kind": "featviz", "model": model.name, "training_data": model.spec.training_data,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -24,7 +24,8 @@ from analysis.errors import ConfigError, ImageError
 from analysis.images import check_side, file_sha256, load_image, noise_image, read_verified
 from analysis.models import LOGITS, LoadedModel, get_spec, layer_table, load_model
 from analysis.objectives import Objective, objective_from_dict
-from analysis.pngmeta import read_png_metadata
+from analysis.pngmeta import read_png_metadata, read_png_record
+from analysis.provenance import RunRecord
 
 RECIPE_VERSION = schemas.RECIPE_VERSION
 
@@ -159,8 +160,9 @@ class Recipe:
             if not isinstance(metadata.get("recipe"), dict):
                 raise ConfigError("This PNG carries no recipe (only dreams made by this tool on one image do).")
             schemas.validate(schemas.ResultMetadata, metadata, "PNG's metadata", worded=False)
-            recipe = cls.from_dict(metadata["recipe"])
-            steps = metadata.get("steps")
+            record = RunRecord.from_dict(metadata)
+            recipe = cls.from_dict(record.recipe)
+            steps = record.steps
             if steps not in (None, recipe.config.total_steps):
                 raise ConfigError(f"This dream was stopped after {steps} of "
                                   f"{recipe.config.total_steps} steps: its recipe would dream all of them.")
@@ -176,18 +178,18 @@ REPLAY_OBSTACLES = {"animation": "a frame of an animation (its settings are in t
 """Why a result does not replay from its own recipe, in words, for each replay_obstacle()."""
 
 
-def replay_obstacle(metadata: dict) -> str | None:
+def replay_obstacle(record: RunRecord) -> str | None:
     """Why a result's recipe would not give the result's pixels: "animation" (a frame: its recipe is the
     animation's first dream), "no recipe", "stopped" (cancelled part-way), or None when it replays."""
-    recipe = metadata.get("recipe")
-    if "animation" in metadata or "video" in metadata:  # a frame: its recipe is the whole animation's or video's
+    recipe = record.recipe
+    if "animation" in record.extras or "video" in record.extras:  # a frame: its recipe is the whole run's
         return "animation"
-    if not isinstance(recipe, dict):
+    if recipe is None:
         return "no recipe"
     config = recipe.get("config") if isinstance(recipe.get("config"), dict) else {}
     octaves, iterations = config.get("octaves"), config.get("iterations")
     total = octaves * iterations if isinstance(octaves, int) and isinstance(iterations, int) else None
-    return "stopped" if metadata.get("steps") not in (None, total) else None
+    return "stopped" if record.steps not in (None, total) else None
 
 
 def check_objective_fits(model: str, objective: dict, label: str = "recipe") -> None:
@@ -235,7 +237,7 @@ def run_recipe(recipe: Recipe, model: LoadedModel | None = None, image_file: Pat
     model = check_model(recipe, model or load_model(recipe.model, precision=recipe.precision))
     image = recipe.image.load(recipe.max_side, image_file)
     result = dream(model, image, recipe.build_objective(), recipe.config, on_step, should_cancel)
-    result.metadata["recipe"] = recipe.to_dict()
+    result.record = replace(result.record, recipe=recipe.to_dict())
     return result
 
 
@@ -261,13 +263,6 @@ class ReplayCheck:
         return f"{what} from the original (made on {same})"
 
 
-def _machine(metadata: dict) -> str:
-    versions = metadata.get("versions") or {}
-    return (f"{metadata.get('device', '?')} {metadata.get('precision', 'fp32')}, "
-            f"CPU {metadata.get('cpu', 'not recorded')}, "
-            f"torch {versions.get('torch', '?')}, inceptionism {versions.get('inceptionism', '?')}")
-
-
 def check_replay(original_png: bytes, replayed: DreamResult) -> ReplayCheck:
     """Compare a replay with the PNG whose recipe it ran, and say where each was made."""
     import numpy as np
@@ -279,4 +274,4 @@ def check_replay(original_png: bytes, replayed: DreamResult) -> ReplayCheck:
         before = np.asarray(picture.convert("RGB"), dtype=np.int16)
     after = np.asarray(tensor_to_pil(replayed.image), dtype=np.int16)
     largest = int(np.abs(before - after).max()) if before.shape == after.shape else None
-    return ReplayCheck(largest, _machine(read_png_metadata(original_png)), _machine(replayed.metadata))
+    return ReplayCheck(largest, read_png_record(original_png).machine, replayed.record.machine)

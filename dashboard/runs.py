@@ -6,7 +6,7 @@ use the model freely (dream, then classify) and must not call st.*.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from PIL import Image
@@ -17,6 +17,7 @@ from analysis.images import tensor_to_pil
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2, Objective
 from analysis.pngmeta import png_bytes
+from analysis.provenance import RunRecord
 from analysis.recipes import ImageSource, Recipe, check_replay, run_recipe
 from dashboard.readings import depth_reading
 
@@ -39,13 +40,13 @@ class DreamRun:
     _png: bytes | None = field(default=None, repr=False)
 
     @property
-    def metadata(self) -> dict:
-        return {**self.result.metadata, "recipe": self.recipe.to_dict()}
+    def record(self) -> RunRecord:
+        return replace(self.result.record, recipe=self.recipe.to_dict())
 
     def png(self) -> bytes:
-        """The dream as PNG with its metadata and recipe (encoded once)."""
+        """The dream as PNG with its run record and recipe (encoded once)."""
         if self._png is None:
-            self._png = png_bytes(self.result.image, self.metadata)
+            self._png = png_bytes(self.result.image, self.record)
         return self._png
 
 
@@ -71,7 +72,7 @@ def recipe_work(model: LoadedModel, recipe: Recipe, image: torch.Tensor, image_t
                     "and library versions as the original." if original_png is None or result.cancelled
                     else f"Replayed from a dream PNG: {check_replay(original_png, result).describe()}.")
         return DreamRun(image, result, recipe, model.spec.title, image_title,
-                        result.metadata.get("objective_text", ""), _top(model, image), _top(model, result.image),
+                        result.record.objective_text or "", _top(model, image), _top(model, result.image),
                         replayed=replayed)
     return work
 
@@ -87,14 +88,14 @@ class LayersRun:
     image_title: str
     config: DreamConfig
     grid: Image.Image | None = None
-    metadata: dict = field(default_factory=dict)
+    record: RunRecord = field(default_factory=RunRecord)  # the sweep's: every layer, no single recipe
     input_bytes: bytes | None = field(default=None, repr=False)  # an uploaded start photo
     _png: bytes | None = field(default=None, repr=False)
 
     def png(self) -> bytes:
-        """The grid as PNG with the run's metadata (encoded once)."""
+        """The grid as PNG with the sweep's run record (encoded once)."""
         if self._png is None:
-            self._png = png_bytes(self.grid, self.metadata)
+            self._png = png_bytes(self.grid, self.record)
         return self._png
 
     @property
@@ -109,7 +110,7 @@ def layers_grid(run: LayersRun) -> Image.Image:
                               for info in run.layers]
     config = run.config
     title = f"{run.model_title}: {run.image_title} dreamed at {len(run.layers)} layers, low to high"
-    steps, planned = sum(r.metadata.get("steps", 0) for r in run.results), config.total_steps * len(run.results)
+    steps, planned = sum(r.record.steps for r in run.results), config.total_steps * len(run.results)
     footnote = (f"Objective: L2 of each layer. {config.octaves} octaves x{config.octave_scale:g}, "
                 f"{config.iterations} steps each, step {config.step_size * 255:.2g}/255, "
                 f"{config.normalization}, seed {config.seed}"
@@ -123,9 +124,9 @@ def attach_recipes(model: LoadedModel, results: list[DreamResult], config: Dream
     """Each dream of a sweep that was dreamed alone (the CPU) gets the single-dream recipe, which
     replays to its very pixels; a batched GPU sweep is not pixel-identical to single dreams: none."""
     for result in results:
-        if result.metadata.get("batch_size") == 1:
-            recipe = Recipe(model.name, result.metadata["objective"], config, source, max_side, model.precision)
-            result.metadata["recipe"] = recipe.to_dict()
+        if result.record.batch_size == 1:
+            recipe = Recipe(model.name, result.record.objective, config, source, max_side, model.precision)
+            result.record = replace(result.record, recipe=recipe.to_dict())
 
 
 def layers_work(model: LoadedModel, image: torch.Tensor, layers: list[LayerInfo], config: DreamConfig,
@@ -140,11 +141,9 @@ def layers_work(model: LoadedModel, image: torch.Tensor, layers: list[LayerInfo]
         if model.spec.training_data not in title:
             title = f"{title} ({model.spec.training_data})"
         run = LayersRun(image, layers, results, title, image_title, config, input_bytes=input_bytes)
-        meta = dict(results[0].metadata)
-        for key in ("objective", "recipe"):  # the first layer's: the grid's metadata is about all of them
-            meta.pop(key, None)
-        meta.update(layers=[info.alias for info in layers], objective_text="L2 of each layer", image=image_title)
-        run.metadata = meta
+        # the first layer's record, less its objective and recipe: the grid's record is about all of them
+        run.record = replace(results[0].record, objective=None, recipe=None, layers=tuple(i.alias for i in layers),
+                             objective_text="L2 of each layer").with_extras(image=image_title)
         run.grid = layers_grid(run)
         return run
     return work

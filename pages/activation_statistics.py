@@ -1,5 +1,7 @@
 """Statistics: how two networks' activations differ layer by layer, and which channels an image excites."""
 
+from dataclasses import replace
+
 import streamlit as st
 
 from analysis import compare, figures, models, stats
@@ -194,10 +196,9 @@ elif run is not None:
             def work(on_step, should_cancel) -> dict:
                 results = stats.channel_dreams(model, image, layer, picked_channels, config, on_step, should_cancel)
                 grid = stats.channel_grid(image, results, picked_channels, layer, model.spec.title, title)
-                meta = dict(results[0].metadata)
                 listed = ", ".join(map(str, picked_channels))
-                meta.update(objective_text=f"channels {listed} of {layer}, one per picture")
-                return {"results": results, "channels": picked_channels, "grid": grid, "metadata": meta,
+                record = replace(results[0].record, objective_text=f"channels {listed} of {layer}, one per picture")
+                return {"results": results, "channels": picked_channels, "grid": grid, "record": record,
                         "title": f"{model.spec.title} · {layer}"}
 
             progress.start(DREAM_SLOT, f"Dreaming {len(picked_channels)} channel(s) of {layer}", work,
@@ -216,6 +217,6 @@ elif run is not None:
         if any(r.cancelled for r in dreams["results"]):
             st.warning("Cancelled: these are the partial dreams.", icon=":material/stop_circle:")
         st.image(dreams["grid"], width="stretch")
-        st.download_button("Download channel grid PNG", png_bytes(dreams["grid"], dreams["metadata"]),
+        st.download_button("Download channel grid PNG", png_bytes(dreams["grid"], dreams["record"]),
                            file_name="channels-grid.png", mime="image/png", key="statistics.dream_png",
                            icon=":material/download:")

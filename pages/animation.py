@@ -1,5 +1,7 @@
 """Animation: the endless zoom. Each frame is dreamed from the previous one, zoomed in about the centre."""
 
+from dataclasses import replace
+
 import streamlit as st
 
 from analysis.animation import VIDEO_FORMATS, AnimationRecipe, ZoomSettings, contact_sheet, video_bytes, zoom_dream
@@ -57,7 +59,7 @@ def start() -> None:
 
         def work(on_step, should_cancel) -> dict:
             animation = zoom_dream(model, image, objective, config, zoom_settings, on_step, should_cancel)
-            animation.metadata["recipe"] = recipe.dream.to_dict()
+            animation.record = replace(animation.record, recipe=recipe.dream.to_dict())
             videos = {suffix: video_bytes(animation.frames, suffix, zoom_settings.fps)
                       for suffix in VIDEO_FORMATS} if animation.frames else {}
             return {"animation": animation, "videos": videos, "title": title, "short_title": short,
@@ -73,7 +75,7 @@ def keep(run: dict) -> None:
     animation = run["animation"]
     if animation.frames:
         results.add_result("animation", f"{run['short_title']} frame {len(animation.frames)}", animation.frames[-1],
-                           animation.metadata, input_bytes=run["input_bytes"])
+                           animation.record, input_bytes=run["input_bytes"])
 
 
 with settings_column:
@@ -85,7 +87,7 @@ progress.panel(SLOT, on_done=keep)
 run = st.session_state.get(RESULT)
 if run is not None:
     animation, videos = run["animation"], run["videos"]
-    requested = animation.metadata["animation"]["frames"]
+    requested = animation.record.extras["animation"]["frames"]
     st.divider()
     st.subheader(run["title"])
     if animation.cancelled:
@@ -99,8 +101,8 @@ if run is not None:
         with movie:
             st.video(videos[".mp4"], loop=True, autoplay=True, muted=True)
             st.caption(f"{len(animation.frames)} frames of {width} x {height} px at "
-                       f"{animation.metadata['animation']['fps']} fps · {animation.metadata['seconds']:.0f} s "
-                       f"on {animation.metadata['device']}")
+                       f"{animation.record.extras['animation']['fps']} fps · {animation.record.seconds:.0f} s "
+                       f"on {animation.record.device}")
             a, b, c = st.columns(3)
             a.download_button("MP4", videos[".mp4"], file_name="dream-zoom.mp4", mime="video/mp4",
                               key="animation.mp4", on_click="ignore", icon=":material/movie:", width="stretch")

@@ -9,6 +9,7 @@ from analysis.errors import ConfigError, ImageError
 from analysis.export import bundle_zip, figures_html
 from analysis.images import tensor_to_pil
 from analysis.labels import sample_images
+from analysis.provenance import RunRecord
 from analysis.studies import executors
 from analysis.studies.overview import overview
 from analysis.studies.plan import Plan, expand
@@ -123,7 +124,7 @@ def finished(study: bias.Study) -> None:
         group = bias.DEFAULT_GROUP[table["judge_data"].iloc[0]]
         grid = bias.gallery(study, group)
         results.add_result("bias", f"Bias study · {table['image'].nunique()} images", grid.render(),
-                           grid.metadata(), table=table)
+                           RunRecord.from_dict(grid.metadata()), table=table)
 
 
 busy = progress.running(SLOT)

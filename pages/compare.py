@@ -134,7 +134,7 @@ def keep(run: dict) -> None:
         for column, result in zip(comparison.columns, side.results):
             layer = column.layer_a if side is comparison.a else column.layer_b
             results.add_result("compare", f"{comparison.image_title} · {side.title} · {layer.alias}", result.image,
-                               {**result.metadata, "image": comparison.image_title}, input_bytes=run["input_bytes"])
+                               result.record.with_extras(image=comparison.image_title), input_bytes=run["input_bytes"])
 
 
 progress.panel(SLOT, on_done=keep)

@@ -83,8 +83,8 @@ with settings_column:
 def keep(run: runs.DreamRun) -> None:
     """Keep the result for this page and register it for the Export page."""
     st.session_state[RESULT] = run
-    layers = ", ".join(run.result.metadata.get("layers", []))
-    results.add_result("dream", f"{run.image_title} · {run.model_title} · {layers}", run.result.image, run.metadata,
+    layers = ", ".join(run.result.record.layers)
+    results.add_result("dream", f"{run.image_title} · {run.model_title} · {layers}", run.result.image, run.record,
                        input_bytes=run.recipe.image.data if run.recipe.image.kind == "file" else None)
 
 

@@ -4,6 +4,7 @@ import functools
 import hashlib
 import json
 import math
+from dataclasses import replace
 
 import streamlit as st
 from PIL import Image, ImageDraw, ImageFont
@@ -323,7 +324,7 @@ with dream_column:
 
             def work(on_step, should_cancel) -> dict:
                 result = dream(model, start_image, objective, dream_config, on_step, should_cancel)
-                result.metadata["recipe"] = recipe.to_dict()
+                result.record = replace(result.record, recipe=recipe.to_dict())
                 return {"key": dream_key, "result": result, "title": image_choice.title, "input_bytes": upload}
 
             progress.start(DREAM_SLOT, f"Dreaming channel {channel}", work, lock=state.device_lock(model.device),
@@ -332,8 +333,8 @@ with dream_column:
     def keep_dream(done: dict) -> None:
         st.session_state[DREAMED] = done
         result = done["result"]
-        results.add_result("features", f"{done['title']} · channel {done['key'][2]} of {result.metadata['layers'][0]}",
-                           result.image, result.metadata, input_bytes=done["input_bytes"])
+        results.add_result("features", f"{done['title']} · channel {done['key'][2]} of {result.record.layers[0]}",
+                           result.image, result.record, input_bytes=done["input_bytes"])
 
     if st.button(f"Dream channel {channel}", key="features.dream", type="primary", icon=":material/auto_awesome:",
                  disabled=image is None or progress.running(DREAM_SLOT)):
@@ -343,7 +344,7 @@ with dream_column:
     if dreamed is not None and dreamed["key"] == dream_key:
         result = dreamed["result"]
         st.image(tensor_to_pil(result.image), width="stretch",
-                 caption=f"{dreamed['title']}, {result.metadata['steps']} steps"
+                 caption=f"{dreamed['title']}, {result.record.steps} steps"
                          + (" (cancelled, partial)" if result.cancelled else ""))
 
 with map_column:

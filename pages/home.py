@@ -57,7 +57,7 @@ if st.button("Dream the cat", type="primary", key="home.run", icon=":material/au
 def keep(run: runs.DreamRun) -> None:
     st.session_state[RESULT] = run
     results.add_result("dream", f"{run.image_title} · {run.model_title} · {run.objective_text}", run.result.image,
-                       run.metadata)
+                       run.record)
 
 
 progress.panel(SLOT, on_done=keep)

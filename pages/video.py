@@ -190,7 +190,7 @@ def keep(run: dict) -> None:
     result = run["result"]
     if result.frames:
         results.add_result("video", f"{run['title']} frame {len(result.frames)}", result.load(len(result.frames) - 1),
-                           result.metadata)
+                           result.record)
 
 
 with settings_column:
@@ -216,11 +216,11 @@ if run is not None:
         before.video(Path(run["source"]).read_bytes(), loop=True, muted=True)
         before.caption("The source")
         after.video(files["mp4"], loop=True, muted=True)
-        height, width = result.metadata["video"]["size"]
+        height, width = result.record.extras["video"]["size"]
         flicker = "n/a (one frame)" if result.mean_flicker is None else f"{result.mean_flicker:.2f}"
         after.caption(f"The dream: {len(result.frames)} frames of {width} x {height} px at {float(result.fps):.3g} fps,"
                       f" flicker {flicker} (0-255: how much each frame's dream changes beyond the motion) · "
-                      f"{result.metadata['seconds']:.0f} s on {result.metadata['device']}")
+                      f"{result.record.seconds:.0f} s on {result.record.device}")
         columns = st.columns(3)
         columns[0].download_button("MP4", files["mp4"], file_name="dream-video.mp4", mime="video/mp4",
                                    key="video.mp4", on_click="ignore", icon=":material/movie:", width="stretch")

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -302,17 +303,17 @@ def cmd_dream(args: argparse.Namespace) -> None:
             recipe = Recipe(model.name, objective.bind(model).to_dict(), config, source, args.size, model.precision)
             image = source.load(args.size, file)
             result = dream(model, image, objective, config, on_step=progress)
-            result.metadata["recipe"] = recipe.to_dict()
+            result.record = replace(result.record, recipe=recipe.to_dict())
     finally:
         progress.close()
-    save_png(args.out, result.image, result.metadata)
+    save_png(args.out, result.image, result.record)
     if args.recipe_out:
-        write_file(args.recipe_out, json.dumps(result.metadata["recipe"], indent=2))
+        write_file(args.recipe_out, json.dumps(result.record.recipe, indent=2))
     if args.json:
-        print_json(result.metadata | ({"replay": replay} if replay else {}))
+        print_json(result.record.to_dict() | ({"replay": replay} if replay else {}))
     else:
         trace = result.trace
-        print(f"{args.out}: {result.metadata['objective_text']} on {model.name}, {len(trace)} steps in "
-              f"{result.metadata['seconds']:.1f} s, objective {trace[0]:.3g} -> {trace[-1]:.3g}")
+        print(f"{args.out}: {result.record.objective_text} on {model.name}, {len(trace)} steps in "
+              f"{result.record.seconds:.1f} s, objective {trace[0]:.3g} -> {trace[-1]:.3g}")
         if replay:
             print(f"replay: {replay}")

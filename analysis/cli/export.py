@@ -40,7 +40,7 @@ from analysis.export import (
     replay_grid,
 )
 from analysis.images import file_sha256, read_verified, to_rgb
-from analysis.pngmeta import read_png_metadata, save_png, write_file
+from analysis.pngmeta import read_png_record, save_png, write_file
 from analysis.recipes import ImageSource, Recipe
 
 
@@ -142,13 +142,13 @@ def cmd_zoom(args: argparse.Namespace) -> None:
         write_file(args.recipe_out, recipe.finished(animation).to_json())
     if args.frames_dir:
         for i, frame in enumerate(animation.frames):
-            save_png(args.frames_dir / f"frame-{i:04d}.png", frame, {**animation.metadata, "frame": i})
+            save_png(args.frames_dir / f"frame-{i:04d}.png", frame, animation.record.with_extras(frame=i))
     if args.json:
-        return print_json(animation.metadata)
+        return print_json(animation.record.to_dict())
     height, width = animation.frames[0].shape[-2:]
     stopped = f" (stopped after {len(animation.frames)} of {settings.frames} frames)" if animation.cancelled else ""
     print(f"{args.out}: {len(animation.frames)} frames of {width}x{height} px at {settings.fps} fps, "
-          f"{animation.metadata['objective_text']} on {model.name}, {animation.metadata['seconds']:.1f} s{stopped}")
+          f"{animation.record.objective_text} on {model.name}, {animation.record.seconds:.1f} s{stopped}")
 
 
 def _inputs_beside(recipe: GridRecipe, folder: Path) -> dict[str, bytes]:
@@ -176,9 +176,9 @@ def _items_from_pngs(paths: list[str]) -> list[GridItem]:
         path = Path(name)
         if not path.is_file():
             raise ImageError(f"No image file at {path}.")
-        metadata = read_png_metadata(path)
+        record = read_png_record(path)
         with Image.open(path) as picture:
-            items.append(GridItem(to_rgb(picture), metadata, title=path.stem))
+            items.append(GridItem(to_rgb(picture), record, title=path.stem))
     return items
 
 

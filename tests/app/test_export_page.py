@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +69,8 @@ def test_a_single_dream_offers_its_recipe_and_a_stopped_one_does_not():
     model = load_model("efficientnet_lite0-untrained", device="cpu")
     recipe = Recipe(model.name, LayerL2("block3").to_dict(), TINY, ImageSource("noise", (32, 32), seed=2), 32)
     done = run_recipe(recipe, model)
-    metadata, stopped = done.metadata, {**done.metadata, "steps": 1}
-    assert metadata["recipe"] == recipe.to_dict()
+    metadata, stopped = done.record, replace(done.record, steps=1)
+    assert metadata.recipe == recipe.to_dict()
     at = page()
     at.session_state[RESULTS_KEY] = [Result(1, "dream", "noise · block3", tensor_to_pil(done.image), metadata),
                                      Result(2, "dream", "noise · block3, stopped", tensor_to_pil(done.image), stopped)]

@@ -24,7 +24,7 @@ def test_the_same_model_twice_gives_identical_rows(lite0, cat_small):
     result = compare.compare(lite0, lite0, cat_small, columns, FAST)
     for a, b in zip(result.a.results, result.b.results):
         assert torch.equal(a.image, b.image)
-        assert a.metadata["config"] == b.metadata["config"]
+        assert a.record.config == b.record.config
     assert not torch.equal(result.a.results[0].image, result.a.results[1].image)
 
 
