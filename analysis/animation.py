@@ -163,11 +163,11 @@ class AnimationRecipe:
         return replace(self, zoom=replace(self.zoom, frames=len(animation.frames)))
 
 
-def run_animation_recipe(recipe: AnimationRecipe, model: LoadedModel | None = None, image_file: Path | None = None,
-                         on_step: OnStep | None = None, should_cancel: ShouldCancel | None = None) -> Animation:
+def run_animation_recipe(recipe: AnimationRecipe, model: LoadedModel | None = None, on_step: OnStep | None = None,
+                         should_cancel: ShouldCancel | None = None) -> Animation:
     """Dream an animation recipe. On the CPU a replay's frames equal the original run's."""
     model = check_model(recipe.dream, model or load_model(recipe.dream.model, precision=recipe.dream.precision))
-    start = recipe.dream.image.load(recipe.dream.max_side, image_file)
+    start = recipe.dream.image.load(recipe.dream.max_side)
     animation = zoom_dream(model, start, recipe.dream.build_objective(), recipe.dream.config, recipe.zoom,
                            on_step, should_cancel)
     animation.record = replace(animation.record, recipe=recipe.dream.to_dict())

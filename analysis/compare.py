@@ -16,12 +16,13 @@ import torch
 from PIL import Image
 
 from analysis import models
-from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream_batch
+from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel
 from analysis.errors import ConfigError
 from analysis.export import caption_cell, grid_image
 from analysis.images import tensor_to_pil
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
+from analysis.recipes import ImageSource, Recipe, run_recipes
 
 DEFAULT_PAIR = ("efficientnet_lite0", "efficientnet_lite0" + models.UNTRAINED_SUFFIX)
 """Works offline: the embedded ImageNet network against the same architecture untrained."""
@@ -158,23 +159,27 @@ def _top(model: LoadedModel, image: torch.Tensor) -> TopK | None:
 def compare(
     model_a: LoadedModel,
     model_b: LoadedModel,
-    image: torch.Tensor,
+    source: ImageSource,
+    max_side: int,
     columns: Sequence[Column],
     config: DreamConfig,
     image_title: str = "image",
     on_step: OnStep | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> Comparison:
-    """Dream `image` at every column's layer with A, then with B, under the same config.
+    """Dream the start image (source at max_side px) at every column's layer with A, then with B, under the
+    same config.
 
-    Each model's columns are one dream_batch call. Progress counts both (A's steps, then B's).
-    A cancel during A skips B; the comparison keeps what was dreamed (partial rows).
+    Each model's columns are one run_recipes call, so each dream carries the recipe that replays it (where
+    dreamed alone: see run_recipes). Progress counts both (A's steps, then B's). A cancel during A skips B;
+    the comparison keeps what was dreamed (partial rows).
     """
     if not columns:
         raise ConfigError("Choose at least one depth or layer to compare.")
     if model_a.device != model_b.device:
         raise ConfigError("Both models must be on the same device.")
     config.validate()
+    image = source.load(max_side)
     total = 2 * config.total_steps
     comparison = Comparison(image, image_title, list(columns), config,
                             *(Side(m.name, m.spec.title, m.spec.training_data) for m in (model_a, model_b)))
@@ -186,8 +191,9 @@ def compare(
                 on_step(offset + -(-done * config.total_steps // run_total), total, preview)
 
         layers = [c.layer_a if index == 0 else c.layer_b for c in columns]
-        batch = image[None].repeat(len(layers), 1, 1, 1)
-        side.results = dream_batch(model, batch, [LayerL2(info.name) for info in layers], config, step, should_cancel)
+        recipes = [Recipe(model.name, LayerL2(info.name).to_dict(), config, source, max_side, model.precision)
+                   for info in layers]
+        side.results = run_recipes(recipes, model, step, should_cancel)
         side.top_original = _top(model, image)
         side.top_dreams = [_top(model, r.image) for r in side.results]
         if any(r.cancelled for r in side.results):

@@ -337,7 +337,7 @@ def run_record(model: LoadedModel, objective: Objective, config: DreamConfig, se
     return RunRecord(
         model=model.name,
         training_data=model.spec.training_data,
-        layers=tuple(model.layer(name).alias for name in objective.layers),
+        layers=[model.layer(name).alias for name in objective.layers],
         objective=objective.to_dict(),
         objective_text=objective.describe(lambda name: model.layer(name).alias),
         config=config.to_dict(),

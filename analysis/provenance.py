@@ -32,7 +32,7 @@ def library_versions() -> dict[str, str]:
 
 
 _KINDS: dict[str, tuple[type, ...]] = {
-    "model": (str,), "training_data": (str,), "layers": (list, tuple), "objective": (dict,),
+    "model": (str,), "training_data": (str,), "layers": (list,), "objective": (dict,),
     "objective_text": (str,), "config": (dict,), "seed": (int,), "weights_sha256": (str,),
     "weights_layout": (str,), "input": (dict,), "versions": (dict,), "device": (str,), "cpu": (str,),
     "precision": (str,), "seconds": (int, float), "steps": (int,), "batch_size": (int,), "recipe": (dict,),
@@ -47,7 +47,7 @@ class RunRecord:
 
     model: str | None = None  # registry name, e.g. "efficientnet_lite0"
     training_data: str | None = None  # "ImageNet", "Places365", "none (untrained)"
-    layers: tuple[str, ...] = ()  # the objective's layers, by the names the user sees (aliases)
+    layers: list[str] = field(default_factory=list)  # the objective's layers, by the names the user sees (aliases)
     objective: dict | None = None  # Objective.to_dict() of the bound objective
     objective_text: str | None = None  # the objective in words
     config: dict | None = None  # the settings (DreamConfig.to_dict() for a dream)
@@ -76,7 +76,7 @@ class RunRecord:
             value = getattr(self, name)
             if value is None or (name in ("layers", "versions") and not value):
                 continue
-            out[name] = list(value) if name == "layers" else value
+            out[name] = value
         return {**out, **self.extras}
 
     @classmethod
@@ -94,7 +94,7 @@ class RunRecord:
             if key == "layers" and fits:
                 fits = all(isinstance(layer, str) for layer in value)
             if fits:
-                typed[key] = tuple(value) if key == "layers" else value
+                typed[key] = list(value) if key == "layers" else value
             else:
                 extras[key] = value
         return cls(**typed, extras=extras)

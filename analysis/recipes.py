@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from analysis import labels, schemas
-from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream
+from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream_batch
 from analysis.errors import ConfigError, ImageError
 from analysis.images import check_side, file_sha256, load_image, noise_image, read_verified
 from analysis.models import LOGITS, LoadedModel, get_spec, layer_table, load_model
@@ -40,6 +41,7 @@ class ImageSource:
     seed: int = 0  # noise seed
     sha256: str = ""  # of the file's bytes, to check a replay uses the same picture
     data: bytes | None = field(default=None, repr=False)  # uploaded bytes, kept in memory only
+    path: Path | None = field(default=None, repr=False, compare=False)  # a file on disk, checked when loaded
 
     def to_dict(self) -> dict:
         out = {"kind": self.kind}
@@ -68,8 +70,19 @@ class ImageSource:
     def upload(cls, name: str, data: bytes) -> ImageSource:
         return cls("file", name=name, sha256=hashlib.sha256(data).hexdigest(), data=data)
 
-    def load(self, max_side: int, file: Path | None = None) -> torch.Tensor:
-        """The start image at most max_side px. For 'file', pass the file (or keep data)."""
+    @classmethod
+    def file(cls, path: Path) -> ImageSource:
+        """A photo on disk, named in a recipe by its base name and sha256 (hashed while streaming)."""
+        path = Path(path)
+        return cls("file", name=path.name, sha256=file_sha256(path), path=path)
+
+    def at(self, path: Path | None) -> ImageSource:
+        """A recipe's photo found at path (a replay's --image): checked against the sha256 when loaded.
+        Only a 'file' source reads a file; the others come back as they are."""
+        return replace(self, path=Path(path)) if self.kind == "file" and path is not None else self
+
+    def load(self, max_side: int) -> torch.Tensor:
+        """The start image at most max_side px; a 'file' comes from its data or its path, checked by sha256."""
         check_side(max_side)
         if self.kind == "noise":
             height, width = self.size
@@ -81,8 +94,8 @@ class ImageSource:
             raw = self.data
             if self.sha256 and hashlib.sha256(raw).hexdigest() != self.sha256:
                 raise ImageError(f"The image is not the one the recipe was made with ({self.name}, sha256 differs).")
-        elif file is not None:
-            raw = read_verified(Path(file), self.sha256, self.name)
+        elif self.path is not None:
+            raw = read_verified(self.path, self.sha256, self.name)
         else:
             raise ImageError(f"This recipe dreams the file '{self.name}': give it with --image.")
         named = io.BytesIO(raw)
@@ -231,14 +244,36 @@ def check_model(recipe: Recipe, model: LoadedModel) -> LoadedModel:
     return model
 
 
-def run_recipe(recipe: Recipe, model: LoadedModel | None = None, image_file: Path | None = None,
-               on_step: OnStep | None = None, should_cancel: ShouldCancel | None = None) -> DreamResult:
-    """Replay a recipe: the original run's pixels where the module docstring says they hold."""
-    model = check_model(recipe, model or load_model(recipe.model, precision=recipe.precision))
-    image = recipe.image.load(recipe.max_side, image_file)
-    result = dream(model, image, recipe.build_objective(), recipe.config, on_step, should_cancel)
-    result.record = replace(result.record, recipe=recipe.to_dict())
-    return result
+def run_recipe(recipe: Recipe, model: LoadedModel | None = None, on_step: OnStep | None = None,
+               should_cancel: ShouldCancel | None = None) -> DreamResult:
+    """Dream a recipe (a new dream or a replay: the same thing): its result carries the recipe, which gives
+    these very pixels again where the module docstring says they hold. Every dream of the CLI and the
+    dashboard runs through here or run_recipes."""
+    return run_recipes([recipe], model, on_step, should_cancel)[0]
+
+
+def run_recipes(recipes: Sequence[Recipe], model: LoadedModel | None = None, on_step: OnStep | None = None,
+                should_cancel: ShouldCancel | None = None) -> list[DreamResult]:
+    """Dream recipes that differ only in their objective (a layer sweep, one model's row of a comparison) on
+    one start image, as one dream_batch call; each result is created with its record.
+
+    A result dreamed on its own (batch size 1: one recipe, or a sweep on the CPU) carries its recipe, which
+    replays to its very pixels; a batched sweep (a GPU's) is not pixel-identical to single dreams, so its
+    results carry none."""
+    if not recipes:
+        raise ConfigError("Give at least one recipe to dream.")
+    first = recipes[0]
+    shared = (first.model, first.config, first.image.to_dict(), first.max_side, first.precision)
+    if any((r.model, r.config, r.image.to_dict(), r.max_side, r.precision) != shared for r in recipes[1:]):
+        raise ConfigError("Recipes dreamed together must share the model, settings, start image, size and precision.")
+    model = check_model(first, model or load_model(first.model, precision=first.precision))
+    image = first.image.load(first.max_side)
+    results = dream_batch(model, image[None].repeat(len(recipes), 1, 1, 1), [r.build_objective() for r in recipes],
+                          first.config, on_step, should_cancel)
+    for recipe, result in zip(recipes, results):
+        if result.record.batch_size == 1:
+            result.record = replace(result.record, recipe=recipe.to_dict())
+    return results
 
 
 @dataclass(frozen=True)

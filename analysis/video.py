@@ -614,7 +614,7 @@ def dream_video(model: LoadedModel, source: Path, recipe: VideoRecipe, work: Pat
             cancelled = True
             break
         dreamed = _quantised(result.image)
-        stats = {"frame": position, "source_frame": index, "layer": list(result.record.layers),
+        stats = {"frame": position, "source_frame": index, "layer": result.record.layers,
                  "seed": frame_config.seed, "steps": frame_config.total_steps}
         if motion is not None:
             flickers.append(flicker(dreamed, previous_dream, motion))

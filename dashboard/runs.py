@@ -11,14 +11,14 @@ from dataclasses import dataclass, field, replace
 import torch
 from PIL import Image
 
-from analysis.dream import DreamConfig, DreamResult, dream, dream_batch
+from analysis.dream import DreamConfig, DreamResult
 from analysis.export import grid_image
 from analysis.images import tensor_to_pil
 from analysis.models import LayerInfo, LoadedModel
-from analysis.objectives import LayerL2, Objective
+from analysis.objectives import LayerL2
 from analysis.pngmeta import png_bytes
 from analysis.provenance import RunRecord
-from analysis.recipes import ImageSource, Recipe, check_replay, run_recipe
+from analysis.recipes import ImageSource, Recipe, check_replay, run_recipe, run_recipes
 from dashboard.readings import depth_reading
 
 TopK = list[tuple[int, str, float]]
@@ -39,14 +39,10 @@ class DreamRun:
     replayed: str | None = None  # a replay: what it says about its pixels against the original's
     _png: bytes | None = field(default=None, repr=False)
 
-    @property
-    def record(self) -> RunRecord:
-        return replace(self.result.record, recipe=self.recipe.to_dict())
-
     def png(self) -> bytes:
         """The dream as PNG with its run record and recipe (encoded once)."""
         if self._png is None:
-            self._png = png_bytes(self.result.image, self.record)
+            self._png = png_bytes(self.result.image, self.result.record)
         return self._png
 
 
@@ -54,10 +50,10 @@ def _top(model: LoadedModel, image: torch.Tensor) -> TopK | None:
     return model.classify(image) if model.labels is not None else None
 
 
-def dream_work(model: LoadedModel, image: torch.Tensor, objective: Objective, config: DreamConfig,
-               recipe: Recipe, image_title: str, objective_text: str):
+def dream_work(model: LoadedModel, recipe: Recipe, image: torch.Tensor, image_title: str, objective_text: str):
+    """A new dream; `image` is the recipe's start image as the page shows it beside the dream."""
     def work(on_step, should_cancel) -> DreamRun:
-        result = dream(model, image, objective, config, on_step, should_cancel)
+        result = run_recipe(recipe, model, on_step, should_cancel)
         return DreamRun(image, result, recipe, model.spec.title, image_title, objective_text,
                         _top(model, image), _top(model, result.image))
     return work
@@ -119,30 +115,20 @@ def layers_grid(run: LayersRun) -> Image.Image:
     return grid_image(cells, col_labels=columns, title=title, footnote=footnote)
 
 
-def attach_recipes(model: LoadedModel, results: list[DreamResult], config: DreamConfig, source: ImageSource,
-                   max_side: int) -> None:
-    """Each dream of a sweep that was dreamed alone (the CPU) gets the single-dream recipe, which
-    replays to its very pixels; a batched GPU sweep is not pixel-identical to single dreams: none."""
-    for result in results:
-        if result.record.batch_size == 1:
-            recipe = Recipe(model.name, result.record.objective, config, source, max_side, model.precision)
-            result.record = replace(result.record, recipe=recipe.to_dict())
-
-
 def layers_work(model: LoadedModel, image: torch.Tensor, layers: list[LayerInfo], config: DreamConfig,
                 source: ImageSource, max_side: int, image_title: str, input_bytes: bytes | None = None):
-    """The sweep; `source` and `max_side` say where `image` came from, for the per-layer recipes."""
+    """The sweep, one recipe per layer; `image` is the start image (`source` at `max_side` px) as the page shows it.
+    Each layer dreamed alone (the CPU) keeps its recipe, which replays to its very pixels (recipes.run_recipes)."""
     def work(on_step, should_cancel) -> LayersRun:
-        batch = image[None].repeat(len(layers), 1, 1, 1)
-        objectives = [LayerL2(info.alias) for info in layers]
-        results = dream_batch(model, batch, objectives, config, on_step, should_cancel)
-        attach_recipes(model, results, config, source, max_side)
+        recipes = [Recipe(model.name, LayerL2(info.name).to_dict(), config, source, max_side, model.precision)
+                   for info in layers]
+        results = run_recipes(recipes, model, on_step, should_cancel)
         title = model.spec.title
         if model.spec.training_data not in title:
             title = f"{title} ({model.spec.training_data})"
         run = LayersRun(image, layers, results, title, image_title, config, input_bytes=input_bytes)
         # the first layer's record, less its objective and recipe: the grid's record is about all of them
-        run.record = replace(results[0].record, objective=None, recipe=None, layers=tuple(i.alias for i in layers),
+        run.record = replace(results[0].record, objective=None, recipe=None, layers=[i.alias for i in layers],
                              objective_text="L2 of each layer").with_extras(image=image_title)
         run.grid = layers_grid(run)
         return run

@@ -1,10 +1,15 @@
 """Animation: the endless zoom. Each frame is dreamed from the previous one, zoomed in about the centre."""
 
-from dataclasses import replace
-
 import streamlit as st
 
-from analysis.animation import VIDEO_FORMATS, AnimationRecipe, ZoomSettings, contact_sheet, video_bytes, zoom_dream
+from analysis.animation import (
+    VIDEO_FORMATS,
+    AnimationRecipe,
+    ZoomSettings,
+    contact_sheet,
+    run_animation_recipe,
+    video_bytes,
+)
 from analysis.recipes import Recipe
 from dashboard import progress, results, state, widgets
 
@@ -48,18 +53,17 @@ def start() -> None:
     with state.user_errors():
         config = settings.config()
         zoom_settings = ZoomSettings(int(frames), float(zoom), float(rotation), int(fps)).validate()
-        image = image_choice.load(settings.size)
+        image_choice.load(settings.size)  # a bad upload is refused here, before the job starts
         objective = objective_choice.build(layer, settings.size)
         model = state.load_model(choice.name)
         recipe = AnimationRecipe(Recipe(model.name, objective.to_dict(), config, image_choice.source(settings.size),
-                                        settings.size), zoom_settings)
+                                        settings.size, model.precision), zoom_settings)
         what = objective_choice.describe(layer, model.labels)
         title = f"{model.spec.title}: {what}, from {image_choice.title}"
         short = f"{image_choice.title} · {what} · zoom"  # the Export page's label: what tells results apart first
 
         def work(on_step, should_cancel) -> dict:
-            animation = zoom_dream(model, image, objective, config, zoom_settings, on_step, should_cancel)
-            animation.record = replace(animation.record, recipe=recipe.dream.to_dict())
+            animation = run_animation_recipe(recipe, model, on_step, should_cancel)
             videos = {suffix: video_bytes(animation.frames, suffix, zoom_settings.fps)
                       for suffix in VIDEO_FORMATS} if animation.frames else {}
             return {"animation": animation, "videos": videos, "title": title, "short_title": short,

@@ -6,7 +6,7 @@ import streamlit as st
 from analysis import compare, models
 from analysis.errors import ConfigError
 from analysis.pngmeta import png_bytes
-from dashboard import progress, results, runs, state, widgets
+from dashboard import progress, results, state, widgets
 from dashboard.readings import depth_reading
 
 SLOT, RESULT = "compare.job", "compare.result"
@@ -99,7 +99,7 @@ def start() -> None:
         if name_a == name_b:
             raise ConfigError("Choose two different models.")
         config = settings.config()
-        image = image_choice.load(settings.size)
+        image_choice.load(settings.size)  # a bad upload is refused here, before the job starts
         model_a, model_b = state.load_model(name_a), state.load_model(name_b)
         if mode == "Layers per model":
             columns = compare.match_by_name(model_a, model_b, layer_names["A"], layer_names["B"])
@@ -109,10 +109,8 @@ def start() -> None:
         source, upload = image_choice.source(settings.size), image_choice.upload
 
         def work(on_step, should_cancel) -> dict:
-            result = compare.compare(model_a, model_b, image, columns, config, image_choice.title,
+            result = compare.compare(model_a, model_b, source, settings.size, columns, config, image_choice.title,
                                      on_step, should_cancel)
-            for model, side in ((model_a, result.a), (model_b, result.b)):
-                runs.attach_recipes(model, side.results, config, source, settings.size)
             return {"comparison": result, "grid": compare.grid(result), "input_bytes": upload}
 
         progress.start(SLOT, f"Dreaming {len(columns)} layer(s) with A, then with B", work,

@@ -39,8 +39,7 @@ def start_dream() -> None:
         recipe = Recipe(model.name, objective.to_dict(), config, image_choice.source(settings.size), settings.size,
                         model.precision)
         progress.start(SLOT, "Dreaming", runs.dream_work(
-            model, image, objective, config, recipe, image_choice.title,
-            objective_choice.describe(layer, model.labels)),
+            model, recipe, image, image_choice.title, objective_choice.describe(layer, model.labels)),
             lock=state.device_lock(model.device), steps_per_octave=config.iterations, total=config.total_steps,
             preview=image)
 
@@ -84,8 +83,9 @@ def keep(run: runs.DreamRun) -> None:
     """Keep the result for this page and register it for the Export page."""
     st.session_state[RESULT] = run
     layers = ", ".join(run.result.record.layers)
-    results.add_result("dream", f"{run.image_title} · {run.model_title} · {layers}", run.result.image, run.record,
-                       input_bytes=run.recipe.image.data if run.recipe.image.kind == "file" else None)
+    upload = run.recipe.image.data if run.recipe.image.kind == "file" else None
+    results.add_result("dream", f"{run.image_title} · {run.model_title} · {layers}", run.result.image,
+                       run.result.record, input_bytes=upload)
 
 
 progress.panel(SLOT, on_done=keep)

@@ -4,19 +4,18 @@ import functools
 import hashlib
 import json
 import math
-from dataclasses import replace
 
 import streamlit as st
 from PIL import Image, ImageDraw, ImageFont
 
 from analysis import featviz, figures, models
-from analysis.dream import PRESETS, dream, preset
+from analysis.dream import PRESETS, preset
 from analysis.errors import ImageError, LabError
 from analysis.featviz import ChannelRender, FeatvizConfig, FeatvizResult, RenderCache
 from analysis.images import tensor_to_pil
 from analysis.labels import sample_images
 from analysis.objectives import Channels
-from analysis.recipes import Recipe
+from analysis.recipes import Recipe, run_recipe
 from dashboard import progress, results, state, widgets
 from dashboard.readings import depth_reading
 
@@ -316,15 +315,14 @@ with dream_column:
     def start_dream() -> None:
         with state.user_errors():
             dream_config = preset(preset_name)
-            start_image = image_choice.load(dream_side)
+            image_choice.load(dream_side)  # a bad upload is refused here, before the job starts
             objective = Channels(layer.alias, [channel]).bind(model)
             recipe = Recipe(model.name, objective.to_dict(), dream_config, image_choice.source(dream_side), dream_side,
                             model.precision)
             upload = image_choice.upload
 
             def work(on_step, should_cancel) -> dict:
-                result = dream(model, start_image, objective, dream_config, on_step, should_cancel)
-                result.record = replace(result.record, recipe=recipe.to_dict())
+                result = run_recipe(recipe, model, on_step, should_cancel)
                 return {"key": dream_key, "result": result, "title": image_choice.title, "input_bytes": upload}
 
             progress.start(DREAM_SLOT, f"Dreaming channel {channel}", work, lock=state.device_lock(model.device),

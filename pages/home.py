@@ -43,7 +43,7 @@ def _start() -> None:
         objective = LayerL2(layer.alias)
         recipe = Recipe(model.name, objective.to_dict(), config, example, EXAMPLE_SIDE, model.precision)
         progress.start(SLOT, "Dreaming the cat", runs.dream_work(
-            model, image, objective, config, recipe, "Chelsea the cat", objective.describe()),
+            model, recipe, image, "Chelsea the cat", objective.describe()),
             lock=state.device_lock(model.device), steps_per_octave=config.iterations, total=config.total_steps,
             preview=image)
 
@@ -57,7 +57,7 @@ if st.button("Dream the cat", type="primary", key="home.run", icon=":material/au
 def keep(run: runs.DreamRun) -> None:
     st.session_state[RESULT] = run
     results.add_result("dream", f"{run.image_title} · {run.model_title} · {run.objective_text}", run.result.image,
-                       run.record)
+                       run.result.record)
 
 
 progress.panel(SLOT, on_done=keep)

@@ -13,9 +13,9 @@ from tqdm import tqdm
 
 from analysis import models, schemas
 from analysis.cli import print_json
-from analysis.dream import PRESETS, DreamConfig, dream, preset
+from analysis.dream import PRESETS, DreamConfig, preset
 from analysis.errors import ConfigError, ImageError
-from analysis.images import MAX_IMAGE_FILE_BYTES, file_sha256, load_image
+from analysis.images import MAX_DREAM_SIDE, MAX_IMAGE_FILE_BYTES, load_image
 from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective, Sum
 from analysis.pngmeta import save_png, write_file
 from analysis.recipes import PNG_SIGNATURE, ImageSource, Recipe, check_replay, run_recipe
@@ -118,13 +118,13 @@ def load_from_args(args: argparse.Namespace, name: str | None = None, recipe_pre
     return model
 
 
-def image_source(arg: str) -> tuple[ImageSource, Path | None]:
+def image_source(arg: str) -> ImageSource:
     """A path, or the name of a bundled sample."""
     path = Path(arg)
     if path.is_file():
-        return ImageSource("file", name=path.name, sha256=file_sha256(path)), path
+        return ImageSource.file(path)
     try:
-        return ImageSource.sample(arg), None
+        return ImageSource.sample(arg)
     except ImageError:
         raise ImageError(f"No image file at {arg} (and no bundled sample of that name).") from None
 
@@ -243,8 +243,7 @@ def cmd_classify(args: argparse.Namespace) -> None:
     model = load_from_args(args)
     rows = []
     for item in args.images:
-        _, path = image_source(item)
-        image = load_image(path) if path else ImageSource.sample(item).load(1024)
+        image = image_source(item).load(MAX_DREAM_SIDE)
         rows.append({"image": item, "top": [{"index": i, "name": n, "probability": round(p, 4)}
                                            for i, n, p in model.classify(image, args.top)]})
     if args.json:
@@ -285,9 +284,10 @@ def cmd_dream(args: argparse.Namespace) -> None:
         if args.recipe:  # recipe JSON, or the dream PNG that carries it
             recipe_bytes = read_input(args.recipe, "recipe", MAX_IMAGE_FILE_BYTES)
             recipe = Recipe.from_json(recipe_bytes)
-            file = Path(args.image) if args.image else None
+            if args.image:  # the photo a recipe names by its sha256
+                recipe = replace(recipe, image=recipe.image.at(Path(args.image)))
             model = load_from_args(args, recipe.model, recipe.precision)
-            result = run_recipe(recipe, model, file, on_step=progress)
+            result = run_recipe(recipe, model, on_step=progress)
             if recipe_bytes.startswith(PNG_SIGNATURE):
                 replay = check_replay(recipe_bytes, result).describe()
         else:
@@ -295,15 +295,13 @@ def cmd_dream(args: argparse.Namespace) -> None:
                 raise ConfigError("Give --image PATH (or a sample name) or --noise.")
             config = config_from_args(args)
             if args.noise:
-                source, file = ImageSource("noise", size=(args.size, args.size), seed=config.seed), None
+                source = ImageSource("noise", size=(args.size, args.size), seed=config.seed)
             else:
-                source, file = image_source(args.image)
+                source = image_source(args.image)
             model = load_from_args(args)
             objective = build_objective(args, model)
             recipe = Recipe(model.name, objective.bind(model).to_dict(), config, source, args.size, model.precision)
-            image = source.load(args.size, file)
-            result = dream(model, image, objective, config, on_step=progress)
-            result.record = replace(result.record, recipe=recipe.to_dict())
+            result = run_recipe(recipe, model, on_step=progress)
     finally:
         progress.close()
     save_png(args.out, result.image, result.record)

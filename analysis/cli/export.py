@@ -6,6 +6,7 @@ import argparse
 import glob
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
@@ -103,36 +104,36 @@ class _StopOnInterrupt:
         return self.event.is_set()
 
 
-def _zoom_recipe(args: argparse.Namespace) -> tuple[AnimationRecipe, models.LoadedModel, Path | None]:
-    """The animation recipe to run (read from --recipe, or made from the other arguments), its model and image file."""
+def _zoom_recipe(args: argparse.Namespace) -> tuple[AnimationRecipe, models.LoadedModel]:
+    """The animation recipe to run (read from --recipe, or made from the other arguments) and its model."""
     if args.recipe:
         recipe = AnimationRecipe.from_json(read_input(args.recipe, "recipe", schemas.MAX_JSON_BYTES))
         model = load_from_args(args, recipe.dream.model, recipe.dream.precision)
-        return recipe, model, Path(args.image) if args.image else None
+        return replace(recipe, dream=replace(recipe.dream, image=recipe.dream.image.at(args.image))), model
     if not args.image and not args.noise:
         raise ConfigError("Give --image PATH (or a sample name) or --noise.")
     config = config_from_args(args)
     settings = ZoomSettings(args.frames, args.zoom, args.rotate, args.fps).validate()
     if args.noise:
-        source, file = ImageSource("noise", size=(args.size, args.size), seed=config.seed), None
+        source = ImageSource("noise", size=(args.size, args.size), seed=config.seed)
     else:
-        source, file = image_source(args.image)
+        source = image_source(args.image)
     model = load_from_args(args)
     objective = build_objective(args, model).bind(model)
     return AnimationRecipe(Recipe(model.name, objective.to_dict(), config, source, args.size, model.precision),
-                           settings), model, file
+                           settings), model
 
 
 def cmd_zoom(args: argparse.Namespace) -> None:
     if args.out.suffix.lower() not in VIDEO_FORMATS:
         raise ConfigError(f"--out must end in {' or '.join(VIDEO_FORMATS)} (got '{args.out.name}').")
     check_outputs(args, ("out", "recipe_out"), ("frames_dir",))
-    recipe, model, file = _zoom_recipe(args)
+    recipe, model = _zoom_recipe(args)
     settings = recipe.zoom
     progress = Progress(f"{settings.frames} frames")
     try:
         with _StopOnInterrupt() as stop:
-            animation = run_animation_recipe(recipe, model, file, progress, stop)
+            animation = run_animation_recipe(recipe, model, progress, stop)
     finally:
         progress.close()
     if not animation.frames:

@@ -12,7 +12,6 @@ from analysis import stats
 from analysis.cli import print_json
 from analysis.cli.core import Progress, add_config_args, add_device_args, check_outputs, config_from_args, image_source
 from analysis.errors import ConfigError, ImageError
-from analysis.images import load_image
 from analysis.models import DEFAULT_MODEL, LoadedModel, load_model
 from analysis.pngmeta import save_png, write_file
 
@@ -73,8 +72,7 @@ def expand_images(items: list[str]) -> list[str]:
 
 
 def load_any(item: str, size: int) -> torch.Tensor:
-    source, path = image_source(item)
-    return load_image(path, size) if path else source.load(size)
+    return image_source(item).load(size)
 
 
 def _split(text: str | None) -> list[str]:
@@ -117,8 +115,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if len(names) != 2:
         raise ConfigError("Give exactly two models: --model A --model B.")
     config = config_from_args(args)
-    source, path = image_source(args.image)
-    image = load_image(path, args.size) if path else source.load(args.size)
+    source = image_source(args.image)
     model_a, model_b = load_models(args, names)
     if args.layers_a or args.layers_b:
         columns = comparing.match_by_name(model_a, model_b, _split(args.layers_a), _split(args.layers_b))
@@ -127,7 +124,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     title = source.name or str(args.image)
     progress = Progress("dreaming A and B")
     try:
-        result = comparing.compare(model_a, model_b, image, columns, config, title, on_step=progress)
+        result = comparing.compare(model_a, model_b, source, args.size, columns, config, title, on_step=progress)
     finally:
         progress.close()
     metadata = result.metadata()

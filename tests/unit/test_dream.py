@@ -166,7 +166,7 @@ def test_tiled_dream_covers_the_whole_image_in_bounded_pieces(lite0, cat_path):
 
 def test_result_metadata_says_how_it_was_made(lite0, cat_small):
     meta = dream(lite0, cat_small, LayerL2("block5"), QUICK).record
-    assert meta.model == "efficientnet_lite0" and meta.layers == ("block5",)
+    assert meta.model == "efficientnet_lite0" and meta.layers == ["block5"]
     assert meta.seed == QUICK.seed and meta.config == QUICK.to_dict()
     assert len(meta.weights_sha256) == 64 and meta.versions["torch"] == torch.__version__
     assert meta.device == "cpu" and meta.seconds > 0

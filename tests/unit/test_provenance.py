@@ -38,7 +38,7 @@ def _old_png(metadata: dict) -> bytes:
 def test_an_older_png_reads_back_as_a_typed_record():
     record = read_png_record(_old_png(OLD_METADATA))
     assert record.model == "efficientnet_lite0" and record.training_data == "ImageNet"
-    assert record.layers == ("block3",) and record.objective_text == "L2 of block3"
+    assert record.layers == ["block3"] and record.objective_text == "L2 of block3"
     assert record.seed == 7 and record.config == RECIPE["config"] and record.weights_sha256 == "ab" * 32
     assert record.weights_layout is None and record.input["channels"] == "RGB"
     assert record.versions["torch"] == "2.14.1" and record.device == "cpu" and record.cpu == "Some CPU (AVX2)"
@@ -60,7 +60,7 @@ def test_values_that_are_not_a_runs_stay_in_extras_and_unknown_ones_are_none():
             "weights_sha256": {"a": "1" * 64}, "seeds": [1], "seed": True}
     record = RunRecord.from_dict(grid)
     assert record.training_data is None and record.weights_sha256 is None and record.seed is None
-    assert record.layers == ("x", "y")
+    assert record.layers == ["x", "y"]
     assert record.extras["training_data"] == ["ImageNet", "Places365"] and record.extras["seed"] is True
     assert record.to_dict() == grid
     assert RunRecord.from_dict({}) == RunRecord() and RunRecord().to_dict() == {}
