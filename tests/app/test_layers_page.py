@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from analysis import dream as dreaming
+from analysis import recipes
 from analysis.dream import preset
 from analysis.errors import ConfigError
 from analysis.export import arrange
@@ -71,7 +72,7 @@ def test_each_layer_dreamed_on_the_cpu_replays_from_its_recipe(open_page, lite0)
 
 
 def test_a_batched_sweep_carries_no_recipe(lite0, monkeypatch):
-    monkeypatch.setattr(runs, "dream_batch", functools.partial(dreaming.dream_batch, batched=True))  # as on a GPU
+    monkeypatch.setattr(recipes, "dream_batch", functools.partial(dreaming.dream_batch, batched=True))  # as on a GPU
     source = ImageSource("noise", size=(64, 64), seed=1)
     work = runs.layers_work(lite0, noise_image(64, 1), lite0.layers_spread(2), preset("quick", iterations=2),
                             source, 64, "noise")
