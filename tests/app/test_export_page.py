@@ -15,6 +15,7 @@ from analysis.export import Grid, GridItem
 from analysis.images import tensor_to_pil
 from analysis.models import load_model
 from analysis.objectives import LayerL2
+from analysis.provenance import RunRecord
 from analysis.recipes import ImageSource, Recipe, run_recipe
 from dashboard.results import RESULTS_KEY, Result, no_recipe_note
 
@@ -29,7 +30,7 @@ def page() -> AppTest:
 def fake_results() -> list[Result]:
     combos = [("net-a", "low"), ("net-a", "high"), ("net-b", "low"), ("net-b", "high")]
     return [Result(i + 1, "dream", f"{m} {layer}", Image.new("RGB", (64, 64), (60 * i, 90, 30)),
-                   {"model": m, "layers": [layer], "seed": 0, "config": TINY.to_dict()})
+                   RunRecord(model=m, layers=[layer], seed=0, config=TINY.to_dict()))
             for i, (m, layer) in enumerate(combos)]
 
 
