@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from analysis import schemas
-from analysis.dream import DreamConfig, dream, run_metadata
+from analysis.dream import DreamConfig, dream, run_record
 from analysis.errors import ConfigError
 from analysis.grids import Grid, GridItem, settings_footnote
 from analysis.images import tensor_to_pil
@@ -31,6 +31,7 @@ from analysis.models import LoadedModel, load_model
 from analysis.objectives import Objective
 from analysis.pngmeta import write_file
 from analysis.progress import OnStep, Relay, ShouldCancel
+from analysis.provenance import RunRecord
 from analysis.recipes import RECIPE_VERSION, Recipe, check_model, read_json
 
 VIDEO_FORMATS = (".mp4", ".gif")
@@ -64,7 +65,7 @@ class ZoomSettings:
 @dataclass
 class Animation:
     frames: list[torch.Tensor]  # each (3, H, W) on the CPU, in [0, 1]
-    metadata: dict
+    record: RunRecord  # extras["animation"]: the zoom settings and the frames done
     cancelled: bool = False
 
 
@@ -113,10 +114,11 @@ def zoom_dream(model: LoadedModel, start: torch.Tensor, objective: Objective, co
         frame = result.image
         frames.append(frame)
         relay.report((index + 1) * per_frame, frame)
-    metadata = run_metadata(model, objective.bind(model), config, time.perf_counter() - started,
-                            steps_done=len(frames) * per_frame)
-    metadata["animation"] = {**settings.to_dict(), "frames_done": len(frames), "seeds": "frame i dreams with seed + i"}
-    return Animation(frames, metadata, cancelled)
+    record = run_record(model, objective.bind(model), config, time.perf_counter() - started,
+                        steps_done=len(frames) * per_frame)
+    record = record.with_extras(animation={**settings.to_dict(), "frames_done": len(frames),
+                                           "seeds": "frame i dreams with seed + i"})
+    return Animation(frames, record, cancelled)
 
 
 @dataclass
@@ -157,14 +159,14 @@ class AnimationRecipe:
         return replace(self, zoom=replace(self.zoom, frames=len(animation.frames)))
 
 
-def run_animation_recipe(recipe: AnimationRecipe, model: LoadedModel | None = None, image_file: Path | None = None,
-                         on_step: OnStep | None = None, should_cancel: ShouldCancel | None = None) -> Animation:
+def run_animation_recipe(recipe: AnimationRecipe, model: LoadedModel | None = None, on_step: OnStep | None = None,
+                         should_cancel: ShouldCancel | None = None) -> Animation:
     """Dream an animation recipe. On the CPU a replay's frames equal the original run's."""
     model = check_model(recipe.dream, model or load_model(recipe.dream.model, precision=recipe.dream.precision))
-    start = recipe.dream.image.load(recipe.dream.max_side, image_file)
+    start = recipe.dream.image.load(recipe.dream.max_side)
     animation = zoom_dream(model, start, recipe.dream.build_objective(), recipe.dream.config, recipe.zoom,
                            on_step, should_cancel)
-    animation.metadata["recipe"] = recipe.dream.to_dict()
+    animation.record = replace(animation.record, recipe=recipe.dream.to_dict())
     return animation
 
 
@@ -174,13 +176,13 @@ def contact_sheet(animation: Animation, count: int = 6, title: str = "") -> Grid
         raise ConfigError("There are no frames yet (it was cancelled before the first frame finished).")
     last, shown = len(animation.frames) - 1, min(count, len(animation.frames))
     picks = sorted({round(i * last / max(1, shown - 1)) for i in range(shown)})
-    items = [GridItem(tensor_to_pil(animation.frames[i]), {**animation.metadata, "frame": i + 1}, f"frame {i + 1}")
+    items = [GridItem(tensor_to_pil(animation.frames[i]), animation.record.with_extras(frame=i + 1), f"frame {i + 1}")
              for i in picks]
-    zoom = animation.metadata.get("animation", {})
+    zoom = animation.record.extras.get("animation", {})
     motion = (f"zoom {zoom.get('zoom', 0):g} and rotation {zoom.get('rotation', 0):g} degrees per frame, "
               f"frame i dreams with seed + i")
     return Grid([items], [], [item.title for item in items], title,
-                f"{motion} · {settings_footnote([animation.metadata])}")
+                f"{motion} · {settings_footnote([animation.record])}")
 
 
 # ---------------------------------------------------------------- writers

@@ -30,6 +30,7 @@ from analysis.images import noise_image, tensor_to_pil
 from analysis.models import UNTRAINED_SUFFIX, LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
 from analysis.progress import OnStep, Relay, ShouldCancel
+from analysis.provenance import RunRecord
 from analysis.recipes import ImageSource
 from analysis.studies.judging import (  # noqa: F401 (API)
     DEFAULT_GROUP,
@@ -96,7 +97,7 @@ class Study:
     dreams: dict[tuple[str, float, str], torch.Tensor]  # (model, depth, image) -> (3, H, W)
     originals: dict[str, torch.Tensor]  # image name -> (3, H, W)
     config: DreamConfig
-    metadata: dict[tuple[str, float, str], dict] = field(default_factory=dict)  # each dream's run metadata
+    records: dict[tuple[str, float, str], RunRecord] = field(default_factory=dict)  # each dream's run record
     cancelled: bool = False
     planned: int = 0  # dreams the study set out to make (model x depth x image)
 
@@ -159,7 +160,7 @@ def run_study(dreamers: Sequence[LoadedModel], depths: Sequence[float], images: 
     relay = Relay(on_step, len(dreamers) * len(images) * config.total_steps)
     rows: list[dict] = []
     dreams: dict[tuple[str, float, str], torch.Tensor] = {}
-    metadata: dict[tuple[str, float, str], dict] = {}
+    records: dict[tuple[str, float, str], RunRecord] = {}
     units_done, cancelled = 0, False
     for model in dreamers:
         layer_of = {d: model.layer_at_depth(d) for d in depths}
@@ -174,21 +175,21 @@ def run_study(dreamers: Sequence[LoadedModel], depths: Sequence[float], images: 
                 break
             units_done += 1
             by_layer = {name: r.image for name, r in zip(distinct, results)}
-            meta_of = {name: r.metadata for name, r in zip(distinct, results)}
+            record_of = {name: r.record for name, r in zip(distinct, results)}
             stacked = torch.stack([by_layer[name] for name in distinct])
             p_dreams = {j.name: dict(zip(distinct, j.probabilities(stacked))) for j in judges}
             for depth, layer in layer_of.items():
                 dreamed = by_layer[layer.name]
                 dreams[(model.name, depth, image.name)] = dreamed
-                metadata[(model.name, depth, image.name)] = {**meta_of[layer.name], "image": image.name,
-                                                              "study_depth": depth}
+                records[(model.name, depth, image.name)] = record_of[layer.name].with_extras(image=image.name,
+                                                                                             study_depth=depth)
                 for judge in judges:
                     rows += _rows(model, depth, layer, image, dreamed, judge,
                                   p_originals[(judge.name, image.name)], p_dreams[judge.name][layer.name])
         if cancelled:
             break
     return Study(pd.DataFrame(rows, columns=COLUMNS), dreams, {im.name: im.pixels for im in images}, config,
-                 metadata, cancelled, planned=len(dreamers) * len(depths) * len(images))
+                 records, cancelled, planned=len(dreamers) * len(depths) * len(images))
 
 
 # ---------------------------------------------------------------- summaries
@@ -326,9 +327,9 @@ def gallery(study: Study, group: str = DOGS, judge: str | None = None) -> Grid:
                 cells.append(GridItem(
                     caption_cell(tensor_to_pil(study.dreams[key]), [f"{row['dream_top']} {row['dream_top_p']:.0%}",
                                                                    f"{group} {percent(row['share_dream'])}"]),
-                    study.metadata.get(key, {}), f"{image} · {model} · depth {depth:g} ({row['layer']})"))
+                    study.records.get(key, RunRecord()), f"{image} · {model} · depth {depth:g} ({row['layer']})"))
             rows.append(cells)
             labels.append(f"{image} · {model}")
     return Grid(rows, labels, ["original"] + [f"depth {d:g}" for d in depths],
                 f"What {judge} sees in the dreams: its top label and the '{group}' share",
-                settings_footnote(list(study.metadata.values())))
+                settings_footnote(list(study.records.values())))

@@ -74,7 +74,7 @@ def replay_grid(recipe: GridRecipe, load: Callable[[str], LoadedModel] = load_mo
         done += cell.config.total_steps
         labels = [recipe.row_labels[r] if r < len(recipe.row_labels) else "",
                   recipe.col_labels[c] if c < len(recipe.col_labels) else ""]
-        cells[r][c] = GridItem(tensor_to_pil(result.image), result.metadata, " · ".join(x for x in labels if x),
+        cells[r][c] = GridItem(tensor_to_pil(result.image), result.record, " · ".join(x for x in labels if x),
                                input_bytes=data)
     return Grid(cells, recipe.row_labels, recipe.col_labels, recipe.title, recipe.footnote, recipe.cell_side,
                 cancelled=cancelled)
@@ -91,7 +91,7 @@ def _inputs(grid: Grid) -> dict[str, bytes]:
     """Uploaded start photos by bundle file name ('<sha256 prefix>-<name>')."""
     out = {}
     for _, _, item in grid.items():
-        source = (item.metadata.get("recipe") or {}).get("image") or {}
+        source = (item.record.recipe or {}).get("image") or {}
         if item.input_bytes and source.get("kind") == "file":
             sha = hashlib.sha256(item.input_bytes).hexdigest()
             out[f"{sha[:12]}-{slug(Path(str(source.get('name', 'photo'))).name, 80)}"] = item.input_bytes
@@ -112,7 +112,7 @@ def bundle_zip(grid: Grid, stats: pd.DataFrame | None = None,
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("grid.png", grid.png(), compress_type=zipfile.ZIP_STORED)
         for r, c, item in grid.items():
-            archive.writestr(f"images/{_cell_file(grid, r, c)}.png", png_bytes(item.image, item.metadata),
+            archive.writestr(f"images/{_cell_file(grid, r, c)}.png", png_bytes(item.image, item.record),
                              compress_type=zipfile.ZIP_STORED)
         if stats is not None and len(stats):
             archive.writestr("stats.csv", stats.to_csv(index=False))

@@ -17,7 +17,7 @@ from PIL import Image
 
 from analysis import models
 from analysis.drawing import caption_cell, grid_image
-from analysis.dream import DreamConfig, DreamResult, dream_batch
+from analysis.dream import DreamConfig, DreamResult
 from analysis.errors import ConfigError
 from analysis.grids import settings_footnote
 from analysis.images import tensor_to_pil
@@ -25,6 +25,7 @@ from analysis.labels import TopK, top_classes
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
 from analysis.progress import OnStep, Relay, ShouldCancel
+from analysis.recipes import ImageSource, Recipe, run_recipes
 from analysis.wording import model_label
 
 DEFAULT_PAIR = ("efficientnet_lite0", "efficientnet_lite0" + models.UNTRAINED_SUFFIX)
@@ -144,8 +145,8 @@ class Comparison:
             "objective_text": "L2 of each matched layer",
             "config": self.config.to_dict(),
             "seed": self.config.seed,
-            "weights_sha256": [s.results[0].metadata["weights_sha256"] for s in (self.a, self.b) if s.results],
-            "versions": first.metadata["versions"] if first else {},
+            "weights_sha256": [s.results[0].record.weights_sha256 for s in (self.a, self.b) if s.results],
+            "versions": first.record.versions if first else {},
             "cancelled": self.cancelled,
             "top_classes": {side.name: [[name for _, name, _ in top] if top else None for top in side.top_dreams]
                             for side in (self.a, self.b)},
@@ -155,31 +156,35 @@ class Comparison:
 def compare(
     model_a: LoadedModel,
     model_b: LoadedModel,
-    image: torch.Tensor,
+    source: ImageSource,
+    max_side: int,
     columns: Sequence[Column],
     config: DreamConfig,
     image_title: str = "image",
     on_step: OnStep | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> Comparison:
-    """Dream `image` at every column's layer with A, then with B, under the same config.
+    """Dream the start image (source at max_side px) at every column's layer with A, then with B, under the
+    same config.
 
-    Each model's columns are one dream_batch call. Progress counts both (A's steps, then B's).
-    A cancel during A skips B; the comparison keeps what was dreamed (partial rows).
+    Each model's columns are one run_recipes call, so each dream carries the recipe that replays it (where
+    dreamed alone: see run_recipes). Progress counts both (A's steps, then B's). A cancel during A skips B;
+    the comparison keeps what was dreamed (partial rows).
     """
     if not columns:
         raise ConfigError("Choose at least one depth or layer to compare.")
     if model_a.device != model_b.device:
         raise ConfigError("Both models must be on the same device.")
     config.validate()
+    image = source.load(max_side)
     relay = Relay(on_step, 2 * config.total_steps)
     comparison = Comparison(image, image_title, list(columns), config,
                             *(Side(m.name, m.spec.title, m.spec.training_data) for m in (model_a, model_b)))
     for index, (model, side) in enumerate(((model_a, comparison.a), (model_b, comparison.b))):
         layers = [c.layer_a if index == 0 else c.layer_b for c in columns]
-        batch = image[None].repeat(len(layers), 1, 1, 1)
-        side.results = dream_batch(model, batch, [LayerL2(info.name) for info in layers], config,
-                                    relay.nth(index, config.total_steps), should_cancel)
+        recipes = [Recipe(model.name, LayerL2(info.name).to_dict(), config, source, max_side, model.precision)
+                   for info in layers]
+        side.results = run_recipes(recipes, model, relay.nth(index, config.total_steps), should_cancel)
         side.top_original = top_classes(model, image, TOP_CLASSES)
         side.top_dreams = [top_classes(model, r.image, TOP_CLASSES) for r in side.results]
         if any(r.cancelled for r in side.results):
@@ -217,7 +222,7 @@ def grid(comparison: Comparison) -> Image.Image:
     partial = " Cancelled: partial dreams." if comparison.cancelled else ""
     footnote = (f"Same image, seed (same jitter sequence) and settings for both: L2 of each layer. Layers matched "
                 f"by relative depth (0 = first layer, 1 = class scores); top-{TOP_CLASSES} classes read with each "
-                f"model's own labels.{partial} {settings_footnote([r.metadata for r in results])}")
+                f"model's own labels.{partial} {settings_footnote([r.record for r in results])}")
     title = f"{comparison.a.label} vs {comparison.b.label}: {comparison.image_title}"
     return grid_image(rows, row_labels=[comparison.a.label, comparison.b.label],
                       col_labels=["original"] + [c.label for c in comparison.columns], title=title, footnote=footnote)

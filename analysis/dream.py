@@ -9,10 +9,9 @@ optional tiling with a moving grid for images of any size, and Google's octave s
 from __future__ import annotations
 
 import math
-import platform
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +22,7 @@ from analysis.images import resize
 from analysis.models import LoadedModel, count_hooks, cpu_kind
 from analysis.objectives import Objective
 from analysis.progress import OnStep, Relay, ShouldCancel
+from analysis.provenance import RunRecord, library_versions
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def preset(name: str, **overrides: object) -> DreamConfig:
 class DreamResult:
     image: torch.Tensor  # (3, H, W) on the CPU, in [0, 1]
     trace: list[float]  # objective value at every step
-    metadata: dict = field(default_factory=dict)
+    record: RunRecord = field(default_factory=RunRecord)  # how it was made (and its recipe, when one replays it)
     cancelled: bool = False
 
 
@@ -297,8 +297,8 @@ def _dream_together(model: LoadedModel, images: torch.Tensor, objectives: Sequen
         results.append(DreamResult(
             image=x[i].detach().float().cpu(),
             trace=traces[i],
-            metadata={**run_metadata(model, objective, config, seconds, steps_done=step),
-                      "batch_size": base.shape[0]},  # 1: the very pixels its recipe replays to
+            record=replace(run_record(model, objective, config, seconds, steps_done=step),
+                           batch_size=base.shape[0]),  # 1: the very pixels its recipe replays to
             cancelled=cancelled,
         ))
     return results
@@ -314,7 +314,7 @@ def _one_after_another(model: LoadedModel, images: torch.Tensor, objectives: Seq
     for i in range(count):
         objective = objectives[i if len(objectives) > 1 else 0]
         if results and results[-1].cancelled:
-            untouched = run_metadata(model, objective.bind(model), config, 0.0, steps_done=0)
+            untouched = run_record(model, objective.bind(model), config, 0.0, steps_done=0)
             results.append(DreamResult(images[i].detach().float().cpu(), [], untouched, cancelled=True))
             continue
         results += _dream_together(model, images[i:i + 1], [objective], config, relay.nth(i, per_image),
@@ -328,33 +328,25 @@ def dream(model: LoadedModel, image: torch.Tensor, objective: Objective, config:
     return dream_batch(model, image[None], [objective], config, on_step, should_cancel)[0]
 
 
-def library_versions() -> dict[str, str]:
-    import torchvision
-
-    from analysis import __version__
-
-    return {"inceptionism": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "python": platform.python_version()}
-
-
-def run_metadata(model: LoadedModel, objective: Objective, config: DreamConfig, seconds: float,
-                 steps_done: int) -> dict:
-    """Everything needed to know what a result is and to reproduce it."""
-    return {
-        "model": model.name,
-        "training_data": model.spec.training_data,
-        "layers": [model.layer(name).alias for name in objective.layers],
-        "objective": objective.to_dict(),
-        "objective_text": objective.describe(lambda name: model.layer(name).alias),
-        "config": config.to_dict(),
-        "seed": config.seed,
-        "weights_sha256": model.weights_sha256,
-        "weights_layout": model.spec.layout or None,
-        "input": asdict(model.spec.convention),  # channel order, scale, mean, std: exactly what the network was fed
-        "versions": library_versions(),
-        "device": str(model.device),
-        "cpu": cpu_kind(),
-        "precision": model.precision,
-        "seconds": round(seconds, 3),
-        "steps": steps_done,
-    }
+def run_record(model: LoadedModel, objective: Objective, config: DreamConfig, seconds: float,
+               steps_done: int) -> RunRecord:
+    """Everything needed to know what a result is and to reproduce it (its recipe is added by
+    recipes.run_recipes, which knows where the start image came from)."""
+    return RunRecord(
+        model=model.name,
+        training_data=model.spec.training_data,
+        layers=[model.layer(name).alias for name in objective.layers],
+        objective=objective.to_dict(),
+        objective_text=objective.describe(lambda name: model.layer(name).alias),
+        config=config.to_dict(),
+        seed=config.seed,
+        weights_sha256=model.weights_sha256,
+        weights_layout=model.spec.layout or None,
+        input=asdict(model.spec.convention),  # channel order, scale, mean, std: exactly what the network was fed
+        versions=library_versions(),
+        device=str(model.device),
+        cpu=cpu_kind(),
+        precision=model.precision,
+        seconds=round(seconds, 3),
+        steps=steps_done,
+    )

@@ -44,8 +44,9 @@ from analysis.errors import ConfigError, ImageError
 from analysis.images import load_image, tensor_to_pil
 from analysis.models import LayerInfo, LoadedModel, count_hooks
 from analysis.objectives import check_channels
-from analysis.pngmeta import png_bytes, read_png_metadata
+from analysis.pngmeta import png_bytes, read_png_record
 from analysis.progress import OnStep, Relay, ShouldCancel
+from analysis.provenance import RunRecord, library_versions
 
 FEATVIZ_VERSION = 1
 """Part of every cache key: bump it when the algorithm changes what a render looks like."""
@@ -109,7 +110,7 @@ class ChannelRender:
     attribution: torch.Tensor | None = None
     cached: bool = False
     complete: bool = True  # False: cut short by a cancel (never cached)
-    metadata: dict = field(default_factory=dict)
+    record: RunRecord = field(default_factory=RunRecord)  # extras: kind "featviz", channel, layer_module, activation
 
 
 @dataclass
@@ -176,8 +177,8 @@ class RenderCache:
         except (OSError, ValueError, SyntaxError):
             return None
 
-    def get(self, key: str) -> tuple[torch.Tensor, dict] | None:
-        """(image, metadata) for a key, or None. A damaged file counts as a miss and is removed."""
+    def get(self, key: str) -> tuple[torch.Tensor, RunRecord] | None:
+        """(image, run record) for a key, or None. A damaged file counts as a miss and is removed."""
         path = self._path(key)
         try:
             data = path.read_bytes()
@@ -185,13 +186,13 @@ class RenderCache:
         except OSError:
             return None
         try:
-            return load_image(data), read_png_metadata(data)
+            return load_image(data), read_png_record(data)
         except (ImageError, ValueError):
             log.warning("featviz cache: dropping unreadable %s", path)
             path.unlink(missing_ok=True)
             return None
 
-    def put(self, key: str, image: torch.Tensor, metadata: dict, attribution: torch.Tensor | None = None) -> bool:
+    def put(self, key: str, image: torch.Tensor, record: RunRecord, attribution: torch.Tensor | None = None) -> bool:
         """Store a render (and its attribution map, as an 8-bit grey PNG beside it); False when the
         folder is not writable (the render still stands, uncached)."""
         target = self._path(key)
@@ -204,7 +205,7 @@ class RenderCache:
                 grey.save(buffer, format="PNG")
                 temporary.write_bytes(buffer.getvalue())
                 os.replace(temporary, self._attribution_path(key))
-            temporary.write_bytes(png_bytes(image, metadata))
+            temporary.write_bytes(png_bytes(image, record))
             os.replace(temporary, target)
         except OSError as err:
             log.warning("featviz cache: cannot write %s (%s)", target, err)
@@ -477,9 +478,9 @@ def lookup(model: LoadedModel, layer: str, channels: Iterable[int], config: Feat
         key = render_key(model, info.name, channel, config)
         hit = cache.get(key)
         if hit is not None:
-            image, meta = hit
-            found[channel] = ChannelRender(channel, image, [], float(meta.get("activation", math.nan)),
-                                           attribution=cache.get_attribution(key), cached=True, metadata=meta)
+            image, record = hit
+            found[channel] = ChannelRender(channel, image, [], float(record.extras.get("activation", math.nan)),
+                                           attribution=cache.get_attribution(key), cached=True, record=record)
     return found
 
 
@@ -514,31 +515,28 @@ def render_channels(
             break
         activations = _render_activations(model, info.name, batch, done.images)
         for i, channel in enumerate(batch):
-            meta = _metadata(model, info, channel, config, activations[i], steps_done=done.trace.shape[0])
+            record = _record(model, info, channel, config, activations[i], steps_done=done.trace.shape[0])
             render = ChannelRender(channel, done.images[i], done.trace[:, i].tolist(), activations[i],
-                                   attribution=done.attribution[i], complete=not cancelled, metadata=meta)
+                                   attribution=done.attribution[i], complete=not cancelled, record=record)
             renders[channel] = render
             if cache is not None and not cancelled:
                 # MaCo's attribution is part of its result; the FFT renderer's cache stays one file per render
                 attribution = render.attribution if config.parameterisation == "maco" else None
-                cache.put(render_key(model, info.name, channel, config), render.image, meta, attribution)
+                cache.put(render_key(model, info.name, channel, config), render.image, record, attribution)
         if cancelled:
             break
     return FeatvizResult(model.name, info.alias, [renders[c] for c in channels if c in renders], config,
                          cancelled=cancelled, seconds=round(time.perf_counter() - started, 3))
 
 
-def _metadata(model: LoadedModel, info: LayerInfo, channel: int, config: FeatvizConfig, activation: float,
-              steps_done: int) -> dict:
-    from analysis.dream import library_versions
-
-    return {
-        "kind": "featviz", "model": model.name, "training_data": model.spec.training_data,
-        "layers": [info.alias], "layer_module": info.name, "channel": channel,
-        "objective_text": f"channel {channel} of {info.alias}, from noise", "config": config.key_dict(),
-        "seed": config.seed, "weights_sha256": model.weights_sha256, "activation": round(activation, 6),
-        "steps": steps_done, "versions": {**library_versions(), "lucent": _lucent_version()},
-    }
+def _record(model: LoadedModel, info: LayerInfo, channel: int, config: FeatvizConfig, activation: float,
+            steps_done: int) -> RunRecord:
+    return RunRecord(
+        model=model.name, training_data=model.spec.training_data, layers=[info.alias],
+        objective_text=f"channel {channel} of {info.alias}, from noise", config=config.key_dict(), seed=config.seed,
+        weights_sha256=model.weights_sha256, steps=steps_done,
+        versions={**library_versions(), "lucent": _lucent_version()},
+        extras={"kind": "featviz", "layer_module": info.name, "channel": channel, "activation": round(activation, 6)})
 
 
 # ---------------------------------------------------------------- the channels on a real image

@@ -1,6 +1,6 @@
 """Grids of results: which results go in which row and column, their labels and the footnote.
 
-A Grid holds GridItems (a picture and the metadata of the run that made it), laid out by what
+A Grid holds GridItems (a picture and the record of the run that made it), laid out by what
 differs between them (arrange); its GridRecipe is the same grid as plain JSON, one dream recipe
 per cell. Pictures are drawn by analysis.drawing; replaying a recipe and bundling a grid into a
 ZIP are analysis.bundles, which builds on this module (never the other way round).
@@ -18,14 +18,14 @@ from PIL import Image
 
 from analysis import schemas
 from analysis.drawing import grid_image
-from analysis.dream import library_versions
 from analysis.errors import ConfigError
 from analysis.labels import sample_images
 from analysis.pngmeta import png_bytes
+from analysis.provenance import RunRecord, library_versions
 from analysis.recipes import REPLAY_OBSTACLES, Recipe, read_json, replay_obstacle
 
 GRID_FIELDS: tuple[str, ...] = ("model", "layer", "image", "objective", "settings", "seed", "title")
-"""What a grid's rows or columns can stand for; every label is read from a result's metadata."""
+"""What a grid's rows or columns can stand for; every label is read from a result's run record."""
 ONE_ROW = "none"
 """rows_by for a grid of one row."""
 
@@ -55,52 +55,52 @@ def _config_phrase(key: str, value: object) -> str:
 
 @dataclass
 class GridItem:
-    """One result to place in a grid: its picture, the metadata it was made with, a fallback title."""
+    """One result to place in a grid: its picture, the record of the run that made it, a fallback title."""
 
     image: Image.Image
-    metadata: dict = field(default_factory=dict)
+    record: RunRecord = field(default_factory=RunRecord)
     title: str = ""
     input_bytes: bytes | None = field(default=None, repr=False)  # an uploaded start photo, so bundles carry it
 
 
-def _image_label(metadata: dict) -> str:
-    source = (metadata.get("recipe") or {}).get("image") or {}
+def _image_label(record: RunRecord) -> str:
+    source = (record.recipe or {}).get("image") or {}
     kind, name = source.get("kind"), str(source.get("name", ""))
     if kind == "noise":
         return f"noise (seed {source.get('seed', 0)})"
     if kind == "sample":
         return next((s.title for s in sample_images() if s.path.name == name), name)
-    return name if kind == "file" else str(metadata.get("image", ""))
+    return name if kind == "file" else str(record.extras.get("image", ""))
 
 
 def field_labels(items: Sequence[GridItem], name: str) -> list[str]:
     """Each item's label for one of GRID_FIELDS. 'settings' names only the settings that differ."""
     if name == "settings":
-        configs = [{**(item.metadata.get("config") or {}), **_motion(item.metadata)} for item in items]
+        configs = [{**(item.record.config or {}), **_motion(item.record)} for item in items]
         keys = [k for k in dict.fromkeys(k for c in configs for k in c)
                 if k != "seed" and len({json.dumps(c.get(k)) for c in configs}) > 1]
         return [", ".join(_config_phrase(k, c[k]) for k in keys if c.get(k) is not None) for c in configs]
     return [_label(item, name) for item in items]
 
 
-def _motion(metadata: dict) -> dict:
+def _motion(record: RunRecord) -> dict:
     """An animation's own settings, so results that differ only in zoom or turn get told apart."""
-    motion = metadata.get("animation") or {}
+    motion = record.extras.get("animation") or {}
     return {key: motion[key] for key in ("frames", "zoom", "rotation") if key in motion}
 
 
 def _label(item: GridItem, name: str) -> str:
-    meta = item.metadata
+    record = item.record
     if name == "model":
-        return str(meta.get("model", ""))
+        return record.model or ""
     if name == "layer":
-        return ", ".join(meta.get("layers") or [])
+        return ", ".join(record.layers)
     if name == "image":
-        return _image_label(meta)
+        return _image_label(record)
     if name == "objective":
-        return str(meta.get("objective_text", ""))
+        return record.objective_text or ""
     if name == "seed":
-        return f"seed {meta['seed']}" if "seed" in meta else ""
+        return f"seed {record.seed}" if record.seed is not None else ""
     return item.title
 
 
@@ -121,39 +121,39 @@ def varying_fields(items: Sequence[GridItem]) -> list[str]:
     return out
 
 
-def _weights_phrase(metadata: dict) -> str:
-    sha = str(metadata.get("weights_sha256", "?"))
+def _weights_phrase(record: RunRecord) -> str:
+    sha = record.weights_sha256 or "?"
     return f"weights sha256 {sha[:12]}" if re.fullmatch(r"[0-9a-f]{64}", sha) else f"weights {sha}"
 
 
-def settings_footnote(metadatas: Sequence[dict]) -> str:
+def settings_footnote(records: Sequence[RunRecord]) -> str:
     """The settings of a set of results in one paragraph: shared values once, 'varies' otherwise."""
-    metas = [m for m in metadatas if m]
+    metas = [m for m in records if m != RunRecord()]
     if not metas:
         return ""
     parts = []
-    by_model: dict[str, dict] = {}
+    by_model: dict[str, RunRecord] = {}
     for meta in metas:
-        if meta.get("model"):
-            by_model.setdefault(str(meta["model"]), meta)
+        if meta.model:
+            by_model.setdefault(meta.model, meta)
     if by_model:
-        parts.append("; ".join(f"{name} ({m.get('training_data', '?')}, {_weights_phrase(m)})"
+        parts.append("; ".join(f"{name} ({m.training_data or '?'}, {_weights_phrase(m)})"
                                for name, m in by_model.items()))
-    objectives = {m.get("objective_text") for m in metas}
+    objectives = {m.objective_text for m in metas}
     if len(objectives) == 1 and None not in objectives:
         parts.append(f"objective: {objectives.pop()}")
-    configs = [m.get("config") or {} for m in metas]
+    configs = [m.config or {} for m in metas]
     phrases = [_config_phrase(k, configs[0].get(k)) if len({json.dumps(c.get(k)) for c in configs}) == 1
                else f"{k.replace('_', ' ')} varies" for k in dict.fromkeys(k for c in configs for k in c)]
     if phrases:
         parts.append(", ".join(phrases))
-    sides = {(m.get("recipe") or {}).get("max_side") for m in metas}
+    sides = {(m.recipe or {}).get("max_side") for m in metas}
     if len(sides) == 1 and None not in sides:
         parts.append(f"longest side {sides.pop()} px")
-    versions = metas[0].get("versions") or {}
+    versions = metas[0].versions
     if versions:
         parts.append(", ".join(f"{'Inceptionism Lab' if k == 'inceptionism' else k} {v}" for k, v in versions.items()))
-    devices = sorted({str(m["device"]) for m in metas if m.get("device")})
+    devices = sorted({m.device for m in metas if m.device})
     if devices:
         parts.append("on " + ", ".join(devices))
     return " · ".join(parts)
@@ -200,7 +200,7 @@ class Grid(Layout[GridItem]):
         """Why the pictures that cannot be replayed cannot (no recipe, cancelled part-way, ...), one line per reason."""
         names: dict[str, list[str]] = {}
         for r, c, item in self.items():
-            obstacle = replay_obstacle(item.metadata)
+            obstacle = replay_obstacle(item.record)
             if obstacle is None:
                 continue
             reason = REPLAY_OBSTACLES[obstacle]
@@ -211,24 +211,22 @@ class Grid(Layout[GridItem]):
         """The recipe that replays this grid, or None when a picture cannot be replayed."""
         if not self.items() or self.unreplayable():
             return None
-        cells = [[Recipe.from_dict(item.metadata["recipe"]) if item else None for item in row] for row in self.cells]
+        cells = [[Recipe.from_dict(item.record.recipe) if item else None for item in row] for row in self.cells]
         return GridRecipe(cells, list(self.row_labels), list(self.col_labels), self.title, self.footnote,
                           self.cell_side)
 
     def metadata(self) -> dict:
         """What the grid PNG carries: labels, models, layers, seeds, settings, versions, the recipe."""
-        metas = [item.metadata for _, _, item in self.items() if item.metadata]
+        metas = [item.record for _, _, item in self.items()]
         recipe = self.recipe()
         return {
             "kind": "grid", "title": self.title, "row_labels": self.row_labels, "col_labels": self.col_labels,
             "footnote": self.footnote,
-            "models": list(dict.fromkeys(m["model"] for m in metas if m.get("model"))),
-            "layers": list(dict.fromkeys(layer for m in metas for layer in m.get("layers") or [])),
-            "seeds": list(dict.fromkeys(m["seed"] for m in metas if "seed" in m)),
-            "weights_sha256": {m["model"]: m["weights_sha256"] for m in metas
-                               if m.get("model") and m.get("weights_sha256")},
-            "configs": list({json.dumps(m["config"], sort_keys=True): m["config"]
-                             for m in metas if m.get("config")}.values()),
+            "models": list(dict.fromkeys(m.model for m in metas if m.model)),
+            "layers": list(dict.fromkeys(layer for m in metas for layer in m.layers)),
+            "seeds": list(dict.fromkeys(m.seed for m in metas if m.seed is not None)),
+            "weights_sha256": {m.model: m.weights_sha256 for m in metas if m.model and m.weights_sha256},
+            "configs": list({json.dumps(m.config, sort_keys=True): m.config for m in metas if m.config}.values()),
             "cells": [[_cell_summary(item) if item else None for item in row] for row in self.cells],
             "versions": library_versions(),
             "grid_recipe": recipe.to_dict() if recipe else None,
@@ -239,7 +237,7 @@ class Grid(Layout[GridItem]):
 
 
 def _cell_summary(item: GridItem) -> dict:
-    meta = item.metadata
+    meta = item.record.to_dict()
     keys = ("model", "layers", "objective_text", "seed", "config", "weights_sha256", "steps")
     return {"title": item.title, **{k: meta[k] for k in keys if k in meta}}
 
@@ -301,7 +299,7 @@ def arrange(items: Sequence[GridItem], rows_by: str | None = None, cols_by: str 
         shared = [field_labels(items, f)[0] for f in ("model", "image") if f not in varying]
         title = " · ".join(part for part in [axes, *shared] if part)
     return Grid(cells, rows if rows_by else [], cols if col_fields else [], title,
-                settings_footnote([item.metadata for item in items]) if footnote is None else footnote, cell_side)
+                settings_footnote([item.record for item in items]) if footnote is None else footnote, cell_side)
 
 
 @dataclass

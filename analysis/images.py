@@ -31,11 +31,13 @@ MAX_IMAGE_FILE_BYTES = 256 * 2**20
 MAX_DREAM_SIDE = 4096
 """The longest side a dream may have; tiling keeps memory bounded up to it."""
 
-ImageSource = str | Path | bytes | BinaryIO
+ImageInput = str | Path | bytes | BinaryIO
+"""What load_image opens: a path, raw bytes or an open binary file (recipes.ImageSource says where a dream's
+start image comes from, and loads it through here)."""
 
 
 @contextmanager
-def opened(source: ImageSource) -> Iterator[Image.Image]:
+def opened(source: ImageInput) -> Iterator[Image.Image]:
     """An untrusted image, decoded, for the with-block; the picture and its file are closed on every path
     (a truncated or oversized file once left its file open: a ResourceWarning after the error line)."""
     if isinstance(source, (str, Path)):
@@ -117,7 +119,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(source: ImageSource, max_side: int | None = None) -> torch.Tensor:
+def load_image(source: ImageInput, max_side: int | None = None) -> torch.Tensor:
     """Open an untrusted image as a (3, H, W) float tensor in [0, 1], longest side <= max_side."""
     with opened(source) as picture:
         image = to_rgb(picture)  # a new picture: independent of the file closed below

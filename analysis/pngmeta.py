@@ -19,19 +19,23 @@ from PIL import Image, PngImagePlugin
 from analysis import schemas
 from analysis.errors import ConfigError, ImageError
 from analysis.images import tensor_to_pil
+from analysis.provenance import RunRecord
 
 METADATA_KEY = "inceptionism"
 _UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it), then put back
 os.umask(_UMASK)
 
 
-def png_bytes(image: torch.Tensor | Image.Image, metadata: dict | None = None) -> bytes:
-    """Encode a picture as PNG with the metadata in text chunks."""
+def png_bytes(image: torch.Tensor | Image.Image, metadata: RunRecord | dict | None = None) -> bytes:
+    """Encode a picture as PNG with a run's record (or a grid's metadata) in text chunks, as JSON."""
     picture = tensor_to_pil(image) if isinstance(image, torch.Tensor) else image
+    if isinstance(metadata, RunRecord):
+        metadata = metadata.to_dict()
     info = PngImagePlugin.PngInfo()
     if metadata:
         info.add_text(METADATA_KEY, json.dumps(metadata, default=str))
-        info.add_text("Software", f"Inceptionism Lab {metadata.get('versions', {}).get('inceptionism', '')}".strip())
+        version = (metadata.get("versions") or {}).get("inceptionism", "")
+        info.add_text("Software", f"Inceptionism Lab {version}".strip())
         if metadata.get("title"):
             info.add_text("Title", str(metadata["title"]))
         if "objective_text" in metadata:
@@ -42,7 +46,7 @@ def png_bytes(image: torch.Tensor | Image.Image, metadata: dict | None = None) -
     return buffer.getvalue()
 
 
-def save_png(path: Path, image: torch.Tensor | Image.Image, metadata: dict | None = None) -> Path:
+def save_png(path: Path, image: torch.Tensor | Image.Image, metadata: RunRecord | dict | None = None) -> Path:
     return write_file(path, png_bytes(image, metadata))
 
 
@@ -80,3 +84,8 @@ def read_png_metadata(source: Path | bytes, check: bool = True) -> dict:
     if check:
         schemas.validate(schemas.ResultMetadata, metadata, "PNG's metadata", worded=False)
     return metadata
+
+
+def read_png_record(source: Path | bytes) -> RunRecord:
+    """The run record a result PNG carries, checked (an empty record when it carries none)."""
+    return RunRecord.from_dict(read_png_metadata(source))

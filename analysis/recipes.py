@@ -13,19 +13,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from analysis import labels, schemas
-from analysis.dream import DreamConfig, DreamResult, dream
+from analysis.dream import DreamConfig, DreamResult, dream_batch
 from analysis.errors import ConfigError, ImageError
 from analysis.images import check_side, file_sha256, load_image, noise_image, read_verified
 from analysis.models import LOGITS, LoadedModel, get_spec, layer_table, load_model
 from analysis.objectives import Objective, objective_from_dict
-from analysis.pngmeta import read_png_metadata
+from analysis.pngmeta import read_png_metadata, read_png_record
 from analysis.progress import OnStep, ShouldCancel
+from analysis.provenance import RunRecord
 
 RECIPE_VERSION = schemas.RECIPE_VERSION
 
@@ -40,6 +42,7 @@ class ImageSource:
     seed: int = 0  # noise seed
     sha256: str = ""  # of the file's bytes, to check a replay uses the same picture
     data: bytes | None = field(default=None, repr=False)  # uploaded bytes, kept in memory only
+    path: Path | None = field(default=None, repr=False, compare=False)  # a file on disk, checked when loaded
 
     def to_dict(self) -> dict:
         out = {"kind": self.kind}
@@ -68,8 +71,19 @@ class ImageSource:
     def upload(cls, name: str, data: bytes) -> ImageSource:
         return cls("file", name=name, sha256=hashlib.sha256(data).hexdigest(), data=data)
 
-    def load(self, max_side: int, file: Path | None = None) -> torch.Tensor:
-        """The start image at most max_side px. For 'file', pass the file (or keep data)."""
+    @classmethod
+    def file(cls, path: Path) -> ImageSource:
+        """A photo on disk, named in a recipe by its base name and sha256 (hashed while streaming)."""
+        path = Path(path)
+        return cls("file", name=path.name, sha256=file_sha256(path), path=path)
+
+    def at(self, path: Path | None) -> ImageSource:
+        """A recipe's photo found at path (a replay's --image): checked against the sha256 when loaded.
+        Only a 'file' source reads a file; the others come back as they are."""
+        return replace(self, path=Path(path)) if self.kind == "file" and path is not None else self
+
+    def load(self, max_side: int) -> torch.Tensor:
+        """The start image at most max_side px; a 'file' comes from its data or its path, checked by sha256."""
         check_side(max_side)
         if self.kind == "noise":
             height, width = self.size
@@ -81,8 +95,8 @@ class ImageSource:
             raw = self.data
             if self.sha256 and hashlib.sha256(raw).hexdigest() != self.sha256:
                 raise ImageError(f"The image is not the one the recipe was made with ({self.name}, sha256 differs).")
-        elif file is not None:
-            raw = read_verified(Path(file), self.sha256, self.name)
+        elif self.path is not None:
+            raw = read_verified(self.path, self.sha256, self.name)
         else:
             raise ImageError(f"This recipe dreams the file '{self.name}': give it with --image.")
         named = io.BytesIO(raw)
@@ -160,8 +174,9 @@ class Recipe:
             if not isinstance(metadata.get("recipe"), dict):
                 raise ConfigError("This PNG carries no recipe (only dreams made by this tool on one image do).")
             schemas.validate(schemas.ResultMetadata, metadata, "PNG's metadata", worded=False)
-            recipe = cls.from_dict(metadata["recipe"])
-            steps = metadata.get("steps")
+            record = RunRecord.from_dict(metadata)
+            recipe = cls.from_dict(record.recipe)
+            steps = record.steps
             if steps not in (None, recipe.config.total_steps):
                 raise ConfigError(f"This dream was stopped after {steps} of "
                                   f"{recipe.config.total_steps} steps: its recipe would dream all of them.")
@@ -177,18 +192,18 @@ REPLAY_OBSTACLES = {"animation": "a frame of an animation (its settings are in t
 """Why a result does not replay from its own recipe, in words, for each replay_obstacle()."""
 
 
-def replay_obstacle(metadata: dict) -> str | None:
+def replay_obstacle(record: RunRecord) -> str | None:
     """Why a result's recipe would not give the result's pixels: "animation" (a frame: its recipe is the
     animation's first dream), "no recipe", "stopped" (cancelled part-way), or None when it replays."""
-    recipe = metadata.get("recipe")
-    if "animation" in metadata or "video" in metadata:  # a frame: its recipe is the whole animation's or video's
+    recipe = record.recipe
+    if "animation" in record.extras or "video" in record.extras:  # a frame: its recipe is the whole run's
         return "animation"
-    if not isinstance(recipe, dict):
+    if recipe is None:
         return "no recipe"
     config = recipe.get("config") if isinstance(recipe.get("config"), dict) else {}
     octaves, iterations = config.get("octaves"), config.get("iterations")
     total = octaves * iterations if isinstance(octaves, int) and isinstance(iterations, int) else None
-    return "stopped" if metadata.get("steps") not in (None, total) else None
+    return "stopped" if record.steps not in (None, total) else None
 
 
 def check_objective_fits(model: str, objective: dict, label: str = "recipe") -> None:
@@ -230,14 +245,36 @@ def check_model(recipe: Recipe, model: LoadedModel) -> LoadedModel:
     return model
 
 
-def run_recipe(recipe: Recipe, model: LoadedModel | None = None, image_file: Path | None = None,
-               on_step: OnStep | None = None, should_cancel: ShouldCancel | None = None) -> DreamResult:
-    """Replay a recipe: the original run's pixels where the module docstring says they hold."""
-    model = check_model(recipe, model or load_model(recipe.model, precision=recipe.precision))
-    image = recipe.image.load(recipe.max_side, image_file)
-    result = dream(model, image, recipe.build_objective(), recipe.config, on_step, should_cancel)
-    result.metadata["recipe"] = recipe.to_dict()
-    return result
+def run_recipe(recipe: Recipe, model: LoadedModel | None = None, on_step: OnStep | None = None,
+               should_cancel: ShouldCancel | None = None) -> DreamResult:
+    """Dream a recipe (a new dream or a replay: the same thing): its result carries the recipe, which gives
+    these very pixels again where the module docstring says they hold. Every dream of the CLI and the
+    dashboard runs through here or run_recipes."""
+    return run_recipes([recipe], model, on_step, should_cancel)[0]
+
+
+def run_recipes(recipes: Sequence[Recipe], model: LoadedModel | None = None, on_step: OnStep | None = None,
+                should_cancel: ShouldCancel | None = None) -> list[DreamResult]:
+    """Dream recipes that differ only in their objective (a layer sweep, one model's row of a comparison) on
+    one start image, as one dream_batch call; each result is created with its record.
+
+    A result dreamed on its own (batch size 1: one recipe, or a sweep on the CPU) carries its recipe, which
+    replays to its very pixels; a batched sweep (a GPU's) is not pixel-identical to single dreams, so its
+    results carry none."""
+    if not recipes:
+        raise ConfigError("Give at least one recipe to dream.")
+    first = recipes[0]
+    shared = (first.model, first.config, first.image.to_dict(), first.max_side, first.precision)
+    if any((r.model, r.config, r.image.to_dict(), r.max_side, r.precision) != shared for r in recipes[1:]):
+        raise ConfigError("Recipes dreamed together must share the model, settings, start image, size and precision.")
+    model = check_model(first, model or load_model(first.model, precision=first.precision))
+    image = first.image.load(first.max_side)
+    results = dream_batch(model, image[None].repeat(len(recipes), 1, 1, 1), [r.build_objective() for r in recipes],
+                          first.config, on_step, should_cancel)
+    for recipe, result in zip(recipes, results):
+        if result.record.batch_size == 1:
+            result.record = replace(result.record, recipe=recipe.to_dict())
+    return results
 
 
 @dataclass(frozen=True)
@@ -262,13 +299,6 @@ class ReplayCheck:
         return f"{what} from the original (made on {same})"
 
 
-def _machine(metadata: dict) -> str:
-    versions = metadata.get("versions") or {}
-    return (f"{metadata.get('device', '?')} {metadata.get('precision', 'fp32')}, "
-            f"CPU {metadata.get('cpu', 'not recorded')}, "
-            f"torch {versions.get('torch', '?')}, inceptionism {versions.get('inceptionism', '?')}")
-
-
 def check_replay(original_png: bytes, replayed: DreamResult) -> ReplayCheck:
     """Compare a replay with the PNG whose recipe it ran, and say where each was made."""
     import numpy as np
@@ -280,4 +310,4 @@ def check_replay(original_png: bytes, replayed: DreamResult) -> ReplayCheck:
         before = np.asarray(picture.convert("RGB"), dtype=np.int16)
     after = np.asarray(tensor_to_pil(replayed.image), dtype=np.int16)
     largest = int(np.abs(before - after).max()) if before.shape == after.shape else None
-    return ReplayCheck(largest, _machine(read_png_metadata(original_png)), _machine(replayed.metadata))
+    return ReplayCheck(largest, read_png_record(original_png).machine, replayed.record.machine)

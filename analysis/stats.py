@@ -232,15 +232,15 @@ def channel_dreams(
 def channel_grid(image: torch.Tensor, results: Sequence[DreamResult], channels: Sequence[int], layer: str,
                  model_title: str, image_title: str) -> Image.Image:
     """original | channel c1 | channel c2 ..., one labelled row, ready to save as PNG."""
-    config = DreamConfig.from_dict(results[0].metadata["config"])
+    config = DreamConfig.from_dict(results[0].record.config)
     steps = config.total_steps
     cells = [[tensor_to_pil(image)] + [tensor_to_pil(r.image) for r in results]]
-    done = sum(r.metadata.get("steps", steps) for r in results)
+    done = sum(r.record.steps for r in results)
     partial = "" if done == steps * len(results) else f" (cancelled after {done} of {steps * len(results)})"
     return grid_image(cells, col_labels=["original"] + [f"channel {c}" for c in channels],
                       title=f"{model_title}: channels of {layer} dreamed on {image_title}",
                       footnote=f"Objective: mean activation of one channel per picture{partial}. "
-                               f"{settings_footnote([r.metadata for r in results])}")
+                               f"{settings_footnote([r.record for r in results])}")
 
 
 def stats_for_models(

@@ -38,13 +38,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from analysis.dream import DreamConfig, dream, run_metadata
+from analysis.dream import DreamConfig, dream, run_record
 from analysis.errors import ConfigError, VideoError
 from analysis.images import pil_to_tensor, tensor_to_pil
 from analysis.models import LoadedModel, load_model
 from analysis.objectives import LayerL2, Objective
 from analysis.pngmeta import png_bytes, read_png_metadata
 from analysis.progress import OnStep, Relay, ShouldCancel
+from analysis.provenance import RunRecord
 from analysis.recipes import RECIPE_VERSION, ImageSource, Recipe, check_model, read_json
 
 MAX_VIDEO_BYTES = 200 * 1024 * 1024
@@ -496,7 +497,7 @@ class VideoDream:
     recipe: VideoRecipe
     flicker: list[float]  # frame 1 on (each against the one before)
     trusted: list[float]  # share of pixels whose flow is trusted, frame 1 on
-    metadata: dict = field(default_factory=dict)
+    record: RunRecord = field(default_factory=RunRecord)  # extras["video"]: the settings, source and flicker
     cancelled: bool = False
     total_frames: int = 0  # frames the run was asked for
 
@@ -609,7 +610,7 @@ def dream_video(model: LoadedModel, source: Path, recipe: VideoRecipe, work: Pat
             cancelled = True
             break
         dreamed = _quantised(result.image)
-        stats = {"frame": position, "source_frame": index, "layer": result.metadata["layers"],
+        stats = {"frame": position, "source_frame": index, "layer": result.record.layers,
                  "seed": frame_config.seed, "steps": frame_config.total_steps}
         if motion is not None:
             flickers.append(flicker(dreamed, previous_dream, motion))
@@ -621,13 +622,14 @@ def dream_video(model: LoadedModel, source: Path, recipe: VideoRecipe, work: Pat
         previous_source, previous_dream = frame, dreamed
         relay.report(steps_before + frame_config.total_steps, dreamed)
     steps_done = (config.total_steps + (len(frames) - 1) * short.total_steps) if frames else 0
-    metadata = run_metadata(model, objective.bind(model), config, time.perf_counter() - started, steps_done)
-    result = VideoDream(frames, info, recipe, flickers, trusted, metadata, cancelled, len(indices))
-    metadata["video"] = {**settings.to_dict(), "source": info.to_dict(), "frames_done": len(frames),
-                         "frames_asked": len(indices), "size": list(size), "fps": str(result.fps),
-                         "flicker": None if result.mean_flicker is None else round(result.mean_flicker, 4),
-                         "seeds": "frame i dreams with seed + i"}
-    metadata["recipe"] = recipe.to_dict()
+    record = run_record(model, objective.bind(model), config, time.perf_counter() - started, steps_done)
+    result = VideoDream(frames, info, recipe, flickers, trusted, replace(record, recipe=recipe.to_dict()), cancelled,
+                        len(indices))
+    result.record = result.record.with_extras(video={
+        **settings.to_dict(), "source": info.to_dict(), "frames_done": len(frames), "frames_asked": len(indices),
+        "size": list(size), "fps": str(result.fps),
+        "flicker": None if result.mean_flicker is None else round(result.mean_flicker, 4),
+        "seeds": "frame i dreams with seed + i"})
     return result
 
 

@@ -3,9 +3,9 @@
 Any page that shows a result registers it once, when its job finishes::
 
     from dashboard import results
-    results.add_result("dream", "Chelsea the cat · block8", result.image, run.metadata)
+    results.add_result("dream", "Chelsea the cat · block8", result.image, result.record)
 
-The metadata should be the run's metadata with a "recipe" (Recipe.to_dict()) so the
+The record should carry the run's recipe (the library's dream functions attach it) so the
 Export page's grids replay to the same pixels; pass `table` for statistics behind the
 picture and `input_bytes` for an uploaded start photo, so bundles can carry it. A page
 that shows several results as a grid offers the same downloads with `export_buttons(grid)`.
@@ -27,6 +27,7 @@ from analysis.bundles import bundle_zip
 from analysis.grids import Grid, GridItem
 from analysis.images import tensor_to_pil
 from analysis.pngmeta import png_bytes
+from analysis.provenance import RunRecord
 from analysis.recipes import REPLAY_OBSTACLES, replay_obstacle
 
 RESULTS_KEY = "results.registry"
@@ -42,20 +43,20 @@ class Result:
     kind: str  # the page that made it: "dream", "layers", "compare", "bias", "animation", ...
     title: str
     image: Image.Image
-    metadata: dict
+    record: RunRecord
     table: pd.DataFrame | None = None
     input_bytes: bytes | None = field(default=None, repr=False)
     created: float = field(default_factory=time.time)
 
     def grid_item(self) -> GridItem:
-        return GridItem(self.image, self.metadata, self.title, self.input_bytes)
+        return GridItem(self.image, self.record, self.title, self.input_bytes)
 
 
-def add_result(kind: str, title: str, image: torch.Tensor | Image.Image, metadata: dict,
+def add_result(kind: str, title: str, image: torch.Tensor | Image.Image, record: RunRecord,
                table: pd.DataFrame | None = None, input_bytes: bytes | None = None) -> Result:
     """Keep a result for this session (newest last); returns it."""
     picture = tensor_to_pil(image) if isinstance(image, torch.Tensor) else image.convert("RGB")
-    result = Result(next(_IDS), kind, title, picture, dict(metadata), table, input_bytes)
+    result = Result(next(_IDS), kind, title, picture, record, table, input_bytes)
     registry = st.session_state.setdefault(RESULTS_KEY, [])
     registry.append(result)
     del registry[:-MAX_RESULTS]
@@ -71,16 +72,16 @@ def result_downloads(result: Result, key: str) -> None:
     """One result on its own: its PNG (settings and, for a single dream, its recipe in the metadata)
     and, when the recipe gives these very pixels, the recipe JSON; both made only when clicked."""
     stem = f"{result.kind}-{result.id}"
-    obstacle = replay_obstacle(result.metadata)
+    obstacle = replay_obstacle(result.record)
     with st.popover("Save", icon=":material/download:", width="stretch"):
-        st.download_button("Picture PNG", lambda: png_bytes(result.image, result.metadata), file_name=f"{stem}.png",
+        st.download_button("Picture PNG", lambda: png_bytes(result.image, result.record), file_name=f"{stem}.png",
                            mime="image/png", key=f"{key}.png", on_click="ignore", icon=":material/image:",
                            width="stretch",
                            help="Its settings are in the PNG metadata" + (
                                "; the Dream page's replay box and `python -m analysis dream --recipe` take it "
                                "as it is." if obstacle is None else "."))
         if obstacle is None:
-            st.download_button("Recipe JSON", lambda: json.dumps(result.metadata["recipe"], indent=2),
+            st.download_button("Recipe JSON", lambda: json.dumps(result.record.recipe, indent=2),
                                file_name=f"{stem}-recipe.json", mime="application/json", key=f"{key}.recipe",
                                on_click="ignore", icon=":material/replay:", width="stretch",
                                help="Model, objective, settings, seed and start image: replays to these pixels.")

@@ -7,20 +7,21 @@ use the model freely (dream, then classify) and must not call st.*.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from PIL import Image
 
 from analysis.drawing import grid_image
-from analysis.dream import DreamConfig, DreamResult, dream, dream_batch
+from analysis.dream import DreamConfig, DreamResult
 from analysis.grids import settings_footnote
 from analysis.images import tensor_to_pil
 from analysis.labels import TopK, top_classes
 from analysis.models import LayerInfo, LoadedModel
-from analysis.objectives import LayerL2, Objective
+from analysis.objectives import LayerL2
 from analysis.pngmeta import png_bytes
-from analysis.recipes import ImageSource, Recipe, check_replay, run_recipe
+from analysis.provenance import RunRecord
+from analysis.recipes import ImageSource, Recipe, check_replay, run_recipe, run_recipes
 from analysis.wording import model_label
 from dashboard import progress, state
 from dashboard.readings import depth_reading
@@ -59,21 +60,17 @@ class DreamRun:
     replayed: str | None = None  # a replay: what it says about its pixels against the original's
     _png: bytes | None = field(default=None, repr=False)
 
-    @property
-    def metadata(self) -> dict:
-        return {**self.result.metadata, "recipe": self.recipe.to_dict()}
-
     def png(self) -> bytes:
-        """The dream as PNG with its metadata and recipe (encoded once)."""
+        """The dream as PNG with its run record and recipe (encoded once)."""
         if self._png is None:
-            self._png = png_bytes(self.result.image, self.metadata)
+            self._png = png_bytes(self.result.image, self.result.record)
         return self._png
 
 
-def dream_work(model: LoadedModel, image: torch.Tensor, objective: Objective, config: DreamConfig,
-               recipe: Recipe, image_title: str, objective_text: str):
+def dream_work(model: LoadedModel, recipe: Recipe, image: torch.Tensor, image_title: str, objective_text: str):
+    """A new dream; `image` is the recipe's start image as the page shows it beside the dream."""
     def work(on_step, should_cancel) -> DreamRun:
-        result = dream(model, image, objective, config, on_step, should_cancel)
+        result = run_recipe(recipe, model, on_step, should_cancel)
         return DreamRun(image, result, recipe, model.spec.title, image_title, objective_text,
                         top_classes(model, image), top_classes(model, result.image))
     return work
@@ -88,7 +85,7 @@ def recipe_work(model: LoadedModel, recipe: Recipe, image: torch.Tensor, image_t
                     "and library versions as the original." if original_png is None or result.cancelled
                     else f"Replayed from a dream PNG: {check_replay(original_png, result).describe()}.")
         return DreamRun(image, result, recipe, model.spec.title, image_title,
-                        result.metadata.get("objective_text", ""), top_classes(model, image),
+                        result.record.objective_text or "", top_classes(model, image),
                         top_classes(model, result.image), replayed=replayed)
     return work
 
@@ -104,14 +101,14 @@ class LayersRun:
     image_title: str
     config: DreamConfig
     grid: Image.Image | None = None
-    metadata: dict = field(default_factory=dict)
+    record: RunRecord = field(default_factory=RunRecord)  # the sweep's: every layer, no single recipe
     input_bytes: bytes | None = field(default=None, repr=False)  # an uploaded start photo
     _png: bytes | None = field(default=None, repr=False)
 
     def png(self) -> bytes:
-        """The grid as PNG with the run's metadata (encoded once)."""
+        """The grid as PNG with the sweep's run record (encoded once)."""
         if self._png is None:
-            self._png = png_bytes(self.grid, self.metadata)
+            self._png = png_bytes(self.grid, self.record)
         return self._png
 
     @property
@@ -125,37 +122,25 @@ def layers_grid(run: LayersRun) -> Image.Image:
     columns = ["original"] + [f"{info.alias} · depth {info.depth:.2f}\n{depth_reading(info.depth)}"
                               for info in run.layers]
     title = f"{run.model_title}: {run.image_title} dreamed at {len(run.layers)} layers, low to high"
-    steps, planned = sum(r.metadata.get("steps", 0) for r in run.results), run.config.total_steps * len(run.results)
+    steps, planned = sum(r.record.steps for r in run.results), run.config.total_steps * len(run.results)
     cancelled = "" if steps == planned else f"; cancelled after {steps} of {planned} steps"
-    footnote = f"Objective: L2 of each layer{cancelled}. {settings_footnote([r.metadata for r in run.results])}"
+    footnote = f"Objective: L2 of each layer{cancelled}. {settings_footnote([r.record for r in run.results])}"
     return grid_image(cells, col_labels=columns, title=title, footnote=footnote)
-
-
-def attach_recipes(model: LoadedModel, results: list[DreamResult], config: DreamConfig, source: ImageSource,
-                   max_side: int) -> None:
-    """Each dream of a sweep that was dreamed alone (the CPU) gets the single-dream recipe, which
-    replays to its very pixels; a batched GPU sweep is not pixel-identical to single dreams: none."""
-    for result in results:
-        if result.metadata.get("batch_size") == 1:
-            recipe = Recipe(model.name, result.metadata["objective"], config, source, max_side, model.precision)
-            result.metadata["recipe"] = recipe.to_dict()
 
 
 def layers_work(model: LoadedModel, image: torch.Tensor, layers: list[LayerInfo], config: DreamConfig,
                 source: ImageSource, max_side: int, image_title: str, input_bytes: bytes | None = None):
-    """The sweep; `source` and `max_side` say where `image` came from, for the per-layer recipes."""
+    """The sweep, one recipe per layer; `image` is the start image (`source` at `max_side` px) as the page shows it.
+    Each layer dreamed alone (the CPU) keeps its recipe, which replays to its very pixels (recipes.run_recipes)."""
     def work(on_step, should_cancel) -> LayersRun:
-        batch = image[None].repeat(len(layers), 1, 1, 1)
-        objectives = [LayerL2(info.alias) for info in layers]
-        results = dream_batch(model, batch, objectives, config, on_step, should_cancel)
-        attach_recipes(model, results, config, source, max_side)
+        recipes = [Recipe(model.name, LayerL2(info.name).to_dict(), config, source, max_side, model.precision)
+                   for info in layers]
+        results = run_recipes(recipes, model, on_step, should_cancel)
         title = model_label(model.spec.title, model.spec.training_data)
         run = LayersRun(image, layers, results, title, image_title, config, input_bytes=input_bytes)
-        meta = dict(results[0].metadata)
-        for key in ("objective", "recipe"):  # the first layer's: the grid's metadata is about all of them
-            meta.pop(key, None)
-        meta.update(layers=[info.alias for info in layers], objective_text="L2 of each layer", image=image_title)
-        run.metadata = meta
+        # the first layer's record, less its objective and recipe: the grid's record is about all of them
+        run.record = replace(results[0].record, objective=None, recipe=None, layers=[i.alias for i in layers],
+                             objective_text="L2 of each layer").with_extras(image=image_title)
         run.grid = layers_grid(run)
         return run
     return work

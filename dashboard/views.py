@@ -11,9 +11,9 @@ from dashboard.runs import DreamRun
 
 
 def file_stem(run: DreamRun) -> str:
-    meta = run.result.metadata
-    layers = "-".join(meta.get("layers", [])) or "dream"
-    return slug(f"{meta.get('model', 'model')}-{layers}-seed{meta.get('seed', 0)}", 60, "dream")
+    record = run.result.record
+    layers = "-".join(record.layers) or "dream"
+    return slug(f"{record.model or 'model'}-{layers}-seed{record.seed or 0}", 60, "dream")
 
 
 PROBABILITY = {"probability": st.column_config.ProgressColumn("probability", format="percent", min_value=0.0,
@@ -31,7 +31,7 @@ def _top5(top: list | None, title: str, key: str) -> None:
 def pair(run: DreamRun, key: str, classes: bool = True) -> None:
     """Original and dream side by side, each with its top-5 classes underneath."""
     left, right = st.columns(2)
-    steps = run.result.metadata.get("steps", len(run.result.trace))
+    steps = run.result.record.steps
     with left:
         st.image(tensor_to_pil(run.original), caption=f"Original: {run.image_title}", width="stretch")
         if classes:
@@ -51,7 +51,7 @@ def dream_result(run: DreamRun, key: str, details: bool = True) -> None:
     result = run.result
     config = run.recipe.config
     if result.cancelled:
-        st.warning(f"Cancelled after {result.metadata.get('steps', 0)} of {config.total_steps} steps: "
+        st.warning(f"Cancelled after {result.record.steps} of {config.total_steps} steps: "
                    "this is the partial dream.", icon=":material/stop_circle:")
     if run.replayed:
         st.info(run.replayed, icon=":material/replay:")
@@ -66,8 +66,8 @@ def dream_result(run: DreamRun, key: str, details: bool = True) -> None:
     b.download_button("Download recipe", run.recipe.to_json(), file_name=f"{stem}.recipe.json",
                       mime="application/json", key=f"{key}.recipe", icon=":material/receipt_long:", width="stretch",
                       help="Plain JSON: upload it under 'Replay a recipe' to make the same dream again.")
-    meta = result.metadata
-    c.caption(f"{meta.get('seconds', 0):.1f} s on {meta.get('device', '?')} · seed {meta.get('seed')} · "
-              f"weights sha256 {str(meta.get('weights_sha256'))[:12]}…")
+    record = result.record
+    c.caption(f"{record.seconds:.1f} s on {record.device} · seed {record.seed} · "
+              f"weights sha256 {str(record.weights_sha256)[:12]}…")
     st.plotly_chart(figures.trace_figure(result.trace, config.iterations,
                                         title=f"Objective per step: {run.objective_text}"), key=f"{key}.trace")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 import streamlit as st
@@ -15,6 +15,7 @@ from analysis.dream import DreamResult
 from analysis.errors import ConfigError
 from analysis.images import fit_tensor, load_image
 from analysis.pngmeta import png_bytes
+from analysis.provenance import RunRecord
 from dashboard import progress, runs, state, widgets
 
 SLOT, RESULT = "statistics.job", "statistics.result"
@@ -39,7 +40,7 @@ class ChannelDreams:
     results: list[DreamResult]
     channels: list[int]
     grid: Image.Image
-    metadata: dict
+    record: RunRecord
     title: str
 
 
@@ -207,9 +208,9 @@ def start_dreams(run: Measured, model_name: str, layer: str, channels: list[int]
         def work(on_step, should_cancel) -> ChannelDreams:
             dreams = stats.channel_dreams(model, image, layer, channels, config, on_step, should_cancel)
             grid = stats.channel_grid(image, dreams, channels, layer, model.spec.title, title)
-            meta = dict(dreams[0].metadata)
-            meta.update(objective_text=f"channels {', '.join(map(str, channels))} of {layer}, one per picture")
-            return ChannelDreams(dreams, channels, grid, meta, f"{model.spec.title} · {layer}")
+            record = replace(dreams[0].record, objective_text=f"channels {', '.join(map(str, channels))} of {layer}, "
+                                                               "one per picture")
+            return ChannelDreams(dreams, channels, grid, record, f"{model.spec.title} · {layer}")
 
         runs.start_run(DREAM_SLOT, f"Dreaming {len(channels)} channel(s) of {layer}", work, model.device,
                        dream_config=config)
@@ -246,7 +247,7 @@ def dream_section(run: Measured, measured: list[str], layers: dict[str, str], to
         if any(r.cancelled for r in dreams.results):
             st.warning("Cancelled: these are the partial dreams.", icon=":material/stop_circle:")
         st.image(dreams.grid, width="stretch")
-        st.download_button("Download channel grid PNG", png_bytes(dreams.grid, dreams.metadata),
+        st.download_button("Download channel grid PNG", png_bytes(dreams.grid, dreams.record),
                            file_name="channels-grid.png", mime="image/png", key="statistics.dream_png",
                            icon=":material/download:")
 

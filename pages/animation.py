@@ -12,8 +12,8 @@ from analysis.animation import (
     AnimationRecipe,
     ZoomSettings,
     contact_sheet,
+    run_animation_recipe,
     video_bytes,
-    zoom_dream,
 )
 from analysis.models import LayerInfo
 from analysis.recipes import Recipe
@@ -52,22 +52,21 @@ def zoom_ui(on_cpu: bool) -> ZoomSettings:
 
 def start(choice: widgets.ModelChoice, layer: LayerInfo, image_choice: widgets.ImageChoice,
           objective_choice: widgets.ObjectiveChoice, settings: widgets.SettingsChoice, zoom: ZoomSettings) -> None:
-    """The one library call: zoom_dream, then the videos."""
+    """The one library call: run_animation_recipe, then the videos."""
     with state.user_errors():
         config = settings.config()
         zoom_settings = zoom.validate()
-        image = image_choice.load(settings.size)
+        image_choice.load(settings.size)  # a bad upload is refused here, before the job starts
         objective = objective_choice.build(layer, settings.size)
         model = state.load_model(choice.name)
         recipe = AnimationRecipe(Recipe(model.name, objective.to_dict(), config, image_choice.source(settings.size),
-                                        settings.size), zoom_settings)
+                                        settings.size, model.precision), zoom_settings)
         what = objective_choice.describe(layer, model.labels)
         title = f"{model.spec.title}: {what}, from {image_choice.title}"
         short = f"{image_choice.title} · {what} · zoom"
 
         def work(on_step, should_cancel) -> AnimationRun:
-            animation = zoom_dream(model, image, objective, config, zoom_settings, on_step, should_cancel)
-            animation.metadata["recipe"] = recipe.dream.to_dict()
+            animation = run_animation_recipe(recipe, model, on_step, should_cancel)
             videos = {suffix: video_bytes(animation.frames, suffix, zoom_settings.fps)
                       for suffix in VIDEO_FORMATS} if animation.frames else {}
             return AnimationRun(animation, videos, title, short, recipe.finished(animation), image_choice.data)
@@ -82,7 +81,7 @@ def keep(run: AnimationRun) -> None:
     animation = run.animation
     if animation.frames:
         results.add_result("animation", f"{run.short_title} frame {len(animation.frames)}", animation.frames[-1],
-                           animation.metadata, input_bytes=run.input_bytes)
+                           animation.record, input_bytes=run.input_bytes)
 
 
 def video_ui(run: AnimationRun) -> None:
@@ -90,8 +89,8 @@ def video_ui(run: AnimationRun) -> None:
     height, width = animation.frames[0].shape[-2:]
     st.video(videos[".mp4"], loop=True, autoplay=True, muted=True)
     st.caption(f"{len(animation.frames)} frames of {width} x {height} px at "
-               f"{animation.metadata['animation']['fps']} fps · {animation.metadata['seconds']:.0f} s "
-               f"on {animation.metadata['device']}")
+               f"{animation.record.extras['animation']['fps']} fps · {animation.record.seconds:.0f} s "
+               f"on {animation.record.device}")
     a, b, c = st.columns(3)
     a.download_button("MP4", videos[".mp4"], file_name="dream-zoom.mp4", mime="video/mp4",
                       key="animation.mp4", on_click="ignore", icon=":material/movie:", width="stretch")
@@ -118,7 +117,7 @@ def sheet_ui(run: AnimationRun) -> None:
 
 def show(run: AnimationRun) -> None:
     animation = run.animation
-    requested = animation.metadata["animation"]["frames"]
+    requested = animation.record.extras["animation"]["frames"]
     st.divider()
     st.subheader(run.title)
     if animation.cancelled:

@@ -22,6 +22,7 @@ from analysis.bundles import bundle_zip
 from analysis.errors import ConfigError
 from analysis.images import tensor_to_pil
 from analysis.labels import class_groups, sample_images
+from analysis.provenance import RunRecord
 from analysis.studies import executors
 from analysis.studies.overview import load_study, overview
 from analysis.studies.plan import Plan, expand
@@ -234,7 +235,7 @@ def session_study_done(run: StudyRun) -> None:
         table = study.table
         grid = bias.gallery(study, bias.DEFAULT_GROUP[table["judge_data"].iloc[0]])
         results.add_result("bias", f"Bias study · {table['image'].nunique()} images", grid.render(),
-                           grid.metadata(), table=table)
+                           RunRecord.from_dict(grid.metadata()), table=table)
 
 
 # ---------------------------------------------------------------- a study shown in full

@@ -109,12 +109,12 @@ def layers_ui(name_a: str, name_b: str) -> LayersChoice:
 
 def start(name_a: str, name_b: str, layers: LayersChoice, image_choice: widgets.ImageChoice,
           settings: widgets.SettingsChoice) -> None:
-    """The one library call: compare.compare, then each side's single-dream recipes."""
+    """The one library call: compare.compare (each dream carries the recipe that replays it)."""
     with state.user_errors():
         if name_a == name_b:
             raise ConfigError("Choose two different models.")
         config = settings.config()
-        image = image_choice.load(settings.size)
+        image_choice.load(settings.size)  # a bad upload is refused here, before the job starts
         model_a, model_b = state.load_model(name_a), state.load_model(name_b)
         if layers.mode == "Layers per model":
             columns = compare.match_by_name(model_a, model_b, layers.names_a, layers.names_b)
@@ -123,10 +123,8 @@ def start(name_a: str, name_b: str, layers: LayersChoice, image_choice: widgets.
         source, upload = image_choice.source(settings.size), image_choice.upload
 
         def work(on_step, should_cancel) -> CompareRun:
-            result = compare.compare(model_a, model_b, image, columns, config, image_choice.title,
+            result = compare.compare(model_a, model_b, source, settings.size, columns, config, image_choice.title,
                                      on_step, should_cancel)
-            for model, side in ((model_a, result.a), (model_b, result.b)):
-                runs.attach_recipes(model, side.results, config, source, settings.size)
             return CompareRun(result, compare.grid(result), upload)
 
         runs.start_run(SLOT, f"Dreaming {len(columns)} layer(s) with A, then with B", work, model_a.device,
@@ -142,7 +140,7 @@ def keep(run: CompareRun) -> None:
         for column, result in zip(comparison.columns, side.results):
             layer = column.layer_a if side is comparison.a else column.layer_b
             results.add_result("compare", f"{comparison.image_title} · {side.title} · {layer.alias}", result.image,
-                               {**result.metadata, "image": comparison.image_title}, input_bytes=run.input_bytes)
+                               result.record.with_extras(image=comparison.image_title), input_bytes=run.input_bytes)
 
 
 def show(run: CompareRun) -> None:

@@ -26,8 +26,8 @@ def start_dream(choice: widgets.ModelChoice, layer: LayerInfo, image_choice: wid
         recipe = Recipe(model.name, objective.to_dict(), config, image_choice.source(settings.size), settings.size,
                         model.precision)
         runs.start_run(SLOT, "Dreaming", runs.dream_work(
-            model, image, objective, config, recipe, image_choice.title,
-            objective_choice.describe(layer, model.labels)), model.device, dream_config=config, preview=image)
+            model, recipe, image, image_choice.title, objective_choice.describe(layer, model.labels)),
+            model.device, dream_config=config, preview=image)
 
 
 def _image_title(recipe: Recipe) -> str:
@@ -66,9 +66,10 @@ def replay_ui() -> None:
 def keep(run: runs.DreamRun) -> None:
     """Keep the result for this page and register it for the Export page."""
     st.session_state[RESULT] = run
-    layers = ", ".join(run.result.metadata.get("layers", []))
-    results.add_result("dream", f"{run.image_title} · {run.model_title} · {layers}", run.result.image, run.metadata,
-                       input_bytes=run.recipe.image.data if run.recipe.image.kind == "file" else None)
+    layers = ", ".join(run.result.record.layers)
+    upload = run.recipe.image.data if run.recipe.image.kind == "file" else None
+    results.add_result("dream", f"{run.image_title} · {run.model_title} · {layers}", run.result.image,
+                       run.result.record, input_bytes=upload)
 
 
 def main() -> None:

@@ -15,14 +15,14 @@ from PIL import Image, ImageDraw
 
 from analysis import featviz, figures, models
 from analysis.drawing import load_font, square_thumbnail
-from analysis.dream import PRESETS, DreamConfig, DreamResult, dream, preset
+from analysis.dream import PRESETS, DreamConfig, DreamResult, preset
 from analysis.errors import ImageError, LabError
 from analysis.featviz import ChannelRender, FeatvizConfig, FeatvizResult, RenderCache
 from analysis.images import load_image, tensor_to_pil
 from analysis.labels import sample_images
 from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import Channels
-from analysis.recipes import Recipe
+from analysis.recipes import Recipe, run_recipe
 from dashboard import progress, results, runs, state, widgets
 from dashboard.readings import depth_reading
 
@@ -200,15 +200,14 @@ def dream_work(ctx: Context, channel: int, preset_name: str, side: int,
                key: tuple) -> tuple[progress.Work, DreamConfig]:
     """The channel dreamed into the user's image, with its recipe; returns the work and its settings."""
     config = preset(preset_name)
-    start_image = ctx.image_choice.load(side)
+    ctx.image_choice.load(side)  # a bad upload is refused here, before the job starts
     objective = Channels(ctx.layer.alias, [channel]).bind(ctx.model)
     recipe = Recipe(ctx.model.name, objective.to_dict(), config, ctx.image_choice.source(side), side,
                     ctx.model.precision)
     title, upload, model = ctx.image_choice.title, ctx.image_choice.upload, ctx.model
 
     def work(on_step, should_cancel) -> ChannelDream:
-        result = dream(model, start_image, objective, config, on_step, should_cancel)
-        result.metadata["recipe"] = recipe.to_dict()
+        result = run_recipe(recipe, model, on_step, should_cancel)
         return ChannelDream(key, result, title, upload)
     return work, config
 
@@ -370,8 +369,8 @@ def wanted_ui(ctx: Context, channel: int, means: torch.Tensor | None) -> None:
 def keep_dream(done: ChannelDream) -> None:
     st.session_state[DREAMED] = done
     result = done.result
-    results.add_result("features", f"{done.title} · channel {done.key[2]} of {result.metadata['layers'][0]}",
-                       result.image, result.metadata, input_bytes=done.input_bytes)
+    results.add_result("features", f"{done.title} · channel {done.key[2]} of {result.record.layers[0]}",
+                       result.image, result.record, input_bytes=done.input_bytes)
 
 
 def dream_ui(ctx: Context, channel: int) -> None:
@@ -391,7 +390,7 @@ def dream_ui(ctx: Context, channel: int) -> None:
     if dreamed is not None and dreamed.key == key:
         result = dreamed.result
         st.image(tensor_to_pil(result.image), width="stretch",
-                 caption=f"{dreamed.title}, {result.metadata['steps']} steps"
+                 caption=f"{dreamed.title}, {result.record.steps} steps"
                          + (" (cancelled, partial)" if result.cancelled else ""))
 
 

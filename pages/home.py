@@ -47,14 +47,14 @@ def start() -> None:
         objective = LayerL2(layer.alias)
         recipe = Recipe(model.name, objective.to_dict(), config, EXAMPLE, EXAMPLE_SIDE, model.precision)
         runs.start_run(SLOT, "Dreaming the cat", runs.dream_work(
-            model, image, objective, config, recipe, "Chelsea the cat", objective.describe()),
+            model, recipe, image, "Chelsea the cat", objective.describe()),
             model.device, dream_config=config, preview=image)
 
 
 def keep(run: runs.DreamRun) -> None:
     st.session_state[RESULT] = run
     results.add_result("dream", f"{run.image_title} · {run.model_title} · {run.objective_text}", run.result.image,
-                       run.metadata)
+                       run.result.record)
 
 
 def main() -> None:

@@ -72,7 +72,7 @@ def keep(run: runs.LayersRun) -> None:
     st.session_state[RESULT] = run
     for info, result in zip(run.layers, run.results):
         results.add_result("layers", f"{run.image_title} · {run.model_title} · {info.alias}", result.image,
-                           {**result.metadata, "image": run.image_title},
+                           result.record.with_extras(image=run.image_title),
                            input_bytes=run.input_bytes)
 
 
@@ -80,7 +80,7 @@ def show(run: runs.LayersRun) -> None:
     st.divider()
     st.subheader(f"{run.model_title}: {run.image_title}, from low to high")
     if run.cancelled:
-        steps = sum(r.metadata.get("steps", 0) for r in run.results)
+        steps = sum(r.record.steps for r in run.results)
         st.warning(f"Cancelled after {steps} of {run.config.total_steps * len(run.results)} steps: "
                    "these are the partial dreams.",
                    icon=":material/stop_circle:")
@@ -102,7 +102,7 @@ def show(run: runs.LayersRun) -> None:
                          help="One labelled image, low to high, with the settings in its metadata.")
     with right.expander("The grid as it will be saved"):
         st.image(run.grid, width="stretch")
-    replayable = any("recipe" in r.metadata for r in run.results)
+    replayable = any(r.record.recipe is not None for r in run.results)
     st.caption(":material/ios_share: Each layer's dream is also on the **Export** page: lay them out your way and "
                "download them as a bundle" + (" with the recipe that replays them." if replayable else "."))
 

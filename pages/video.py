@@ -218,7 +218,7 @@ def keep(run: VideoRun) -> None:
     result = run.result
     if result.frames:
         results.add_result("video", f"{run.title} frame {len(result.frames)}", result.load(len(result.frames) - 1),
-                           result.metadata)
+                           result.record)
 
 
 def downloads_ui(run: VideoRun) -> None:
@@ -254,11 +254,11 @@ def show(run: VideoRun) -> None:
     before.video(Path(run.source).read_bytes(), loop=True, muted=True)
     before.caption("The source")
     after.video(run.files["mp4"], loop=True, muted=True)
-    height, width = result.metadata["video"]["size"]
+    height, width = result.record.extras["video"]["size"]
     flicker = "n/a (one frame)" if result.mean_flicker is None else f"{result.mean_flicker:.2f}"
     after.caption(f"The dream: {len(result.frames)} frames of {width} x {height} px at {float(result.fps):.3g} fps,"
                   f" flicker {flicker} (0-255: how much each frame's dream changes beyond the motion) · "
-                  f"{result.metadata['seconds']:.0f} s on {result.metadata['device']}")
+                  f"{result.record.seconds:.0f} s on {result.record.device}")
     downloads_ui(run)
 
 

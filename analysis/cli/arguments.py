@@ -20,7 +20,7 @@ from tqdm import tqdm
 from analysis import models
 from analysis.dream import PRESETS, DreamConfig, preset
 from analysis.errors import ConfigError, ImageError
-from analysis.images import file_sha256, load_image
+from analysis.images import load_image
 from analysis.models import LoadedModel, load_model
 from analysis.objectives import DEFAULT_DEPTH, Channels, ClassLogit, Guide, LayerL2, Objective, Sum
 from analysis.recipes import ImageSource
@@ -119,13 +119,13 @@ def build_objective(args: argparse.Namespace, model: models.LoadedModel) -> Obje
     return terms[0] if len(terms) == 1 else Sum([(1.0, t) for t in terms])
 
 
-def image_source(arg: str) -> tuple[ImageSource, Path | None]:
+def image_source(arg: str) -> ImageSource:
     """A path, or the name of a bundled sample."""
     path = Path(arg)
     if path.is_file():
-        return ImageSource("file", name=path.name, sha256=file_sha256(path)), path
+        return ImageSource.file(path)
     try:
-        return ImageSource.sample(arg), None
+        return ImageSource.sample(arg)
     except ImageError:
         raise ImageError(f"No image file at {arg} (and no bundled sample of that name).") from None
 

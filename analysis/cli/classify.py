@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from analysis.cli.arguments import add_model_args, image_source, load_from_args, print_json
-from analysis.images import load_image
-from analysis.recipes import ImageSource
+from analysis.images import MAX_DREAM_SIDE
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -22,8 +21,7 @@ def cmd_classify(args: argparse.Namespace) -> None:
     model = load_from_args(args)
     rows = []
     for item in args.images:
-        _, path = image_source(item)
-        image = load_image(path) if path else ImageSource.sample(item).load(1024)
+        image = image_source(item).load(MAX_DREAM_SIDE)
         rows.append({"image": item, "top": [{"index": i, "name": n, "probability": round(p, 4)}
                                            for i, n, p in model.classify(image, args.top)]})
     if args.json:

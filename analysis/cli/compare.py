@@ -17,7 +17,6 @@ from analysis.cli.arguments import (
     print_json,
 )
 from analysis.errors import ConfigError
-from analysis.images import load_image
 from analysis.pngmeta import save_png
 
 
@@ -45,8 +44,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if len(names) != 2:
         raise ConfigError("Give exactly two models: --model A --model B.")
     config = config_from_args(args)
-    source, path = image_source(args.image)
-    image = load_image(path, args.size) if path else source.load(args.size)
+    source = image_source(args.image)
     model_a, model_b = load_models(args, names)
     if args.layers_a or args.layers_b:
         columns = comparing.match_by_name(model_a, model_b, _split(args.layers_a), _split(args.layers_b))
@@ -55,7 +53,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     title = source.name or str(args.image)
     progress = Progress("dreaming A and B")
     try:
-        result = comparing.compare(model_a, model_b, image, columns, config, title, on_step=progress)
+        result = comparing.compare(model_a, model_b, source, args.size, columns, config, title, on_step=progress)
     finally:
         progress.close()
     metadata = result.metadata()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from analysis.cli.arguments import (
@@ -19,7 +20,6 @@ from analysis.cli.arguments import (
     print_json,
     read_input,
 )
-from analysis.dream import dream
 from analysis.errors import ConfigError
 from analysis.images import MAX_IMAGE_FILE_BYTES
 from analysis.pngmeta import save_png, write_file
@@ -47,9 +47,10 @@ def cmd_dream(args: argparse.Namespace) -> None:
         if args.recipe:  # recipe JSON, or the dream PNG that carries it
             recipe_bytes = read_input(args.recipe, "recipe", MAX_IMAGE_FILE_BYTES)
             recipe = Recipe.from_json(recipe_bytes)
-            file = Path(args.image) if args.image else None
+            if args.image:  # the photo a recipe names by its sha256
+                recipe = replace(recipe, image=recipe.image.at(Path(args.image)))
             model = load_from_args(args, recipe.model, recipe.precision)
-            result = run_recipe(recipe, model, file, on_step=progress)
+            result = run_recipe(recipe, model, on_step=progress)
             if recipe_bytes.startswith(PNG_SIGNATURE):
                 replay = check_replay(recipe_bytes, result).describe()
         else:
@@ -57,25 +58,23 @@ def cmd_dream(args: argparse.Namespace) -> None:
                 raise ConfigError("Give --image PATH (or a sample name) or --noise.")
             config = config_from_args(args)
             if args.noise:
-                source, file = ImageSource("noise", size=(args.size, args.size), seed=config.seed), None
+                source = ImageSource("noise", size=(args.size, args.size), seed=config.seed)
             else:
-                source, file = image_source(args.image)
+                source = image_source(args.image)
             model = load_from_args(args)
             objective = build_objective(args, model)
             recipe = Recipe(model.name, objective.bind(model).to_dict(), config, source, args.size, model.precision)
-            image = source.load(args.size, file)
-            result = dream(model, image, objective, config, on_step=progress)
-            result.metadata["recipe"] = recipe.to_dict()
+            result = run_recipe(recipe, model, on_step=progress)
     finally:
         progress.close()
-    save_png(args.out, result.image, result.metadata)
+    save_png(args.out, result.image, result.record)
     if args.recipe_out:
-        write_file(args.recipe_out, json.dumps(result.metadata["recipe"], indent=2))
+        write_file(args.recipe_out, json.dumps(result.record.recipe, indent=2))
     if args.json:
-        print_json(result.metadata | ({"replay": replay} if replay else {}))
+        print_json(result.record.to_dict() | ({"replay": replay} if replay else {}))
     else:
         trace = result.trace
-        print(f"{args.out}: {result.metadata['objective_text']} on {model.name}, {len(trace)} steps in "
-              f"{result.metadata['seconds']:.1f} s, objective {trace[0]:.3g} -> {trace[-1]:.3g}")
+        print(f"{args.out}: {result.record.objective_text} on {model.name}, {len(trace)} steps in "
+              f"{result.record.seconds:.1f} s, objective {trace[0]:.3g} -> {trace[-1]:.3g}")
         if replay:
             print(f"replay: {replay}")

@@ -54,7 +54,7 @@ def cmd_featviz(args: argparse.Namespace) -> None:
     records = []
     for render in result.renders:
         name = f"{model.name}_{info.alias}_c{render.channel:04d}.png".replace("/", "-")
-        path = save_png(args.out / name, render.image, render.metadata)
+        path = save_png(args.out / name, render.image, render.record)
         record = {"channel": render.channel, "file": str(path), "activation": render.activation,
                   "cached": render.cached}
         if config.parameterisation == "maco" and render.attribution is not None:

@@ -14,7 +14,7 @@ from analysis.cli.arguments import Progress, add_device_args, check_outputs, pri
 from analysis.errors import ConfigError, ImageError
 from analysis.grids import GRID_FIELDS, ONE_ROW, Grid, GridItem, GridRecipe, arrange
 from analysis.images import file_sha256, read_verified, to_rgb
-from analysis.pngmeta import read_png_metadata, write_file
+from analysis.pngmeta import read_png_record, write_file
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -61,9 +61,9 @@ def _items_from_pngs(paths: list[str]) -> list[GridItem]:
         path = Path(name)
         if not path.is_file():
             raise ImageError(f"No image file at {path}.")
-        metadata = read_png_metadata(path)
+        record = read_png_record(path)
         with Image.open(path) as picture:
-            items.append(GridItem(to_rgb(picture), metadata, title=path.stem))
+            items.append(GridItem(to_rgb(picture), record, title=path.stem))
     return items
 
 

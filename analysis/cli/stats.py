@@ -18,7 +18,6 @@ from analysis.cli.arguments import (
     print_json,
 )
 from analysis.errors import ConfigError
-from analysis.images import load_image
 from analysis.models import DEFAULT_MODEL
 from analysis.pngmeta import write_file
 
@@ -35,8 +34,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def load_any(item: str, size: int) -> torch.Tensor:
-    source, path = image_source(item)
-    return load_image(path, size) if path else source.load(size)
+    return image_source(item).load(size)
 
 
 def cmd_stats(args: argparse.Namespace) -> None:

@@ -126,12 +126,12 @@ def cmd_video(args: argparse.Namespace) -> None:
     if not result.cancelled and not args.keep_frames:
         _remove_frames(result, work)
     if args.json:
-        return print_json(result.metadata)
-    height, width = result.metadata["video"]["size"]
+        return print_json(result.record.to_dict())
+    height, width = result.record.extras["video"]["size"]
     flicker = "n/a (one frame)" if result.mean_flicker is None else f"{result.mean_flicker:.2f}"
     stopped = (f" (stopped after {len(result.frames)} of {result.total_frames} frames: --resume continues from "
                f"{work})" if result.cancelled else "")
     print(f"{args.out}: {len(result.frames)} frames of {width}x{height} px at {float(result.fps):.3g} fps, "
-          f"flow {recipe.video.flow}, flicker {flicker} (0-255), {result.metadata['objective_text']} on {model.name}, "
-          f"audio {'kept' if result.info.has_audio else 'none in the source'}, {result.metadata['seconds']:.1f} s"
+          f"flow {recipe.video.flow}, flicker {flicker} (0-255), {result.record.objective_text} on {model.name}, "
+          f"audio {'kept' if result.info.has_audio else 'none in the source'}, {result.record.seconds:.1f} s"
           f"{stopped}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from analysis import models, schemas
@@ -45,36 +46,36 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_zoom)
 
 
-def _zoom_recipe(args: argparse.Namespace) -> tuple[AnimationRecipe, models.LoadedModel, Path | None]:
-    """The animation recipe to run (read from --recipe, or made from the other arguments), its model and image file."""
+def _zoom_recipe(args: argparse.Namespace) -> tuple[AnimationRecipe, models.LoadedModel]:
+    """The animation recipe to run (read from --recipe, or made from the other arguments) and its model."""
     if args.recipe:
         recipe = AnimationRecipe.from_json(read_input(args.recipe, "recipe", schemas.MAX_JSON_BYTES))
         model = load_from_args(args, recipe.dream.model, recipe.dream.precision)
-        return recipe, model, Path(args.image) if args.image else None
+        return replace(recipe, dream=replace(recipe.dream, image=recipe.dream.image.at(args.image))), model
     if not args.image and not args.noise:
         raise ConfigError("Give --image PATH (or a sample name) or --noise.")
     config = config_from_args(args)
     settings = ZoomSettings(args.frames, args.zoom, args.rotate, args.fps).validate()
     if args.noise:
-        source, file = ImageSource("noise", size=(args.size, args.size), seed=config.seed), None
+        source = ImageSource("noise", size=(args.size, args.size), seed=config.seed)
     else:
-        source, file = image_source(args.image)
+        source = image_source(args.image)
     model = load_from_args(args)
     objective = build_objective(args, model).bind(model)
     return AnimationRecipe(Recipe(model.name, objective.to_dict(), config, source, args.size, model.precision),
-                           settings), model, file
+                           settings), model
 
 
 def cmd_zoom(args: argparse.Namespace) -> None:
     if args.out.suffix.lower() not in VIDEO_FORMATS:
         raise ConfigError(f"--out must end in {' or '.join(VIDEO_FORMATS)} (got '{args.out.name}').")
     check_outputs(args, ("out", "recipe_out"), ("frames_dir",))
-    recipe, model, file = _zoom_recipe(args)
+    recipe, model = _zoom_recipe(args)
     settings = recipe.zoom
     progress = Progress(f"{settings.frames} frames")
     try:
         with StopOnInterrupt() as stop:
-            animation = run_animation_recipe(recipe, model, file, progress, stop)
+            animation = run_animation_recipe(recipe, model, progress, stop)
     finally:
         progress.close()
     if not animation.frames:
@@ -84,10 +85,10 @@ def cmd_zoom(args: argparse.Namespace) -> None:
         write_file(args.recipe_out, recipe.finished(animation).to_json())
     if args.frames_dir:
         for i, frame in enumerate(animation.frames):
-            save_png(args.frames_dir / f"frame-{i:04d}.png", frame, {**animation.metadata, "frame": i})
+            save_png(args.frames_dir / f"frame-{i:04d}.png", frame, animation.record.with_extras(frame=i))
     if args.json:
-        return print_json(animation.metadata)
+        return print_json(animation.record.to_dict())
     height, width = animation.frames[0].shape[-2:]
     stopped = f" (stopped after {len(animation.frames)} of {settings.frames} frames)" if animation.cancelled else ""
     print(f"{args.out}: {len(animation.frames)} frames of {width}x{height} px at {settings.fps} fps, "
-          f"{animation.metadata['objective_text']} on {model.name}, {animation.metadata['seconds']:.1f} s{stopped}")
+          f"{animation.record.objective_text} on {model.name}, {animation.record.seconds:.1f} s{stopped}")

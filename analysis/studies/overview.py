@@ -21,7 +21,7 @@ import pandas as pd
 from analysis import bias
 from analysis.errors import ConfigError
 from analysis.images import load_image
-from analysis.pngmeta import read_png_metadata
+from analysis.pngmeta import read_png_record
 from analysis.studies import stats as study_stats
 from analysis.studies.judging import DEFAULT_GROUP
 from analysis.studies.plan import Plan, expand
@@ -98,18 +98,18 @@ def load_study(folder: Path | str) -> bias.Study:
     rows = results.table()
     table = study_stats.tidy(rows, plan)
     items = {item.id: item for item in expand(plan)}
-    dreams, originals, metadata = {}, {}, {}
+    dreams, originals, records = {}, {}, {}
     for row in table.drop_duplicates("item").sort_values("seed", kind="stable").itertuples():
         key = (row.model, row.depth, row.image)
         if key in dreams:
             continue
         path = results.dream_path(row.dream_sha256)
         dreams[key] = load_image(path)
-        metadata[key] = {**read_png_metadata(path), "image": row.image, "study_depth": row.depth}
+        records[key] = read_png_record(path).with_extras(image=row.image, study_depth=row.depth)
         if row.image not in originals:
             originals[row.image] = items[row.item].image.load(plan.size)[0]
     planned = results.planned()
-    return bias.Study(table, dreams, originals, plan.config, metadata,
+    return bias.Study(table, dreams, originals, plan.config, records,
                       cancelled=len(rows) < planned and not results.running(), planned=planned)
 
 

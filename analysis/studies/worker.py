@@ -14,7 +14,7 @@ import platform
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -121,11 +121,9 @@ class ItemRunner:
         objective = LayerL2(item.layer)
         result = dream(model, pixels, objective, config)
         dreamed = result.image
-        metadata = {k: v for k, v in result.metadata.items() if k != "seconds"}  # the same bytes on every run
         recipe = Recipe(model.name, objective.bind(model).to_dict(), config, source, self.plan.size, model.precision)
-        metadata.update(recipe=recipe.to_dict(), image=item.image.name, study_item=item.id,
-                        study_depth=item.depth)
-        png = png_bytes(dreamed, metadata)
+        record = replace(result.record, seconds=None, recipe=recipe.to_dict())  # no seconds: the same bytes every run
+        png = png_bytes(dreamed, record.with_extras(image=item.image.name, study_item=item.id, study_depth=item.depth))
         row = {**base, "status": "done", "error": "", "width": int(dreamed.shape[-1]),
                "height": int(dreamed.shape[-2]), "pixel_change": float((dreamed - pixels).abs().mean()),
                "device": str(model.device), "threads": torch.get_num_threads(),

@@ -38,7 +38,7 @@ def test_default_pair_dreams_a_two_row_grid_with_each_models_readings(page):
     result = run.comparison
     assert [len(result.a.results), len(result.b.results)] == [3, 3]
     assert [c.depth for c in result.columns] == [0.1, 0.5, 0.9]
-    assert result.a.results[0].metadata["seed"] == result.b.results[0].metadata["seed"]
+    assert result.a.results[0].record.seed == result.b.results[0].record.seed
     table = at.dataframe[0].value
     assert table["column"].tolist() == ["depth 0.10", "depth 0.50", "depth 0.90"]
     assert len(at.get("download_button")) == 1
@@ -46,9 +46,9 @@ def test_default_pair_dreams_a_two_row_grid_with_each_models_readings(page):
     # every dream goes to the Export page, each with the recipe of its single dream (the CPU)
     kept = at.session_state[RESULTS_KEY]
     assert [r.kind for r in kept] == ["compare"] * 6
-    assert {r.metadata["model"] for r in kept} == {"efficientnet_lite0", "efficientnet_lite0-untrained"}
-    assert all(replay_obstacle(r.metadata) is None for r in kept)
-    replayed = run_recipe(Recipe.from_dict(kept[1].metadata["recipe"]), load_model("efficientnet_lite0", device="cpu"))
+    assert {r.record.model for r in kept} == {"efficientnet_lite0", "efficientnet_lite0-untrained"}
+    assert all(replay_obstacle(r.record) is None for r in kept)
+    replayed = run_recipe(Recipe.from_dict(kept[1].record.recipe), load_model("efficientnet_lite0", device="cpu"))
     assert torch.equal(replayed.image, result.a.results[1].image)  # the recipe gives the very pixels
 
 

@@ -54,7 +54,7 @@ def test_dream_of_the_cat_shows_result_trace_top5_and_downloads(open_page):
     assert [len(df.value) for df in at.dataframe] == [5, 5]
     assert at.dataframe[0].value["class"].iloc[0] in {"Egyptian cat", "tiger cat", "tabby"}
     assert len(at.get("download_button")) == 2
-    assert at.session_state[results.RESULTS_KEY][-1].metadata["recipe"]["model"] == "efficientnet_lite0"
+    assert at.session_state[results.RESULTS_KEY][-1].record.recipe["model"] == "efficientnet_lite0"
 
 
 def test_cancel_stops_early_and_keeps_the_partial_dream(open_page):
@@ -65,7 +65,7 @@ def test_cancel_stops_early_and_keeps_the_partial_dream(open_page):
     at = finish_job(at, SLOT)
     run = at.session_state[RESULT]
     assert run.result.cancelled
-    assert 0 < run.result.metadata["steps"] < 1000
+    assert 0 < run.result.record.steps < 1000
     assert max(run.result.image.shape[1:]) == 64  # partial dream at full size
     assert any("Cancelled after" in w.value for w in at.warning)
     assert not errors(at)
@@ -187,7 +187,7 @@ def test_recipe_download_replays_to_the_same_pixels(open_page, form):
         upload = ("cat.recipe.json", first.recipe.to_json().encode(), "application/json")
     else:  # the PNG the page offers: its metadata carries the recipe
         registered = at.session_state[results.RESULTS_KEY][-1]
-        upload = ("cat.png", png_bytes(registered.image, registered.metadata), "image/png")
+        upload = ("cat.png", png_bytes(registered.image, registered.record), "image/png")
     at.file_uploader(key="dream.recipe_upload").set_value(upload)
     at.run()
     at.button(key="dream.replay").click().run()
@@ -223,7 +223,7 @@ def test_two_sessions_dreaming_at_once_get_the_results_they_would_get_alone(open
     runs = [finish_job(at, SLOT).session_state[RESULT] for at in sessions]
     model = state._cached_model("efficientnet_lite0", "cpu", "fp32")
     assert count_hooks(model.module) == 0
-    assert runs[0].result.metadata["layers"] == ["block10"] and runs[1].result.metadata["layers"] == ["block4"]
+    assert runs[0].result.record.layers == ["block10"] and runs[1].result.record.layers == ["block4"]
     from analysis.recipes import run_recipe
     for run in runs:  # each equals the same recipe dreamed alone
         alone = run_recipe(run.recipe, model)
@@ -265,4 +265,4 @@ def test_the_sidebar_precision_choice_dreams_in_bf16_and_says_so(open_page):
     at.button(key="dream.run").click().run()
     at = finish_job(at, SLOT)
     assert not at.exception and not errors(at)
-    assert at.session_state[RESULT].result.metadata["precision"] == "bf16"
+    assert at.session_state[RESULT].result.record.precision == "bf16"

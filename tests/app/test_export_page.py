@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from analysis.grids import Grid, GridItem
 from analysis.images import tensor_to_pil
 from analysis.models import load_model
 from analysis.objectives import LayerL2
+from analysis.provenance import RunRecord
 from analysis.recipes import ImageSource, Recipe, run_recipe
 from dashboard.results import RESULTS_KEY, Result, no_recipe_note
 
@@ -28,7 +30,7 @@ def page() -> AppTest:
 def fake_results() -> list[Result]:
     combos = [("net-a", "low"), ("net-a", "high"), ("net-b", "low"), ("net-b", "high")]
     return [Result(i + 1, "dream", f"{m} {layer}", Image.new("RGB", (64, 64), (60 * i, 90, 30)),
-                   {"model": m, "layers": [layer], "seed": 0, "config": TINY.to_dict()})
+                   RunRecord(model=m, layers=[layer], seed=0, config=TINY.to_dict()))
             for i, (m, layer) in enumerate(combos)]
 
 
@@ -68,8 +70,8 @@ def test_a_single_dream_offers_its_recipe_and_a_stopped_one_does_not():
     model = load_model("efficientnet_lite0-untrained", device="cpu")
     recipe = Recipe(model.name, LayerL2("block3").to_dict(), TINY, ImageSource("noise", (32, 32), seed=2), 32)
     done = run_recipe(recipe, model)
-    metadata, stopped = done.metadata, {**done.metadata, "steps": 1}
-    assert metadata["recipe"] == recipe.to_dict()
+    metadata, stopped = done.record, replace(done.record, steps=1)
+    assert metadata.recipe == recipe.to_dict()
     at = page()
     at.session_state[RESULTS_KEY] = [Result(1, "dream", "noise · block3", tensor_to_pil(done.image), metadata),
                                      Result(2, "dream", "noise · block3, stopped", tensor_to_pil(done.image), stopped)]

@@ -86,7 +86,7 @@ def test_a_chosen_channel_is_mapped_dreamed_and_its_top_photos_listed(page):
     assert not at.exception and not at.error
     dreamed = at.session_state["features.dreamed"]
     assert dreamed.key[:3] == ("efficientnet_lite0", "_blocks.10", 3)
-    assert dreamed.result.metadata["objective"] == {"type": "channels", "layer": "_blocks.10", "channels": [3]}
+    assert dreamed.result.record.objective == {"type": "channels", "layer": "_blocks.10", "channels": [3]}
 
 
 def test_a_cancelled_render_keeps_its_pictures_caches_none_and_leaves_no_hooks(page, tmp_path):

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from analysis import dream as dreaming
+from analysis import recipes
 from analysis.dream import preset
 from analysis.errors import ConfigError
 from analysis.grids import arrange
@@ -57,27 +58,27 @@ def test_each_layer_dreamed_on_the_cpu_replays_from_its_recipe(open_page, lite0)
     at.button(key="layers.run").click().run()
     at = finish_job(at, SLOT)
     registered = at.session_state[results.RESULTS_KEY]
-    assert all(r.metadata["batch_size"] == 1 and r.metadata["recipe"]["max_side"] == 64 for r in registered)
+    assert all(r.record.batch_size == 1 and r.record.recipe["max_side"] == 64 for r in registered)
     last = registered[-1]  # the high layer: the other one is the same code path
-    replay = run_recipe(Recipe.from_dict(last.metadata["recipe"]), lite0)
-    assert replay.metadata["layers"] == last.metadata["layers"]
+    replay = run_recipe(Recipe.from_dict(last.record.recipe), lite0)
+    assert replay.record.layers == last.record.layers
     assert torch.equal(replay.image, at.session_state[RESULT].results[-1].image)
     assert any("recipe that replays it" in c.value for c in at.caption)  # the page says so, on the CPU
 
     grid = arrange([r.grid_item() for r in registered])  # as the Export page lays them out and bundles them
-    assert [cell.to_dict() for _, _, cell in grid.recipe().recipes()] == [r.metadata["recipe"] for r in registered]
+    assert [cell.to_dict() for _, _, cell in grid.recipe().recipes()] == [r.record.recipe for r in registered]
     with pytest.raises(ConfigError, match="grid recipe.*analysis grid --recipe"):
         Recipe.from_dict(grid.recipe().to_dict())  # `dream --recipe` on a bundle's recipe.json says what to run
 
 
 def test_a_batched_sweep_carries_no_recipe(lite0, monkeypatch):
-    monkeypatch.setattr(runs, "dream_batch", functools.partial(dreaming.dream_batch, batched=True))  # as on a GPU
+    monkeypatch.setattr(recipes, "dream_batch", functools.partial(dreaming.dream_batch, batched=True))  # as on a GPU
     source = ImageSource("noise", size=(64, 64), seed=1)
     work = runs.layers_work(lite0, noise_image(64, 1), lite0.layers_spread(2), preset("quick", iterations=2),
                             source, 64, "noise")
     run = work(None, None)
-    assert [r.metadata["batch_size"] for r in run.results] == [2, 2]
-    assert not any("recipe" in r.metadata for r in run.results)
+    assert [r.record.batch_size for r in run.results] == [2, 2]
+    assert not any(r.record.recipe is not None for r in run.results)
 
 
 def test_chosen_layers_are_sorted_low_to_high(open_page):

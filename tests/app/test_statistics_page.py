@@ -61,7 +61,7 @@ def test_choosing_channels_dreams_them_on_the_image(measured):
     assert not at.exception and not at.error
     dreams = at.session_state["statistics.dreams"]
     assert dreams.channels == channel_box.value[:2] and len(dreams.results) == 2
-    assert [r.metadata["objective"]["channels"] for r in dreams.results] == [[c] for c in dreams.channels]
+    assert [r.record.objective["channels"] for r in dreams.results] == [[c] for c in dreams.channels]
 
 
 def test_no_image_is_one_clear_line(tmp_path, monkeypatch):

@@ -73,8 +73,8 @@ def test_every_frame_is_dreamed_from_the_last_one_zoomed(animation, lite0):
     assert len(run.frames) == 3 and not run.cancelled
     assert all(frame.shape == (3, 64, 64) for frame in run.frames)
     assert not torch.equal(run.frames[0], run.frames[1])
-    assert run.metadata["animation"]["frames_done"] == 3 and run.metadata["animation"]["zoom"] == 0.1
-    assert run.metadata["model"] == lite0.name and run.metadata["steps"] == 6
+    assert run.record.extras["animation"]["frames_done"] == 3 and run.record.extras["animation"]["zoom"] == 0.1
+    assert run.record.model == lite0.name and run.record.steps == 6
     again = zoom_dream(lite0, noise_image(64, 3), LayerL2("block4"), TINY, ZoomSettings(frames=3, zoom=0.1))
     assert all(torch.equal(a, b) for a, b in zip(run.frames, again.frames))  # reproducible from the settings
 
@@ -91,7 +91,7 @@ def test_cancel_keeps_the_finished_frames(lite0):
     run = zoom_dream(lite0, noise_image(64, 3), LayerL2("block4"), TINY, ZoomSettings(frames=3),
                      on_step=lambda s, t, p: seen.append(p is not None), should_cancel=lambda: any(seen))
     assert run.cancelled and len(run.frames) == 1
-    assert run.metadata["animation"]["frames_done"] == 1
+    assert run.record.extras["animation"]["frames_done"] == 1
     recipe = AnimationRecipe(Recipe(lite0.name, {"type": "layer", "layer": "block4"}, TINY,
                                     ImageSource("noise", size=(64, 64), seed=3), 64), ZoomSettings(frames=3))
     assert recipe.finished(run).zoom.frames == 1  # the recipe beside a cancelled video replays that video
@@ -103,7 +103,7 @@ def test_an_animation_recipe_replays_the_very_frames_from_json(animation, lite0)
                                     ImageSource("noise", size=(64, 64), seed=3), 64), ZoomSettings(frames=3, zoom=0.1))
     again = run_animation_recipe(AnimationRecipe.from_json(recipe.to_json()), lite0)
     assert len(again.frames) == 3 and all(torch.equal(a, b) for a, b in zip(run.frames, again.frames))
-    assert again.metadata["recipe"] == recipe.dream.to_dict() and again.metadata["animation"]["zoom"] == 0.1
+    assert again.record.recipe == recipe.dream.to_dict() and again.record.extras["animation"]["zoom"] == 0.1
 
 
 def test_gif_and_mp4_hold_every_frame_at_full_size(animation, tmp_path):

@@ -9,6 +9,7 @@ from analysis import compare
 from analysis.dream import DreamConfig
 from analysis.errors import ConfigError
 from analysis.models import load_model
+from analysis.recipes import ImageSource
 
 FAST = DreamConfig(octaves=1, iterations=2, jitter=8, seed=3)
 
@@ -18,13 +19,13 @@ def twin():
     return load_model("efficientnet_lite0-untrained", device="cpu")
 
 
-def test_the_same_model_twice_gives_identical_rows(lite0, cat_small):
+def test_the_same_model_twice_gives_identical_rows(lite0, cat_path):
     """Same image, seed (so the same jitter sequence) and settings: only the network may differ."""
     columns = compare.match_by_depth(lite0, lite0, [0.3, 0.7])
-    result = compare.compare(lite0, lite0, cat_small, columns, FAST)
+    result = compare.compare(lite0, lite0, ImageSource.sample(cat_path.name), 96, columns, FAST)
     for a, b in zip(result.a.results, result.b.results):
         assert torch.equal(a.image, b.image)
-        assert a.metadata["config"] == b.metadata["config"]
+        assert a.record.config == b.record.config
     assert not torch.equal(result.a.results[0].image, result.a.results[1].image)
 
 
@@ -39,10 +40,10 @@ def test_layers_match_by_relative_depth(lite0, twin):
         compare.match_by_name(lite0, twin, ["block2"], [])
 
 
-def test_comparison_reads_each_dream_with_its_own_labels_and_progress_counts_both(lite0, twin, cat_small):
+def test_comparison_reads_each_dream_with_its_own_labels_and_progress_counts_both(lite0, twin, cat_small, cat_path):
     steps = []
     columns = compare.match_by_depth(lite0, twin, [0.5])
-    result = compare.compare(lite0, twin, cat_small, columns, FAST, "cat",
+    result = compare.compare(lite0, twin, ImageSource.sample(cat_path.name), 96, columns, FAST, "cat",
                              on_step=lambda s, t, p: steps.append((s, t)))
     assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert 281 <= result.a.top_original[0][0] <= 285  # ImageNet reads the cat as a cat
@@ -55,10 +56,11 @@ def test_comparison_reads_each_dream_with_its_own_labels_and_progress_counts_bot
     assert grid.width > 2 * cat_small.shape[-1] and grid.height > 2 * cat_small.shape[-2]
 
 
-def test_cancel_during_a_skips_b_and_keeps_a(lite0, twin, cat_small):
+def test_cancel_during_a_skips_b_and_keeps_a(lite0, twin, cat_path):
     steps = []
     columns = compare.match_by_depth(lite0, twin, [0.5])
-    result = compare.compare(lite0, twin, cat_small, columns, FAST, on_step=lambda s, t, p: steps.append(s),
+    result = compare.compare(lite0, twin, ImageSource.sample(cat_path.name), 96, columns, FAST,
+                             on_step=lambda s, t, p: steps.append(s),
                              should_cancel=lambda: len(steps) >= 1)
     assert result.cancelled and result.a.results[0].cancelled and result.b.results == []
     assert compare.grid(result).width > 0

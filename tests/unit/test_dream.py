@@ -87,8 +87,8 @@ def test_on_step_reports_progress_and_small_previews(lite0, cat_small):
 def test_every_objective_kind_rises(lite0, cat_small, objective):
     result = dream(lite0, cat_small, objective, QUICK)
     assert result.trace[-1] > result.trace[0]
-    rebuilt = objective_from_dict(result.metadata["objective"])
-    assert rebuilt.to_dict() == result.metadata["objective"]
+    rebuilt = objective_from_dict(result.record.objective)
+    assert rebuilt.to_dict() == result.record.objective
 
 
 @pytest.mark.parametrize("objective", [LayerL2("act"), Channels("act", [1, 3])])
@@ -109,8 +109,8 @@ def test_guide_objective_moves_toward_the_guide(lite0, cat_small):
     guide_image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(3))
     result = dream(lite0, cat_small, Guide("block6", guide_image), QUICK)
     assert result.trace[-1] > result.trace[0]
-    assert objective_from_dict(result.metadata["objective"]).layer == "_blocks.6"
-    assert result.metadata["objective_text"] == "guide image at block6"  # the name the user chose, not the module path
+    assert objective_from_dict(result.record.objective).layer == "_blocks.6"
+    assert result.record.objective_text == "guide image at block6"  # the name the user chose, not the module path
 
 
 def test_layer_sweep_on_the_cpu_gives_each_layer_its_single_dream(lite0, cat_small):
@@ -165,11 +165,11 @@ def test_tiled_dream_covers_the_whole_image_in_bounded_pieces(lite0, cat_path):
 
 
 def test_result_metadata_says_how_it_was_made(lite0, cat_small):
-    meta = dream(lite0, cat_small, LayerL2("block5"), QUICK).metadata
-    assert meta["model"] == "efficientnet_lite0" and meta["layers"] == ["block5"]
-    assert meta["seed"] == QUICK.seed and meta["config"] == QUICK.to_dict()
-    assert len(meta["weights_sha256"]) == 64 and meta["versions"]["torch"] == torch.__version__
-    assert meta["device"] == "cpu" and meta["seconds"] > 0
+    meta = dream(lite0, cat_small, LayerL2("block5"), QUICK).record
+    assert meta.model == "efficientnet_lite0" and meta.layers == ["block5"]
+    assert meta.seed == QUICK.seed and meta.config == QUICK.to_dict()
+    assert len(meta.weights_sha256) == 64 and meta.versions["torch"] == torch.__version__
+    assert meta.device == "cpu" and meta.seconds > 0
 
 
 def test_octaves_go_small_to_large_and_end_at_full_size():

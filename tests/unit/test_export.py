@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from analysis.images import tensor_to_pil
 from analysis.models import load_model
 from analysis.objectives import LayerL2
 from analysis.pngmeta import png_bytes, read_png_metadata, save_png
+from analysis.provenance import RunRecord
 from analysis.recipes import ImageSource, Recipe, run_recipe
 
 TINY = DreamConfig(octaves=1, iterations=2, jitter=4, seed=7)
@@ -119,8 +121,13 @@ def meta(model: str, layer: str, seed: int = 0, **extra: object) -> dict:
             **extra}
 
 
+def record(model: str, layer: str, seed: int = 0, **extra: object) -> RunRecord:
+    """meta() as the run record a result carries (read back as from a result PNG's JSON)."""
+    return RunRecord.from_dict(meta(model, layer, seed, **extra))
+
+
 def test_arrange_reads_labels_from_metadata_models_by_layers():
-    items = [GridItem(solid(COLOURS[i]), meta(m, layer), title=f"{m}/{layer}")
+    items = [GridItem(solid(COLOURS[i]), record(m, layer), title=f"{m}/{layer}")
              for i, (m, layer) in enumerate([("net-a", "low"), ("net-a", "high"), ("net-b", "low"), ("net-b", "high")])]
     grid = arrange(items)
     assert grid.shape == (2, 2)
@@ -135,17 +142,17 @@ def test_arrange_reads_labels_from_metadata_models_by_layers():
 
 
 def test_arrange_never_puts_two_results_in_one_cell():
-    same = [GridItem(solid(COLOURS[i]), meta("net", "low"), title=f"take {i}") for i in range(3)]
+    same = [GridItem(solid(COLOURS[i]), record("net", "low"), title=f"take {i}") for i in range(3)]
     grid = arrange(same)
     assert len(grid.items()) == 3
-    settings = [GridItem(solid(COLOURS[i]), meta("net", "low", seed=i)) for i in range(2)]
+    settings = [GridItem(solid(COLOURS[i]), record("net", "low", seed=i)) for i in range(2)]
     assert arrange(settings).col_labels == ["seed 0", "seed 1"]
-    turns = [GridItem(solid(COLOURS[i]), meta("net", "low", animation={"frames": 6, "zoom": 0.05, "rotation": r}))
+    turns = [GridItem(solid(COLOURS[i]), record("net", "low", animation={"frames": 6, "zoom": 0.05, "rotation": r}))
              for i, r in enumerate([0.0, 3.0])]
     assert arrange(turns).col_labels == ["turn 0°", "turn 3°"]
-    still_and_frame = [GridItem(solid(COLOURS[0]), meta("net", "low")),
+    still_and_frame = [GridItem(solid(COLOURS[0]), record("net", "low")),
                        GridItem(solid(COLOURS[1]),
-                                meta("net", "low", animation={"frames": 6, "zoom": 0.05, "rotation": 0}))]
+                                record("net", "low", animation={"frames": 6, "zoom": 0.05, "rotation": 0}))]
     assert not any("None" in label for label in arrange(still_and_frame).col_labels)  # a still has no motion to name
     with pytest.raises(ConfigError):
         arrange([])
@@ -187,7 +194,7 @@ def dreamed_grid(models) -> Grid:
             noise = ImageSource("noise", (64, 64), seed=1)
             recipe = Recipe(name, LayerL2(layer).bind(model).to_dict(), TINY, noise, 64)
             result = run_recipe(recipe, model)
-            items.append(GridItem(tensor_to_pil(result.image), result.metadata, f"{name} {layer}"))
+            items.append(GridItem(tensor_to_pil(result.image), result.record, f"{name} {layer}"))
     return arrange(items)
 
 
@@ -237,7 +244,7 @@ def test_replaying_the_bundle_gives_identical_pixels_on_the_cpu(dreamed_grid, mo
 def test_cli_grid_from_pngs_then_replay_from_the_bundle(dreamed_grid, tmp_path, capsys):
     paths = []
     for r, c, item in dreamed_grid.items():
-        paths.append(str(save_png(tmp_path / f"cell{r}{c}.png", item.image, item.metadata)))
+        paths.append(str(save_png(tmp_path / f"cell{r}{c}.png", item.image, item.record)))
     assert main(["grid", *paths, "--out", str(tmp_path / "grid.png"), "--bundle", str(tmp_path / "b.zip")]) == 0
     assert "2 x 2 grid" in capsys.readouterr().out
     rows = read_png_metadata(tmp_path / "grid.png")["row_labels"]
@@ -255,7 +262,7 @@ def test_uploaded_start_photo_travels_in_the_bundle(lite0, cat_path):
     data = cat_path.read_bytes()
     recipe = Recipe(lite0.name, LayerL2("block3").to_dict(), TINY, ImageSource.upload("my cat.jpg", data), 64)
     result = run_recipe(recipe, lite0)
-    grid = arrange([GridItem(tensor_to_pil(result.image), result.metadata, "cat", input_bytes=data)])
+    grid = arrange([GridItem(tensor_to_pil(result.image), result.record, "cat", input_bytes=data)])
     bundle = bundle_zip(grid)
     with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
         assert any(n.startswith("inputs/") and n.endswith("my-cat.jpg") for n in archive.namelist())
@@ -268,8 +275,8 @@ def test_uploaded_start_photo_travels_in_the_bundle(lite0, cat_path):
 
 def test_a_cancelled_or_recipe_less_result_makes_a_bundle_without_recipe(dreamed_grid):
     first = dreamed_grid.items()[0][2]
-    partial = GridItem(first.image, {**first.metadata, "steps": 1}, "stopped early")
-    bare = GridItem(first.image, {}, "from elsewhere")
+    partial = GridItem(first.image, replace(first.record, steps=1), "stopped early")
+    bare = GridItem(first.image, RunRecord(), "from elsewhere")
     grid = arrange([partial, bare], rows_by=ONE_ROW, cols_by="title")
     assert grid.recipe() is None
     with zipfile.ZipFile(io.BytesIO(bundle_zip(grid))) as archive:
@@ -279,7 +286,7 @@ def test_a_cancelled_or_recipe_less_result_makes_a_bundle_without_recipe(dreamed
 
 
 def test_recipe_files_that_are_not_grids_are_refused_or_wrapped(dreamed_grid):
-    single = dreamed_grid.items()[0][2].metadata["recipe"]
+    single = dreamed_grid.items()[0][2].record.recipe
     assert GridRecipe.from_json(json.dumps(single)).cells[0][0].model == single["model"]
     with pytest.raises(ConfigError):
         load_grid_recipe(b"PK\x03\x04 broken zip")

@@ -15,6 +15,7 @@ from analysis.errors import ConfigError
 from analysis.featviz import FeatvizConfig, RenderCache, render_channels, render_key
 from analysis.models import LoadedModel, count_hooks, load_model
 from analysis.objectives import parse_channels
+from analysis.provenance import RunRecord
 
 TINY = FeatvizConfig(size=64, steps=8, seed=3)
 
@@ -81,7 +82,7 @@ def test_a_cache_hit_returns_the_identical_image_without_optimising(lite0, tmp_p
     assert [r.channel for r in again.renders] == [5, 2] and all(r.cached for r in again.renders)
     for render in again.renders:
         assert torch.equal(render.image, first.by_channel()[render.channel].image)
-        assert render.metadata["channel"] == render.channel and render.metadata["layer_module"] == "_blocks.3"
+        assert render.record.extras["channel"] == render.channel and render.record.extras["layer_module"] == "_blocks.3"
 
     # Only the new channel is optimised when a request mixes hits and misses.
     calls.clear()
@@ -108,16 +109,16 @@ def test_the_key_separates_everything_that_changes_the_picture_but_not_the_batch
 def test_the_cache_is_bounded_least_recently_used_first_and_clears(tmp_path):
     picture = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
     probe = RenderCache(tmp_path / "probe")
-    probe.put("probe", picture, {})
+    probe.put("probe", picture, RunRecord())
     one_file = probe.size_bytes()
     cache = RenderCache(tmp_path / "lru", max_bytes=int(2.5 * one_file))
-    cache.put("a", picture, {"n": 1})
-    cache.put("b", picture, {"n": 2})
+    cache.put("a", picture, RunRecord(extras={"n": 1}))
+    cache.put("b", picture, RunRecord(extras={"n": 2}))
     old = time.time() - 100
     for name in ("a", "b"):
         os.utime(tmp_path / "lru" / f"{name}.png", (old, old))
     assert cache.get("a") is not None  # touching "a" makes "b" the least recently used
-    cache.put("c", picture, {"n": 3})
+    cache.put("c", picture, RunRecord(extras={"n": 3}))
     assert sorted(p.stem for p in cache.files()) == ["a", "c"]
     assert cache.size_bytes() <= cache.max_bytes
     assert cache.clear() == 2 and cache.files() == [] and cache.get("a") is None

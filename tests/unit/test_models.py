@@ -112,8 +112,8 @@ def test_bf16_precision_stays_close_to_float32_and_is_recorded(lite0, cat_small)
         rounded = half.activations(cat_small[None], [layer])[layer]
     assert rounded.dtype == torch.float32
     assert float((rounded - exact).norm() / exact.norm()) < 0.05
-    assert dream(half, cat_small, LayerL2(layer), TINY).metadata["precision"] == "bf16"
-    assert dream(lite0, cat_small, LayerL2(layer), TINY).metadata["precision"] == "fp32"
+    assert dream(half, cat_small, LayerL2(layer), TINY).record.precision == "bf16"
+    assert dream(lite0, cat_small, LayerL2(layer), TINY).record.precision == "fp32"
     with pytest.raises(ConfigError, match="precision"):
         models.load_model("efficientnet_lite0", device="cpu", precision="fp8")
 
@@ -375,8 +375,8 @@ def test_each_googlenet_layout_loads_with_its_own_head_and_mean(name, kind, file
     image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
     assert model.logits(image[None]).shape == (1, classes)
     result = dream(model, image, LayerL2(model.layer("inception_4c/output").name), TINY)
-    assert result.metadata["weights_layout"] == layout
-    assert result.metadata["input"] == {"channels": "BGR", "scale": 255.0, "mean": mean, "std": (1.0, 1.0, 1.0)}
+    assert result.record.weights_layout == layout
+    assert result.record.input == {"channels": "BGR", "scale": 255.0, "mean": mean, "std": (1.0, 1.0, 1.0)}
 
 
 def test_the_same_weights_in_two_layouts_give_the_same_trunk(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import pytest
 from PIL import Image, PngImagePlugin
@@ -59,7 +60,7 @@ def test_a_recipe_replays_at_its_own_precision(lite0):
     """Loaded for the recipe, the model takes its precision; given one at another, the replay is refused."""
     half = _recipe("bf16")
     assert Recipe.from_json(half.to_json()).precision == "bf16"
-    assert run_recipe(half).metadata["precision"] == "bf16"
+    assert run_recipe(half).record.precision == "bf16"
     with pytest.raises(LabError, match="dreamed in bf16, not fp32"):
         run_recipe(half, lite0)
     assert load_model("efficientnet_lite0", device="cpu").precision == "fp32"
@@ -70,8 +71,8 @@ def test_a_replayed_png_says_how_far_its_pixels_are_and_where_each_ran(lite0):
     the CPU kind, and a replay of a PNG is compared with that PNG's own pixels."""
     recipe = _recipe()
     first = run_recipe(recipe, lite0)
-    assert first.metadata["cpu"] == models.cpu_kind() and "(" in first.metadata["cpu"]
-    original = png_bytes(first.image, first.metadata)
+    assert first.record.cpu == models.cpu_kind() and "(" in first.record.cpu
+    original = png_bytes(first.image, first.record)
     again = run_recipe(recipe, lite0)
     check = check_replay(original, again)
     assert check.identical and check.recorded == check.here and "identical" in check.describe()
@@ -79,5 +80,5 @@ def test_a_replayed_png_says_how_far_its_pixels_are_and_where_each_ran(lite0):
         again.image[:, 0, 0] - 3 / 255)
     moved = check_replay(original, again)
     assert moved.largest_difference == 3 and "3/255" in moved.describe()
-    elsewhere = dict(first.metadata, cpu="Another CPU (AVX2)")
+    elsewhere = replace(first.record, cpu="Another CPU (AVX2)")
     assert "Another CPU (AVX2)" in check_replay(png_bytes(first.image, elsewhere), again).describe()

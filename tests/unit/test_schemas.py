@@ -25,7 +25,8 @@ from analysis.cli import main
 from analysis.dream import DreamConfig
 from analysis.errors import ConfigError, LabError
 from analysis.grids import GridItem, arrange
-from analysis.pngmeta import METADATA_KEY, read_png_metadata
+from analysis.pngmeta import METADATA_KEY, read_png_record
+from analysis.provenance import RunRecord
 from analysis.recipes import Recipe
 
 REPO_SCHEMAS = schemas.__file__.rsplit("/analysis/", 1)[0] + "/docs/schemas"
@@ -94,8 +95,8 @@ def _grid_of_pngs(data: bytes) -> object:
     info.add_text(METADATA_KEY, data.decode())
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=info)
-    items = [GridItem(Image.new("RGB", (8, 8)), read_png_metadata(buffer.getvalue()), "a"),
-             GridItem(Image.new("RGB", (8, 8), "red"), {**RUN_RECORD, "seed": 4}, "b")]
+    items = [GridItem(Image.new("RGB", (8, 8)), read_png_record(buffer.getvalue()), "a"),
+             GridItem(Image.new("RGB", (8, 8), "red"), RunRecord.from_dict({**RUN_RECORD, "seed": 4}), "b")]
     grid = arrange(items)
     return grid.png(), bundle_zip(grid)
 

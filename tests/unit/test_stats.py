@@ -142,7 +142,7 @@ def test_channel_dreams_dream_each_channel_on_the_image(lite0, cat_small):
 
     config = DreamConfig(octaves=1, iterations=2, jitter=4)
     results = stats.channel_dreams(lite0, cat_small, "block5", [3, 50], config)
-    assert [r.metadata["objective"] for r in results] == [
+    assert [r.record.objective for r in results] == [
         {"type": "channels", "layer": "_blocks.5", "channels": [3]},
         {"type": "channels", "layer": "_blocks.5", "channels": [50]}]
     assert not torch.equal(results[0].image, results[1].image)

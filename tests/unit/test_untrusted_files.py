@@ -58,7 +58,7 @@ def test_a_wrong_file_a_recipe_names_is_never_read_whole(tmp_path):
 
     def given() -> None:
         with pytest.raises(ImageError, match=r"not the one the recipe was made with \(photo.png, sha256 differs\)"):
-            recipe.image.load(64, big)
+            recipe.image.at(big).load(64)
 
     assert _peak_bytes(beside) < 4 * 2**20
     assert _peak_bytes(given) < 4 * 2**20
@@ -77,7 +77,7 @@ def test_the_right_file_is_found_and_a_file_over_the_limit_is_refused_unread(tmp
     with pytest.raises(ImageError, match="the limit for an image file is"):
         _inputs_beside(GridRecipe([[recipe]]), tmp_path)
     with pytest.raises(ImageError, match="the limit for an image file is"):
-        recipe.image.load(64, tmp_path / "inputs" / "01-cat.jpg")
+        recipe.image.at(tmp_path / "inputs" / "01-cat.jpg").load(64)
 
 
 # ---------------------------------------------------------------- outputs checked before the work starts

@@ -130,7 +130,7 @@ def test_flicker_with_flow_is_well_below_per_frame_dreaming(lite0, clip, flow_ru
                                                    steps_per_frame=CONFIG.iterations), tmp_path)
     assert len(flow_run.flicker) == len(per_frame.flicker) == FRAMES - 1
     assert flow_run.mean_flicker < 0.6 * per_frame.mean_flicker
-    assert flow_run.metadata["video"]["flicker"] == pytest.approx(flow_run.mean_flicker, abs=1e-4)
+    assert flow_run.record.extras["video"]["flicker"] == pytest.approx(flow_run.mean_flicker, abs=1e-4)
 
 
 def test_the_mp4_keeps_the_audio_the_frame_count_and_the_rate(flow_run, clip, tmp_path):
