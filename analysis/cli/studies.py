@@ -9,11 +9,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis import bias, featviz
+from analysis import bias
 from analysis.cli.arguments import Progress, add_config_args, config_from_args, print_json
 from analysis.errors import ConfigError
 from analysis.featviz import PARAMETERISATIONS, FeatvizConfig
 from analysis.models import DEFAULT_MODEL, PRECISIONS
+from analysis.objectives import parse_channels
 from analysis.pngmeta import write_file
 from analysis.studies import executors
 from analysis.studies import stats as study_stats
@@ -124,7 +125,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
     if args.workload != "gallery" and (args.channels or args.param != "fft"
                                        or args.featviz_steps != FeatvizConfig.steps):
         raise ConfigError("--channels, --featviz-steps and --param belong to a gallery (--workload gallery).")
-    channels = tuple(featviz.parse_channels(args.channels, MAX_CHANNEL)) if args.channels else ()
+    channels = tuple(parse_channels(args.channels, MAX_CHANNEL)) if args.channels else ()
     settings = replace(FeatvizConfig(), steps=args.featviz_steps, parameterisation=args.param)
     plan = plan_from(args.model, args.no_control, depths, layers, args.images, args.noise_seeds,
                      numbers(args.seeds, int, "seeds"), args.judge, args.size, args.preset, config_from_args(args),
