@@ -27,10 +27,10 @@ from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream, run_metadat
 from analysis.errors import ConfigError
 from analysis.export import Grid, GridItem, settings_footnote
 from analysis.images import tensor_to_pil
-from analysis.models import LoadedModel, load_model
 from analysis.objectives import Objective
 from analysis.pngmeta import write_file
 from analysis.recipes import RECIPE_VERSION, Recipe, check_model, read_json
+from analysis.zoo import LoadedModel, load_model
 
 VIDEO_FORMATS = (".mp4", ".gif")
 

@@ -39,7 +39,7 @@ import torch
 from analysis import labels as label_files
 from analysis.errors import Cancelled, ConfigError, ImageError
 from analysis.images import load_image, resize
-from analysis.models import LOGITS, LoadedModel, count_hooks
+from analysis.zoo import LOGITS, LoadedModel, count_hooks
 
 OnStep = Callable[[int, int, "torch.Tensor | None"], None]
 ShouldCancel = Callable[[], bool]

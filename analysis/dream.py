@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from analysis import allocator, schemas
 from analysis.errors import ConfigError
 from analysis.images import resize
-from analysis.models import LoadedModel, count_hooks, cpu_kind
 from analysis.objectives import Objective
+from analysis.zoo import LoadedModel, count_hooks, cpu_kind
 
 OnStep = Callable[[int, int, "torch.Tensor | None"], None]
 ShouldCancel = Callable[[], bool]

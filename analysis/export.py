@@ -22,9 +22,9 @@ from analysis.dream import OnStep, ShouldCancel, library_versions
 from analysis.errors import ConfigError, ImageError
 from analysis.images import tensor_to_pil
 from analysis.labels import sample_images
-from analysis.models import LoadedModel, load_model
 from analysis.pngmeta import png_bytes
 from analysis.recipes import REPLAY_OBSTACLES, Recipe, read_json, replay_obstacle, run_recipe
+from analysis.zoo import LoadedModel, load_model
 
 if TYPE_CHECKING:
     import pandas as pd

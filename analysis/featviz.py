@@ -42,8 +42,8 @@ from PIL import Image
 from analysis import __version__
 from analysis.errors import ConfigError, ImageError
 from analysis.images import load_image
-from analysis.models import LayerInfo, LoadedModel, count_hooks
 from analysis.pngmeta import png_bytes, read_png_metadata
+from analysis.zoo import LayerInfo, LoadedModel, count_hooks
 
 OnStep = Callable[[int, int, "torch.Tensor | None"], None]
 ShouldCancel = Callable[[], bool]

@@ -23,8 +23,8 @@ from analysis.dream import DreamConfig, DreamResult, OnStep, ShouldCancel, dream
 from analysis.errors import ConfigError
 from analysis.export import grid_image
 from analysis.images import tensor_to_pil
-from analysis.models import LOGITS, LayerInfo, LoadedModel
 from analysis.objectives import Channels
+from analysis.zoo import LOGITS, LayerInfo, LoadedModel
 
 COLUMNS = ("model", "training_data", "layer", "depth", "channel", "statistic", "value")
 """The tidy frame's columns; channel is -1 on layer-level rows."""

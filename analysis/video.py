@@ -41,10 +41,10 @@ from PIL import Image
 from analysis.dream import DreamConfig, OnStep, ShouldCancel, dream, run_metadata
 from analysis.errors import ConfigError, VideoError
 from analysis.images import pil_to_tensor, tensor_to_pil
-from analysis.models import LoadedModel, load_model
 from analysis.objectives import LayerL2, Objective
 from analysis.pngmeta import png_bytes, read_png_metadata
 from analysis.recipes import RECIPE_VERSION, ImageSource, Recipe, check_model, read_json
+from analysis.zoo import LoadedModel, load_model
 
 MAX_VIDEO_BYTES = 200 * 1024 * 1024
 MAX_VIDEO_SECONDS = 60.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from analysis.models import LayerInfo
+from analysis.zoo import LayerInfo
 
 
 def trace_figure(trace: list[float], steps_per_octave: int, title: str = "Objective per step") -> go.Figure:

@@ -14,10 +14,10 @@ from PIL import Image
 from analysis.dream import DreamConfig, DreamResult, dream, dream_batch
 from analysis.export import grid_image
 from analysis.images import tensor_to_pil
-from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2, Objective
 from analysis.pngmeta import png_bytes
 from analysis.recipes import ImageSource, Recipe, check_replay, run_recipe
+from analysis.zoo import LayerInfo, LoadedModel
 from dashboard.readings import depth_reading
 
 TopK = list[tuple[int, str, float]]

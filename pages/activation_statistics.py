@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from analysis import compare, figures, models, stats
+from analysis import compare, figures, stats, zoo
 from analysis import labels as label_files
 from analysis.errors import ConfigError
 from analysis.images import fit_tensor, load_image
@@ -22,14 +22,14 @@ st.caption("Show the networks some photos and measure every layer: how strongly 
 def spec_label(name: str) -> str:
     if name == NONE:
         return "(no second model)"
-    spec = models.get_spec(name)
-    return widgets.model_label(spec, models.weights_present(spec))
+    spec = zoo.get_spec(name)
+    return widgets.model_label(spec, zoo.weights_present(spec))
 
 
 setup_models, setup_images = st.columns(2, gap="large")
 with setup_models:
     st.subheader("1 · Models")
-    names = models.model_names(include_twins=True)
+    names = zoo.model_names(include_twins=True)
     pair = compare.suggested_pairs()[0]
     state.default("keep.statistics.a", pair[0], names)
     state.default("keep.statistics.b", pair[1], [NONE, *names])
@@ -37,8 +37,8 @@ with setup_models:
     name_b = st.selectbox("Model B", [NONE, *names], key="keep.statistics.b", format_func=spec_label,
                           help="A second network to line up with the first by relative depth.")
     chosen = [name_a] + ([name_b] if name_b not in (NONE, name_a) else [])
-    missing = [models.missing_weights_message(models.get_spec(n)) for n in chosen
-               if not models.weights_present(models.get_spec(n))]
+    missing = [zoo.missing_weights_message(zoo.get_spec(n)) for n in chosen
+               if not zoo.weights_present(zoo.get_spec(n))]
     for message in missing:
         state.show_error(message)
 with setup_images:

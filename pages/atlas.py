@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from analysis import atlas, featviz, figures, models
+from analysis import atlas, featviz, figures, zoo
 from analysis.bias import DEFAULT_JUDGE, Judge
 from analysis.dream import dream, preset
 from analysis.errors import Cancelled, ConfigError, LabError
@@ -38,11 +38,11 @@ def apply_link() -> None:
         return
     st.session_state[LINKED] = True
     try:
-        spec = models.get_spec(params["model"])
+        spec = zoo.get_spec(params["model"])
         base = spec.base
         layer = params.get("layer")
         if layer is not None:
-            by_alias = {i.alias: i.name for i in widgets.dreamable_layers(models.get_spec(base))}
+            by_alias = {i.alias: i.name for i in widgets.dreamable_layers(zoo.get_spec(base))}
             if layer not in by_alias and layer not in by_alias.values():
                 raise ConfigError(f"The link's layer '{layer}' is not a layer of {base}.")
             st.session_state[f"keep.layer.{base}"] = by_alias.get(layer, layer)
@@ -91,7 +91,7 @@ with st.sidebar:
     quality = st.selectbox("Feature visualisations", list(QUALITIES), key="keep.atlas.quality",
                            format_func=lambda q: f"{q}: {QUALITIES[q][0]} px, {QUALITIES[q][1]} steps",
                            help="Both renderers (lucent's FFT and MaCo) use these; renders are cached.")
-    names = [TWIN, *models.model_names(include_twins=True)]
+    names = [TWIN, *zoo.model_names(include_twins=True)]
     state.default("keep.atlas.second", TWIN, names)
     second = st.selectbox("Beside it", names, key="keep.atlas.second",
                           format_func=lambda n: "its twin (untrained or trained)" if n == TWIN else n)
@@ -108,11 +108,11 @@ settings = atlas.AtlasSettings(side=int(side))
 groups = list(class_groups(judge.dataset))
 
 
-def folder_of(loaded: models.LoadedModel, info: models.LayerInfo):
+def folder_of(loaded: zoo.LoadedModel, info: zoo.LayerInfo):
     return atlas.run_folder(root, loaded.name, info.alias, int(side))
 
 
-def start_pass(loaded: models.LoadedModel, info: models.LayerInfo) -> None:
+def start_pass(loaded: zoo.LoadedModel, info: zoo.LayerInfo) -> None:
     folder = folder_of(loaded, info)
 
     def work(on_step, should_cancel) -> str:
@@ -171,7 +171,7 @@ def best_crop(number: int) -> Image.Image:
     return tensor_to_pil(crop).resize((96, 96), Image.Resampling.LANCZOS)
 
 
-def start_render(loaded: models.LoadedModel, info: models.LayerInfo, channels: list[int]) -> None:
+def start_render(loaded: zoo.LoadedModel, info: zoo.LayerInfo, channels: list[int]) -> None:
     def work(on_step, should_cancel) -> str:
         for config in (fft, maco):
             featviz.render_channels(loaded, info.name, channels, config, cache, on_step, should_cancel)

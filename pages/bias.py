@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from analysis import bias, figures, models
+from analysis import bias, figures, zoo
 from analysis.errors import ConfigError, ImageError
 from analysis.export import bundle_zip, figures_html
 from analysis.images import tensor_to_pil
@@ -30,14 +30,14 @@ st.caption("118 of ImageNet's 1000 classes are dog breeds, so ImageNet networks 
            "originals and the dreams. The originals' share is the baseline; each model's untrained twin "
            "(same architecture, random weights) is the control.")
 
-specs = {name: models.get_spec(name) for name in models.model_names()}
-present = [name for name, spec in specs.items() if models.weights_present(spec)]
+specs = {name: zoo.get_spec(name) for name in zoo.model_names()}
+present = [name for name, spec in specs.items() if zoo.weights_present(spec)]
 samples = {s.path.name: s for s in sample_images()}
 
 setup, settings_column = st.columns([3, 2], gap="large")
 with setup:
     st.subheader("1 · Models that dream")
-    state.default("keep.bias.models", [models.DEFAULT_MODEL])
+    state.default("keep.bias.models", [zoo.DEFAULT_MODEL])
     st.session_state["keep.bias.models"] = [n for n in st.session_state["keep.bias.models"] if n in present]
     chosen = st.multiselect("Models", present, key="keep.bias.models", max_selections=MAX_MODELS,
                             format_func=lambda n: widgets.model_label(specs[n], True),

@@ -8,7 +8,7 @@ import math
 import streamlit as st
 from PIL import Image, ImageDraw, ImageFont
 
-from analysis import featviz, figures, models
+from analysis import featviz, figures, zoo
 from analysis.dream import PRESETS, dream, preset
 from analysis.errors import ImageError, LabError
 from analysis.featviz import ChannelRender, FeatvizConfig, FeatvizResult, RenderCache
@@ -46,8 +46,8 @@ if not choice.runnable:
 def second_label(name: str) -> str:
     if name in (TWIN, NONE):
         return "Its twin (untrained or trained)" if name == TWIN else "None"
-    spec = models.get_spec(name)
-    return widgets.model_label(spec, models.weights_present(spec))
+    spec = zoo.get_spec(name)
+    return widgets.model_label(spec, zoo.weights_present(spec))
 
 
 grid_column, side_column = st.columns([2, 1], gap="large")
@@ -76,7 +76,7 @@ with side_column:
     seed = st.number_input("Seed", 0, 2**31 - 1, step=1, key="keep.features.seed",
                            help="The noise each channel starts from; the same seed gives the same picture.")
     config = FeatvizConfig(size=int(size), steps=int(steps), seed=int(seed))
-    names = models.model_names(include_twins=True)
+    names = zoo.model_names(include_twins=True)
     state.default("keep.features.second", TWIN, [TWIN, NONE, *names])
     second = st.selectbox(
         "Second model, beside it at the same depth", [TWIN, NONE, *names], key="keep.features.second",
@@ -193,7 +193,7 @@ def keep_renders(result: FeatvizResult) -> None:
         st.session_state["features.cancelled_note"] = True
 
 
-def renders_for(loaded: models.LoadedModel, info: models.LayerInfo, channels: list[int]) -> dict[int, ChannelRender]:
+def renders_for(loaded: zoo.LoadedModel, info: zoo.LayerInfo, channels: list[int]) -> dict[int, ChannelRender]:
     found = featviz.lookup(loaded, info.name, channels, config, cache)
     last = st.session_state.get(LAST_RENDERS, {})
     for channel in channels:
@@ -203,7 +203,7 @@ def renders_for(loaded: models.LoadedModel, info: models.LayerInfo, channels: li
     return found
 
 
-def start_render(loaded: models.LoadedModel, info: models.LayerInfo, channels: list[int]) -> None:
+def start_render(loaded: zoo.LoadedModel, info: zoo.LayerInfo, channels: list[int]) -> None:
     def work(on_step, should_cancel) -> FeatvizResult:
         return featviz.render_channels(loaded, info.name, channels, config, cache, on_step, should_cancel)
 

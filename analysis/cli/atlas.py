@@ -22,7 +22,7 @@ from analysis.cli import print_json
 from analysis.cli.core import Progress, add_device_args, check_outputs
 from analysis.errors import ConfigError
 from analysis.labels import class_groups
-from analysis.models import DEFAULT_MODEL, load_model
+from analysis.zoo import DEFAULT_MODEL, load_model
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis import models, schemas
+from analysis import schemas, zoo
 from analysis.cli import print_json
 from analysis.dream import PRESETS, DreamConfig, dream, preset
 from analysis.errors import ConfigError, ImageError
@@ -61,7 +61,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_schema)
 
 
-def add_model_args(p: argparse.ArgumentParser, default: str | None = models.DEFAULT_MODEL) -> None:
+def add_model_args(p: argparse.ArgumentParser, default: str | None = zoo.DEFAULT_MODEL) -> None:
     p.add_argument("--model", default=default, help=f"model name (default {default}); '-untrained' for a twin")
     add_device_args(p)
     p.add_argument("--weights", type=Path, help="checkpoint file to use instead of the weights folder")
@@ -70,7 +70,7 @@ def add_model_args(p: argparse.ArgumentParser, default: str | None = models.DEFA
 def add_device_args(p: argparse.ArgumentParser, note: str = "") -> None:
     """--device and --precision; note ends both help texts (what they mean for this command)."""
     p.add_argument("--device", default="auto", help=f"auto, cpu, cuda or mps{note}")
-    p.add_argument("--precision", default="auto", choices=("auto", *models.PRECISIONS),
+    p.add_argument("--precision", default="auto", choices=("auto", *zoo.PRECISIONS),
                    help=f"auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16{note}")
 
 
@@ -108,11 +108,11 @@ def config_from_args(args: argparse.Namespace) -> DreamConfig:
 
 
 def load_from_args(args: argparse.Namespace, name: str | None = None, recipe_precision: str | None = None
-                   ) -> models.LoadedModel:
+                   ) -> zoo.LoadedModel:
     """The model named (or --model) on --device at --precision; a replay's auto precision is its recipe's."""
     precision = recipe_precision if args.precision == "auto" and recipe_precision else args.precision
-    model = models.load_model(name or args.model, device=args.device, checkpoint=args.weights, precision=precision)
-    if note := models.precision_note(model.precision, model.device):
+    model = zoo.load_model(name or args.model, device=args.device, checkpoint=args.weights, precision=precision)
+    if note := zoo.precision_note(model.precision, model.device):
         print(f"note: {note}", file=sys.stderr)
     return model
 
@@ -198,7 +198,7 @@ def cmd_schema(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    rows = models.model_table()
+    rows = zoo.model_table()
     if args.json:
         return print_json(rows)
     print(f"{'model':<26}{'training data':<15}{'weights':<10}architecture")
@@ -210,13 +210,13 @@ def cmd_models(args: argparse.Namespace) -> None:
         print("\nMissing weights: put the file in the weights folder, or 'download MODEL' where online:")
         for r in missing:
             print(f"  {r['weights_file']:<44}{r['download'] or 'no public download: see README'}")
-    print(f"\nWeights folder: {models.weights_dir()}  ·  "
-          f"add '{models.UNTRAINED_SUFFIX}' to any name for its untrained twin.")
+    print(f"\nWeights folder: {zoo.weights_dir()}  ·  "
+          f"add '{zoo.UNTRAINED_SUFFIX}' to any name for its untrained twin.")
 
 
 def cmd_layers(args: argparse.Namespace) -> None:
-    spec = models.get_spec(args.model)
-    table = models.layer_table(spec)
+    spec = zoo.get_spec(args.model)
+    table = zoo.layer_table(spec)
     if args.json:
         return print_json([{"name": i.name, "alias": i.alias, "shape": list(i.shape), "depth": i.depth} for i in table])
     print(f"{'alias':<24}{'module':<24}{'shape (224 px)':<18}depth")
@@ -225,9 +225,9 @@ def cmd_layers(args: argparse.Namespace) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    from analysis.downloads import download_weights
+    from analysis.zoo.weights.downloads import download_weights
 
-    spec = models.get_spec(args.model)
+    spec = zoo.get_spec(args.model)
     # leave=True: the bar ends its line, so an error after it starts a line of its own
     with tqdm(desc=spec.weights.filename or spec.name, unit="B", unit_scale=True, leave=True) as bar:
         def on_bytes(received: int, total: int | None) -> None:
@@ -258,7 +258,7 @@ DEFAULT_DEPTH = 0.6
 """Without --layer or --class, dream the layer at this depth: where the ImageNet model's dog effect peaks."""
 
 
-def build_objective(args: argparse.Namespace, model: models.LoadedModel) -> Objective:
+def build_objective(args: argparse.Namespace, model: zoo.LoadedModel) -> Objective:
     terms: list[Objective] = []
     if args.layer:
         if args.channel:

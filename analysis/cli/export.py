@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from analysis import models, schemas
+from analysis import schemas, zoo
 from analysis.animation import VIDEO_FORMATS, AnimationRecipe, ZoomSettings, run_animation_recipe, write_video
 from analysis.cli import print_json
 from analysis.cli.core import (
@@ -103,7 +103,7 @@ class _StopOnInterrupt:
         return self.event.is_set()
 
 
-def _zoom_recipe(args: argparse.Namespace) -> tuple[AnimationRecipe, models.LoadedModel, Path | None]:
+def _zoom_recipe(args: argparse.Namespace) -> tuple[AnimationRecipe, zoo.LoadedModel, Path | None]:
     """The animation recipe to run (read from --recipe, or made from the other arguments), its model and image file."""
     if args.recipe:
         recipe = AnimationRecipe.from_json(read_input(args.recipe, "recipe", schemas.MAX_JSON_BYTES))
@@ -189,10 +189,10 @@ def cmd_grid(args: argparse.Namespace) -> None:
     if args.recipe:
         recipe, inputs = load_grid_recipe(read_input(args.recipe, "recipe", MAX_BUNDLE_BYTES))
         inputs = {**_inputs_beside(recipe, args.inputs or args.recipe.parent), **inputs}
-        device = models.pick_device(args.device)
+        device = zoo.pick_device(args.device)
         progress = Progress(f"replaying {len(recipe.recipes())} dreams")
         try:
-            grid = replay_grid(recipe, lambda name: models.load_model(name, device=device, precision=args.precision),
+            grid = replay_grid(recipe, lambda name: zoo.load_model(name, device=device, precision=args.precision),
                                inputs, on_step=progress)
         finally:
             progress.close()

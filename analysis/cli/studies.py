@@ -13,12 +13,12 @@ from analysis.cli import print_json
 from analysis.cli.core import Progress, add_config_args, config_from_args
 from analysis.errors import ConfigError
 from analysis.export import figures_html
-from analysis.models import DEFAULT_MODEL, PRECISIONS
 from analysis.studies import executors
 from analysis.studies import stats as study_stats
 from analysis.studies.judging import check_depths, default_judges, with_controls
 from analysis.studies.overview import overview
 from analysis.studies.plan import ALL_SAMPLES, Plan, default_threads, expand
+from analysis.zoo import DEFAULT_MODEL, PRECISIONS
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -13,8 +13,8 @@ from analysis.cli import print_json
 from analysis.cli.core import Progress, add_config_args, add_device_args, check_outputs, config_from_args, image_source
 from analysis.errors import ConfigError, ImageError
 from analysis.images import load_image
-from analysis.models import DEFAULT_MODEL, LoadedModel, load_model
 from analysis.pngmeta import save_png, write_file
+from analysis.zoo import DEFAULT_MODEL, LoadedModel, load_model
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 

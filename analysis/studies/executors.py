@@ -26,10 +26,10 @@ from typing import Protocol
 
 from analysis.dream import OnStep, ShouldCancel
 from analysis.errors import ConfigError, LabError
-from analysis.models import LoadedModel
 from analysis.studies.plan import Item, Plan, expand
 from analysis.studies.store import Writer
 from analysis.studies.worker import ItemResult, ItemRunner
+from analysis.zoo import LoadedModel
 
 RAY_ADDRESS_ENV = "INCEPTIONISM_RAY_ADDRESS"
 DEFAULT_BATCH = 4

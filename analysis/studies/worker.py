@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from analysis import models
+from analysis import zoo
 from analysis.dream import dream
 from analysis.errors import ImageError
-from analysis.models import LoadedModel, load_model
 from analysis.objectives import LayerL2
 from analysis.pngmeta import png_bytes
 from analysis.recipes import ImageSource, Recipe
 from analysis.studies.judging import Judge
 from analysis.studies.plan import Item, Plan
+from analysis.zoo import LoadedModel, load_model
 
 ORIGINALS_KEPT = 64
 """Originals' verdicts a runner remembers: items of one image run close together, so a few suffice."""
@@ -143,8 +143,8 @@ class ItemRunner:
         return [self.run(item) for item in items]
 
     def _base_row(self, item: Item) -> dict:
-        spec = models.get_spec(item.model)
+        spec = zoo.get_spec(item.model)
         return {"item": item.id, "model": item.model, "training_data": spec.training_data,
-                "control": spec.training_data == models.Untrained, "depth": item.depth, "layer": item.layer_alias,
+                "control": spec.training_data == zoo.Untrained, "depth": item.depth, "layer": item.layer_alias,
                 "layer_depth": item.layer_depth, "image": item.image.name, "image_kind": item.image.kind,
                 "seed": item.seed, "host": platform.node()}

@@ -14,7 +14,7 @@ from torch import nn
 
 from analysis import atlas, featviz
 from analysis.errors import Cancelled, ConfigError
-from analysis.models import InputConvention, LayerInfo, LoadedModel, ModelSpec, Preprocess, WeightsSource, count_hooks
+from analysis.zoo import InputConvention, LayerInfo, LoadedModel, ModelSpec, Preprocess, WeightsSource, count_hooks
 
 SIDE = 32
 BOX = 5  # the detector's box filter: its receptive field

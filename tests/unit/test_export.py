@@ -26,10 +26,10 @@ from analysis.export import (
     replay_grid,
 )
 from analysis.images import tensor_to_pil
-from analysis.models import load_model
 from analysis.objectives import LayerL2
 from analysis.pngmeta import png_bytes, read_png_metadata, save_png
 from analysis.recipes import ImageSource, Recipe, run_recipe
+from analysis.zoo import load_model
 
 TINY = DreamConfig(octaves=1, iterations=2, jitter=4, seed=7)
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200), (200, 30, 200)]
