@@ -27,12 +27,12 @@ from analysis.dream import DreamConfig, dream, run_record
 from analysis.errors import ConfigError
 from analysis.grids import Grid, GridItem, settings_footnote
 from analysis.images import tensor_to_pil
-from analysis.models import LoadedModel, load_model
 from analysis.objectives import Objective
 from analysis.pngmeta import write_file
 from analysis.progress import OnStep, Relay, ShouldCancel
 from analysis.provenance import RunRecord
 from analysis.recipes import RECIPE_VERSION, Recipe, check_model, read_json
+from analysis.zoo import LoadedModel, load_model
 
 VIDEO_FORMATS = (".mp4", ".gif")
 

@@ -41,10 +41,10 @@ import torch
 from analysis import labels as label_files
 from analysis.errors import Cancelled, ConfigError, ImageError
 from analysis.images import load_image, resize
-from analysis.models import LOGITS, LoadedModel, count_hooks, load_model
 from analysis.progress import OnStep, ShouldCancel
 from analysis.studies import executors as engine
 from analysis.studies.executors import Executor
+from analysis.zoo import LOGITS, LoadedModel, count_hooks, load_model
 
 ATLAS_VERSION = 1
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")

@@ -21,13 +21,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from analysis import models
+from analysis import zoo
 from analysis.drawing import caption_cell
 from analysis.dream import DreamConfig, dream_batch
 from analysis.errors import ConfigError
 from analysis.grids import Grid, GridItem, settings_footnote
 from analysis.images import noise_image, tensor_to_pil
-from analysis.models import UNTRAINED_SUFFIX, LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
 from analysis.progress import OnStep, Relay, ShouldCancel
 from analysis.provenance import RunRecord
@@ -45,6 +44,7 @@ from analysis.studies.judging import (  # noqa: F401 (API)
     with_controls,
 )
 from analysis.wording import model_label, percent, times
+from analysis.zoo import UNTRAINED_SUFFIX, LayerInfo, LoadedModel
 
 DEFAULT_DEPTHS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
 """0.6 is where EfficientNet-Lite0's dog effect peaks (block10: x47 on the cat photo at 320 px)."""
@@ -128,7 +128,7 @@ def _rows(model: LoadedModel, depth: float, layer: LayerInfo, image: StudyImage,
         share_original, share_dream = float(p_original[indices].sum()), float(p_dream[indices].sum())
         rows.append({
             "model": model.name, "training_data": model.spec.training_data,
-            "control": model.spec.training_data == models.Untrained, "depth": depth, "layer": layer.alias,
+            "control": model.spec.training_data == zoo.Untrained, "depth": depth, "layer": layer.alias,
             "layer_depth": layer.depth, "image": image.name, "image_kind": image.kind, "judge": judge.name,
             "judge_data": judge.dataset, "group": group, "group_classes": len(indices),
             "share_original": share_original, "share_dream": share_dream,

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 from analysis.errors import ConfigError, ImageError
 from analysis.grids import Grid, GridItem, GridRecipe
 from analysis.images import tensor_to_pil
-from analysis.models import LoadedModel, load_model
 from analysis.pngmeta import png_bytes
 from analysis.progress import OnStep, Relay, ShouldCancel
 from analysis.recipes import run_recipe
+from analysis.zoo import LoadedModel, load_model
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -15,20 +15,20 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from analysis import models
+from analysis import zoo
 from analysis.drawing import caption_cell, grid_image
 from analysis.dream import DreamConfig, DreamResult
 from analysis.errors import ConfigError
 from analysis.grids import settings_footnote
 from analysis.images import tensor_to_pil
 from analysis.labels import TopK, top_classes
-from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
 from analysis.progress import OnStep, Relay, ShouldCancel
 from analysis.recipes import ImageSource, Recipe, run_recipes
 from analysis.wording import model_label
+from analysis.zoo import LayerInfo, LoadedModel
 
-DEFAULT_PAIR = ("efficientnet_lite0", "efficientnet_lite0" + models.UNTRAINED_SUFFIX)
+DEFAULT_PAIR = ("efficientnet_lite0", "efficientnet_lite0" + zoo.UNTRAINED_SUFFIX)
 """Works offline: the embedded ImageNet network against the same architecture untrained."""
 PLACES_PAIRS = (("bvlc_googlenet", "googlenet_places205"), ("bvlc_googlenet", "googlenet_places365"),
                 ("googlenet", "googlenet_places365"), ("resnet50", "resnet50_places365"),
@@ -43,7 +43,7 @@ TOP_CLASSES = 3
 def suggested_pairs(folder: Path | None = None) -> list[tuple[str, str]]:
     """ImageNet-vs-Places pairs whose weights are all here come first, then the offline default."""
     present = [pair for pair in PLACES_PAIRS
-               if all(models.weights_present(models.get_spec(name), folder) for name in pair)]
+               if all(zoo.weights_present(zoo.get_spec(name), folder) for name in pair)]
     return present + [DEFAULT_PAIR]
 
 

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from analysis import allocator, schemas
 from analysis.errors import ConfigError
 from analysis.images import resize
-from analysis.models import LoadedModel, count_hooks, cpu_kind
 from analysis.objectives import Objective
 from analysis.progress import OnStep, Relay, ShouldCancel
 from analysis.provenance import RunRecord, library_versions
+from analysis.zoo import LoadedModel, count_hooks, cpu_kind
 
 
 @dataclass(frozen=True)

@@ -42,11 +42,11 @@ from PIL import Image
 from analysis import __version__, drawing
 from analysis.errors import ConfigError, ImageError
 from analysis.images import load_image, tensor_to_pil
-from analysis.models import LayerInfo, LoadedModel, count_hooks
 from analysis.objectives import check_channels
 from analysis.pngmeta import png_bytes, read_png_record
 from analysis.progress import OnStep, Relay, ShouldCancel
 from analysis.provenance import RunRecord, library_versions
+from analysis.zoo import LayerInfo, LoadedModel, count_hooks
 
 FEATVIZ_VERSION = 1
 """Part of every cache key: bump it when the algorithm changes what a render looks like."""

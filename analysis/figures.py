@@ -22,7 +22,7 @@ from analysis.labels import TopK
 from analysis.wording import model_label, times
 
 if TYPE_CHECKING:
-    from analysis.models import LayerInfo
+    from analysis.zoo import LayerInfo
 
 _MARGIN = {"l": 10, "r": 10, "t": 50, "b": 10}
 

@@ -49,7 +49,7 @@ TopK = list[tuple[int, str, float]]
 
 
 class Classifier(Protocol):
-    """What top_classes needs of a model (analysis.models.LoadedModel is one), named here so that
+    """What top_classes needs of a model (analysis.zoo.LoadedModel is one), named here so that
     this module, which models reads, does not import models back."""
 
     @property

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from analysis.errors import ConfigError
-from analysis.models import LOGITS, LoadedModel
+from analysis.zoo import LOGITS, LoadedModel
 
 LayerLabel = Callable[[str], str]
 

@@ -23,11 +23,11 @@ from analysis import labels, schemas
 from analysis.dream import DreamConfig, DreamResult, dream_batch
 from analysis.errors import ConfigError, ImageError
 from analysis.images import check_side, file_sha256, load_image, noise_image, read_verified
-from analysis.models import LOGITS, LoadedModel, get_spec, layer_table, load_model
 from analysis.objectives import Objective, objective_from_dict
 from analysis.pngmeta import read_png_metadata, read_png_record
 from analysis.progress import OnStep, ShouldCancel
 from analysis.provenance import RunRecord
+from analysis.zoo import LOGITS, LoadedModel, get_spec, layer_table, load_model
 
 RECIPE_VERSION = schemas.RECIPE_VERSION
 

@@ -35,7 +35,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from analysis.errors import ConfigError
 from analysis.images import MAX_DREAM_SIDE
-from analysis.models import PRECISIONS
+from analysis.zoo import PRECISIONS
 
 MAX_JSON_BYTES = 16 * 2**20
 """A recipe file (or a PNG's metadata, or a bundle's recipe.json) larger than this is refused unread."""

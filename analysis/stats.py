@@ -24,9 +24,9 @@ from analysis.dream import DreamConfig, DreamResult, dream_batch
 from analysis.errors import ConfigError
 from analysis.grids import settings_footnote
 from analysis.images import tensor_to_pil
-from analysis.models import LOGITS, LayerInfo, LoadedModel
 from analysis.objectives import Channels
 from analysis.progress import OnStep, Relay, ShouldCancel
+from analysis.zoo import LOGITS, LayerInfo, LoadedModel
 
 COLUMNS = ("model", "training_data", "layer", "depth", "channel", "statistic", "value")
 """The tidy frame's columns; channel is -1 on layer-level rows."""

@@ -41,12 +41,12 @@ from PIL import Image
 from analysis.dream import DreamConfig, dream, run_record
 from analysis.errors import ConfigError, VideoError
 from analysis.images import pil_to_tensor, tensor_to_pil
-from analysis.models import LoadedModel, load_model
 from analysis.objectives import LayerL2, Objective
 from analysis.pngmeta import png_bytes, read_png_metadata
 from analysis.progress import OnStep, Relay, ShouldCancel
 from analysis.provenance import RunRecord
 from analysis.recipes import RECIPE_VERSION, ImageSource, Recipe, check_model, read_json
+from analysis.zoo import LoadedModel, load_model
 
 MAX_VIDEO_BYTES = 200 * 1024 * 1024
 MAX_VIDEO_SECONDS = 60.0

@@ -25,9 +25,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from analysis.dream import DreamConfig, dream, dream_batch
-from analysis.models import PRECISIONS, LayerInfo, LoadedModel, cpu_kind, load_model, pick_precision
 from analysis.objectives import LayerL2
 from analysis.polyphase import use_native_gradients
+from analysis.zoo import PRECISIONS, LayerInfo, LoadedModel, cpu_kind, load_model, pick_precision
 from bench.dashboard import section_dashboard
 
 ROOT = Path(__file__).resolve().parent
@@ -164,7 +164,7 @@ import statistics, sys, threading, time, torch
 from analysis import allocator
 if sys.argv[1] == "glibc":
     allocator.keep_freed_buffers = lambda: False  # glibc's own policy: mmap and unmap every block over 32 MB
-from analysis.models import load_model
+from analysis.zoo import load_model
 from analysis.dream import DreamConfig, dream, dream_batch
 from analysis.objectives import LayerL2
 model = load_model("efficientnet_lite0", device="cpu")
@@ -448,7 +448,7 @@ def _atlas_on_ray(model, layer: str, views: list, folder: Path, size: int) -> di
 
 MEMORY_CHILD = """
 import sys, torch
-from analysis.models import load_model
+from analysis.zoo import load_model
 from analysis.dream import DreamConfig, dream
 from analysis.objectives import LayerL2
 size, tile = int(sys.argv[1]), int(sys.argv[2])
@@ -477,7 +477,7 @@ def section_memory(sizes: list[int], tile: int, untiled_max: int) -> list[dict]:
 APP_CHILD = """
 import time, torch
 start = time.perf_counter()
-from analysis.models import load_model
+from analysis.zoo import load_model
 from analysis.images import load_image
 from analysis.dream import dream, dream_batch, preset
 from analysis.objectives import LayerL2

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from analysis.dream import dream, preset
 from analysis.images import load_image
-from analysis.models import LoadedModel
 from analysis.objectives import DEFAULT_DEPTH, LayerL2
+from analysis.zoo import LoadedModel
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")  # as tests/e2e/test_browser.py: `make browser` installs Debian's package

@@ -17,12 +17,12 @@ from analysis.dream import DreamConfig, DreamResult
 from analysis.grids import settings_footnote
 from analysis.images import tensor_to_pil
 from analysis.labels import TopK, top_classes
-from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
 from analysis.pngmeta import png_bytes
 from analysis.provenance import RunRecord
 from analysis.recipes import ImageSource, Recipe, check_replay, run_recipe, run_recipes
 from analysis.wording import model_label
+from analysis.zoo import LayerInfo, LoadedModel
 from dashboard import progress, state
 from dashboard.readings import depth_reading
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import streamlit as st
 import torch
 
-from analysis import models
+from analysis import zoo
 from analysis.errors import ConfigError, LabError
 
 log = logging.getLogger("inceptionism.dashboard")
@@ -75,7 +75,7 @@ def available_devices() -> list[str]:
 def current_device() -> str:
     """The device the sidebar chose, resolved ('auto' -> cuda, mps or cpu)."""
     try:
-        return str(models.pick_device(st.session_state.get(DEVICE_KEY, "auto")))
+        return str(zoo.pick_device(st.session_state.get(DEVICE_KEY, "auto")))
     except ConfigError:
         return "cpu"
 
@@ -83,19 +83,19 @@ def current_device() -> str:
 def current_precision(device: str | None = None) -> str:
     """The sidebar's precision, resolved for the device (default: the sidebar's; 'auto' -> bf16 on CUDA, else fp32)."""
     try:
-        return models.pick_precision(st.session_state.get(PRECISION_KEY, "auto"),
+        return zoo.pick_precision(st.session_state.get(PRECISION_KEY, "auto"),
                                      torch.device(device or current_device()))
     except ConfigError:
         return "fp32"
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
-def _cached_model(name: str, device: str, precision: str) -> models.LoadedModel:
+def _cached_model(name: str, device: str, precision: str) -> zoo.LoadedModel:
     log.info("loading %s on %s (%s)", name, device, precision)
-    return models.load_model(name, device=device, precision=precision)
+    return zoo.load_model(name, device=device, precision=precision)
 
 
-def load_model(name: str, device: str | None = None, precision: str | None = None) -> models.LoadedModel:
+def load_model(name: str, device: str | None = None, precision: str | None = None) -> zoo.LoadedModel:
     """The shared LoadedModel, at the sidebar's precision unless one is given (a recipe's);
     raises LabError (e.g. WeightsMissingError) for the caller to show."""
     device = device or current_device()
@@ -120,7 +120,7 @@ def show_error(message: str, where: object | None = None) -> None:
     (where or st).error(message, icon=":material/error:")
 
 
-PAGES_DIR = models.REPO_ROOT / "pages"
+PAGES_DIR = zoo.REPO_ROOT / "pages"
 
 
 def page_path(file: str) -> str:

@@ -15,15 +15,15 @@ import torch
 from PIL import Image
 
 from analysis import labels as label_files
-from analysis import models, wording
+from analysis import wording, zoo
 from analysis.drawing import square_thumbnail
 from analysis.dream import PRESETS, DreamConfig, preset
 from analysis.errors import ConfigError, ImageError
 from analysis.images import load_image, tensor_to_pil, to_rgb
 from analysis.labels import SampleImage
-from analysis.models import LOGITS, LayerInfo, ModelSpec
 from analysis.objectives import DEFAULT_DEPTH, Channels, ClassLogit, Guide, LayerL2, Objective, parse_channels
 from analysis.recipes import ImageSource
+from analysis.zoo import LOGITS, LayerInfo, ModelSpec
 from dashboard import progress, state
 from dashboard.readings import depth_sentence
 
@@ -69,10 +69,10 @@ def model_label(spec: ModelSpec, present: bool) -> str:
 
 def model_ui() -> ModelChoice:
     """Sidebar: every model in the zoo; ones without weights are listed but not runnable."""
-    names = models.model_names()
-    specs = {n: models.get_spec(n) for n in names}
-    present = {n: models.weights_present(s) for n, s in specs.items()}
-    state.default("keep.model", models.DEFAULT_MODEL, names)
+    names = zoo.model_names()
+    specs = {n: zoo.get_spec(n) for n in names}
+    present = {n: zoo.weights_present(s) for n, s in specs.items()}
+    state.default("keep.model", zoo.DEFAULT_MODEL, names)
     runs_untrained = bool(st.session_state.get("keep.twin"))  # the toggle below: every twin runs, no ✗
     name = st.sidebar.selectbox(
         "Model", names, key="keep.model", format_func=lambda n: model_label(specs[n], present[n] or runs_untrained),
@@ -88,7 +88,7 @@ def model_ui() -> ModelChoice:
     if not present[name]:
         st.sidebar.caption(":orange[:material/warning: No weight file for this model here: it cannot dream. "
                            "Turn on the untrained twin, or see the Models page.]")
-        return ModelChoice(name, specs[name], runnable=False, reason=models.missing_weights_message(specs[name]))
+        return ModelChoice(name, specs[name], runnable=False, reason=zoo.missing_weights_message(specs[name]))
     return ModelChoice(name, specs[name], runnable=True)
 
 
@@ -102,7 +102,7 @@ def choose_model(name: str, twin: bool = False, layer: str | None = None) -> Non
 
 def dreamable_layers(spec: ModelSpec) -> list[LayerInfo]:
     """Layers a layer objective can use (the class-score pseudo-layer is left out)."""
-    return [info for info in models.layer_table(spec) if info.name != LOGITS]
+    return [info for info in zoo.layer_table(spec) if info.name != LOGITS]
 
 
 def layer_label(info: LayerInfo) -> str:
@@ -113,10 +113,10 @@ def layer_label(info: LayerInfo) -> str:
 def layer_ui(choice: ModelChoice) -> LayerInfo:
     """Sidebar: the dream-able layers of the model, with output shape and relative depth."""
     base = choice.spec.base
-    layers = dreamable_layers(models.get_spec(base))
+    layers = dreamable_layers(zoo.get_spec(base))
     by_name = {info.name: info for info in layers}
     key = f"keep.layer.{base}"
-    state.default(key, models.layer_at_depth(layers, DEFAULT_DEPTH).name, list(by_name))
+    state.default(key, zoo.layer_at_depth(layers, DEFAULT_DEPTH).name, list(by_name))
     name = st.sidebar.selectbox(
         "Layer", list(by_name), key=key,
         format_func=lambda n: layer_label(by_name[n]),
@@ -129,7 +129,7 @@ def layer_ui(choice: ModelChoice) -> LayerInfo:
     return info
 
 
-PRECISION_CHOICES = ["auto", *models.PRECISIONS]
+PRECISION_CHOICES = ["auto", *zoo.PRECISIONS]
 
 
 def device_ui() -> str:
@@ -139,7 +139,7 @@ def device_ui() -> str:
                          help="auto = CUDA GPU, then Apple MPS, then the CPU.")
     state.default(state.PRECISION_KEY, "auto", PRECISION_CHOICES)
     device = state.current_device()
-    native = models.native_bf16(torch.device(device))
+    native = zoo.native_bf16(torch.device(device))
     st.sidebar.selectbox("Precision", PRECISION_CHOICES, key=state.PRECISION_KEY,
                          help=f"auto = bf16 autocast on a CUDA GPU with bf16, float32 elsewhere. bf16 on this "
                               f"{device.upper()}: {'native' if native else 'emulated, far slower than float32'}. "
@@ -147,7 +147,7 @@ def device_ui() -> str:
     precision = state.current_precision()
     st.sidebar.caption(f"Running on **{device}** in {precision}"
                        + (" · small sizes are quickest" if device == "cpu" else ""))
-    if note := models.precision_note(precision, torch.device(device)):
+    if note := zoo.precision_note(precision, torch.device(device)):
         (st.sidebar.caption if native else st.sidebar.warning)(note)
     return device
 
@@ -420,7 +420,7 @@ def objective_ui(prefix: str, choice: ModelChoice, layer: LayerInfo) -> Objectiv
                              help="Comma-separated numbers or ranges, e.g. 3, 17, 40-42.")
         return ObjectiveChoice(kind, channels_text=text)
     if kind == "Class":
-        names = models.class_labels(choice.spec.labels)
+        names = zoo.class_labels(choice.spec.labels)
         if not names:
             st.info(f"{choice.title} has no class labels here, so it has no class objective.")
             return ObjectiveChoice(kind)

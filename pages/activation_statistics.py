@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from analysis import compare, figures, models, stats
+from analysis import compare, figures, stats, zoo
 from analysis import labels as label_files
 from analysis.dream import DreamResult
 from analysis.errors import ConfigError
@@ -50,14 +50,14 @@ class ChannelDreams:
 def spec_label(name: str) -> str:
     if name == NONE:
         return "(no second model)"
-    spec = models.get_spec(name)
-    return widgets.model_label(spec, models.weights_present(spec))
+    spec = zoo.get_spec(name)
+    return widgets.model_label(spec, zoo.weights_present(spec))
 
 
 def models_ui() -> tuple[list[str], list[str]]:
     """Model A and an optional B; and why they cannot run (a missing weights file), one line each."""
     st.subheader("1 · Models")
-    names = models.model_names(include_twins=True)
+    names = zoo.model_names(include_twins=True)
     pair = compare.suggested_pairs()[0]
     state.default("keep.statistics.a", pair[0], names)
     state.default("keep.statistics.b", pair[1], [NONE, *names])
@@ -65,8 +65,8 @@ def models_ui() -> tuple[list[str], list[str]]:
     name_b = st.selectbox("Model B", [NONE, *names], key="keep.statistics.b", format_func=spec_label,
                           help="A second network to line up with the first by relative depth.")
     chosen = [name_a] + ([name_b] if name_b not in (NONE, name_a) else [])
-    missing = [models.missing_weights_message(models.get_spec(n)) for n in chosen
-               if not models.weights_present(models.get_spec(n))]
+    missing = [zoo.missing_weights_message(zoo.get_spec(n)) for n in chosen
+               if not zoo.weights_present(zoo.get_spec(n))]
     for message in missing:
         state.show_error(message)
     return chosen, missing

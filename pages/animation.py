@@ -15,8 +15,8 @@ from analysis.animation import (
     run_animation_recipe,
     video_bytes,
 )
-from analysis.models import LayerInfo
 from analysis.recipes import Recipe
+from analysis.zoo import LayerInfo
 from dashboard import progress, results, runs, state, widgets
 
 SLOT, RESULT = "animation.job", "animation.result"

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from analysis import atlas, featviz, figures, models
+from analysis import atlas, featviz, figures, zoo
 from analysis.bias import DEFAULT_JUDGE, Judge
 from analysis.dream import DreamResult, dream, preset
 from analysis.errors import Cancelled, ConfigError, LabError
@@ -42,11 +42,11 @@ def apply_link() -> None:
         return
     st.session_state[LINKED] = True
     try:
-        spec = models.get_spec(params["model"])
+        spec = zoo.get_spec(params["model"])
         base = spec.base
         layer = params.get("layer")
         if layer is not None:
-            by_alias = {i.alias: i.name for i in widgets.dreamable_layers(models.get_spec(base))}
+            by_alias = {i.alias: i.name for i in widgets.dreamable_layers(zoo.get_spec(base))}
             if layer not in by_alias and layer not in by_alias.values():
                 raise ConfigError(f"The link's layer '{layer}' is not a layer of {base}.")
         widgets.choose_model(base, twin=spec.parent is not None,
@@ -92,7 +92,7 @@ def atlas_ui() -> AtlasChoice:
     quality = st.selectbox("Feature visualisations", list(QUALITIES), key="keep.atlas.quality",
                            format_func=lambda q: f"{q}: {QUALITIES[q][0]} px, {QUALITIES[q][1]} steps",
                            help="Both renderers (lucent's FFT and MaCo) use these; renders are cached.")
-    names = [TWIN, *models.model_names(include_twins=True)]
+    names = [TWIN, *zoo.model_names(include_twins=True)]
     state.default("keep.atlas.second", TWIN, names)
     second = st.selectbox("Beside it", names, key="keep.atlas.second",
                           format_func=lambda n: "its twin (untrained or trained)" if n == TWIN else n)
@@ -104,8 +104,8 @@ class Context:
     """What every section reads: the model and layer, the judge, the views and where atlases are stored."""
 
     choice: widgets.ModelChoice
-    model: models.LoadedModel
-    layer: models.LayerInfo
+    model: zoo.LoadedModel
+    layer: zoo.LayerInfo
     judge: Judge
     atlas_choice: AtlasChoice
     views: list
@@ -129,7 +129,7 @@ class Context:
         size, steps = QUALITIES[self.atlas_choice.quality]
         return FeatvizConfig(size=size, steps=steps, parameterisation="maco")
 
-    def folder_of(self, loaded: models.LoadedModel, info: models.LayerInfo) -> Path:
+    def folder_of(self, loaded: zoo.LoadedModel, info: zoo.LayerInfo) -> Path:
         return atlas.run_folder(self.root, loaded.name, info.alias, self.atlas_choice.side)
 
     def readings_of(self, found: atlas.Atlas) -> pd.DataFrame | None:
@@ -139,7 +139,7 @@ class Context:
 # ---------------------------------------------------------------- the library calls (each job's work)
 
 
-def start_pass(ctx: Context, loaded: models.LoadedModel, info: models.LayerInfo) -> None:
+def start_pass(ctx: Context, loaded: zoo.LoadedModel, info: zoo.LayerInfo) -> None:
     """The atlas pass over the views, then the judge's readings of the top crops."""
     folder, views, judge, top_k = ctx.folder_of(loaded, info), ctx.views, ctx.judge, ctx.atlas_choice.top_k
     settings = atlas.AtlasSettings(side=ctx.atlas_choice.side)
@@ -164,7 +164,7 @@ def pass_done(outcome: str) -> None:
         st.toast("Cancelled: the finished batches are kept; Resume goes on from there.", icon=":material/stop_circle:")
 
 
-def start_render(ctx: Context, loaded: models.LoadedModel, info: models.LayerInfo, channels: list[int]) -> None:
+def start_render(ctx: Context, loaded: zoo.LoadedModel, info: zoo.LayerInfo, channels: list[int]) -> None:
     """Both feature visualisations (FFT and MaCo) of the units, into the render cache."""
     configs, cache = (ctx.fft, ctx.maco), ctx.cache
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from analysis import bias, figures, models
+from analysis import bias, figures, zoo
 from analysis.bundles import bundle_zip
 from analysis.errors import ConfigError
 from analysis.images import tensor_to_pil
@@ -78,11 +78,11 @@ class StudyChoice:
                     precision=state.current_precision()).validate()
 
 
-def models_ui(specs: dict[str, models.ModelSpec], present: list[str]) -> list[str]:
+def models_ui(specs: dict[str, zoo.ModelSpec], present: list[str]) -> list[str]:
     """The models that dream, with their untrained twins as the control unless turned off."""
     st.subheader("1 · Models that dream")
     chosen = widgets.kept_multiselect(
-        "Models", present, key="keep.bias.models", default=[models.DEFAULT_MODEL], max_selections=MAX_MODELS,
+        "Models", present, key="keep.bias.models", default=[zoo.DEFAULT_MODEL], max_selections=MAX_MODELS,
         format_func=lambda n: widgets.model_label(specs[n], True), placeholder="Choose 1 to 4 models",
         help="Only models whose weights are on this machine; the Models page says how to add others.")
     state.default("keep.bias.controls", True)
@@ -108,7 +108,7 @@ def images_ui() -> tuple[list[str], list[tuple[str, bytes]], int]:
     return list(picked), [(u.name, u.getvalue()) for u in uploads or []], int(noise)
 
 
-def depths_and_judges_ui(specs: dict[str, models.ModelSpec]) -> tuple[list[float], list[str]]:
+def depths_and_judges_ui(specs: dict[str, zoo.ModelSpec]) -> tuple[list[float], list[str]]:
     st.subheader("3 · Depths and judge")
     state.default("keep.bias.depths", list(bias.DEFAULT_DEPTHS))
     depths = st.multiselect("Layer depths", DEPTH_CHOICES, key="keep.bias.depths",
@@ -138,8 +138,8 @@ def cluster_ui() -> str | None:
 
 
 def setup_ui() -> StudyChoice:
-    specs = {name: models.get_spec(name) for name in models.model_names()}
-    present = [name for name, spec in specs.items() if models.weights_present(spec)]
+    specs = {name: zoo.get_spec(name) for name in zoo.model_names()}
+    present = [name for name, spec in specs.items() if zoo.weights_present(spec)]
     setup, settings_column = st.columns([3, 2], gap="large")
     with setup:
         dreamers = models_ui(specs, present)
@@ -383,7 +383,7 @@ def folder_choices_ui(plan: Plan) -> tuple[str, str, str]:
     """The judge, its class group and what the intervals are over, for a folder's plan."""
     judge_pick, group_pick, over_pick = st.columns(3)
     judge = judge_pick.selectbox("Judge", list(plan.judges), key="bias.folder.judge")
-    dataset = models.get_spec(judge).labels
+    dataset = zoo.get_spec(judge).labels
     groups = list(class_groups(dataset))
     state.default("bias.folder.group", bias.DEFAULT_GROUP.get(dataset, bias.DOGS), groups)
     group = group_pick.selectbox("Class group", groups, key="bias.folder.group")

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from analysis import compare, models
+from analysis import compare, zoo
 from analysis.errors import ConfigError
 from analysis.pngmeta import png_bytes
 from dashboard import progress, results, runs, state, widgets
@@ -39,8 +39,8 @@ class LayersChoice:
 
 
 def spec_label(name: str) -> str:
-    spec = models.get_spec(name)
-    return widgets.model_label(spec, models.weights_present(spec))
+    spec = zoo.get_spec(name)
+    return widgets.model_label(spec, zoo.weights_present(spec))
 
 
 def pair_label(option: str) -> str:
@@ -59,7 +59,7 @@ def models_ui() -> tuple[str, str, list[str]]:
                           help="ImageNet (objects) against Places365 (scenes) shows what training data does; "
                                "a network against its untrained twin shows what the architecture alone does.")
     if option == CUSTOM:
-        names = models.model_names(include_twins=True)
+        names = zoo.model_names(include_twins=True)
         state.default("keep.compare.a", compare.DEFAULT_PAIR[0], names)
         state.default("keep.compare.b", compare.DEFAULT_PAIR[1], names)
         left, right = st.columns(2)
@@ -70,8 +70,8 @@ def models_ui() -> tuple[str, str, list[str]]:
     if len(pairs) == 2:
         st.caption("ImageNet-vs-Places pairs (BVLC GoogLeNet vs Places GoogLeNet, ResNet-50, AlexNet) "
                    "are offered first once their weight files are in the weights folder: see the Models page.")
-    missing = [models.missing_weights_message(models.get_spec(n)) for n in (name_a, name_b)
-               if not models.weights_present(models.get_spec(n))]
+    missing = [zoo.missing_weights_message(zoo.get_spec(n)) for n in (name_a, name_b)
+               if not zoo.weights_present(zoo.get_spec(n))]
     for message in missing:
         state.show_error(message)
     return name_a, name_b, missing
@@ -96,8 +96,8 @@ def layers_ui(name_a: str, name_b: str) -> LayersChoice:
         return LayersChoice(mode, depths=depths)
     chosen = {}
     for side, name in (("A", name_a), ("B", name_b)):
-        spec = models.get_spec(name)
-        infos = {i.name: i for i in widgets.dreamable_layers(models.get_spec(spec.base))}
+        spec = zoo.get_spec(name)
+        infos = {i.name: i for i in widgets.dreamable_layers(zoo.get_spec(spec.base))}
         key = f"keep.compare.layers.{side}.{name}"
         state.default(key, [])
         chosen[side] = st.multiselect(

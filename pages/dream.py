@@ -8,8 +8,8 @@ import streamlit as st
 
 from analysis.errors import ImageError
 from analysis.labels import sample_images
-from analysis.models import LayerInfo
 from analysis.recipes import PNG_SIGNATURE, Recipe
+from analysis.zoo import LayerInfo
 from dashboard import progress, results, runs, state, views, widgets
 
 SLOT, RESULT = "dream.job", "dream.result"

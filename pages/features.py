@@ -13,16 +13,16 @@ import streamlit as st
 import torch
 from PIL import Image, ImageDraw
 
-from analysis import featviz, figures, models
+from analysis import featviz, figures, zoo
 from analysis.drawing import load_font, square_thumbnail
 from analysis.dream import PRESETS, DreamConfig, DreamResult, preset
 from analysis.errors import ImageError, LabError
 from analysis.featviz import ChannelRender, FeatvizConfig, FeatvizResult, RenderCache
 from analysis.images import load_image, tensor_to_pil
 from analysis.labels import sample_images
-from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import Channels
 from analysis.recipes import Recipe, run_recipe
+from analysis.zoo import LayerInfo, LoadedModel
 from dashboard import progress, results, runs, state, widgets
 from dashboard.readings import depth_reading
 
@@ -105,8 +105,8 @@ class Context:
 def second_label(name: str) -> str:
     if name in (TWIN, NONE):
         return "Its twin (untrained or trained)" if name == TWIN else "None"
-    spec = models.get_spec(name)
-    return widgets.model_label(spec, models.weights_present(spec))
+    spec = zoo.get_spec(name)
+    return widgets.model_label(spec, zoo.weights_present(spec))
 
 
 def rendering_ui() -> FeatvizConfig:
@@ -133,7 +133,7 @@ def rendering_ui() -> FeatvizConfig:
 
 
 def second_model_ui() -> str:
-    names = models.model_names(include_twins=True)
+    names = zoo.model_names(include_twins=True)
     state.default("keep.features.second", TWIN, [TWIN, NONE, *names])
     return st.selectbox("Second model, beside it at the same depth", [TWIN, NONE, *names],
                         key="keep.features.second", format_func=second_label,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis import models
+from analysis import zoo
 from analysis.dream import preset
 from analysis.images import tensor_to_pil
 from analysis.objectives import LayerL2
@@ -40,7 +40,7 @@ def start() -> None:
     if progress.running(SLOT):
         return
     with state.user_errors():
-        model = state.load_model(models.DEFAULT_MODEL)
+        model = state.load_model(zoo.DEFAULT_MODEL)
         layer = model.layer_at_depth(EXAMPLE_DEPTH)
         config = preset(EXAMPLE_PRESET)
         image = EXAMPLE.load(EXAMPLE_SIDE)
@@ -62,7 +62,7 @@ def main() -> None:
     st.subheader("Try it: one click, a few seconds")
     if st.button("Dream the cat", type="primary", key="home.run", icon=":material/auto_awesome:",
                  disabled=progress.running(SLOT),
-                 help=f"{models.get_spec(models.DEFAULT_MODEL).title}, a middle layer, the '{EXAMPLE_PRESET}' preset "
+                 help=f"{zoo.get_spec(zoo.DEFAULT_MODEL).title}, a middle layer, the '{EXAMPLE_PRESET}' preset "
                       f"(10 steps) with a firmer step, {EXAMPLE_SIDE} px."):
         start()
     progress.panel(SLOT, on_done=keep)

@@ -8,7 +8,7 @@ import streamlit as st
 
 from analysis.errors import ConfigError
 from analysis.images import tensor_to_pil
-from analysis.models import LayerInfo, LoadedModel
+from analysis.zoo import LayerInfo, LoadedModel
 from dashboard import progress, results, runs, state, widgets
 from dashboard.readings import depth_parts, depth_reading
 

@@ -7,8 +7,9 @@ import os
 import pandas as pd
 import streamlit as st
 
-from analysis import downloads, figures, models
+from analysis import figures, zoo
 from analysis.errors import LabError
+from analysis.zoo.weights import downloads
 from dashboard import widgets
 
 ROW_PX = 35
@@ -29,7 +30,7 @@ def zoo_table(rows: list[dict]) -> None:
                  column_config={"name": st.column_config.TextColumn("name (command line)")})
 
 
-def download(spec: models.ModelSpec) -> None:
+def download(spec: zoo.ModelSpec) -> None:
     """One model's file, with a progress bar; the outcome is kept for the rerun that shows the new table."""
     bar = st.progress(0.0, text=f"Connecting for {spec.weights.filename}…")
 
@@ -55,7 +56,7 @@ def download_outcome() -> None:
 
 def missing_ui(missing: list[dict]) -> None:
     """Where to put each missing file, and a download button where this machine can fetch it."""
-    folder = models.weights_dir()
+    folder = zoo.weights_dir()
     mirror = os.environ.get(downloads.MIRROR_ENV, "")
     st.subheader("Adding a missing model")
     st.markdown(f"Download the file, put it in **`{folder}`** (or in the folder named by `INCEPTIONISM_WEIGHTS_DIR`) "
@@ -69,14 +70,14 @@ def missing_ui(missing: list[dict]) -> None:
                  hide_index=True, width="stretch", key="models.missing", height=ROW_PX * (len(missing) + 1) + 3,
                  column_config={"download from": st.column_config.LinkColumn("download from")})
     try:  # a mistyped mirror is one line here, and no buttons
-        sources = {row["model"]: downloads.source_url(models.get_spec(row["model"]))
-                   for row in missing if models.get_spec(row["model"]).weights.url}
+        sources = {row["model"]: downloads.source_url(zoo.get_spec(row["model"]))
+                   for row in missing if zoo.get_spec(row["model"]).weights.url}
     except LabError as err:
         sources = {}
         st.error(str(err))
     columns = st.columns(3)
     for i, (name, url) in enumerate(sources.items()):
-        spec = models.get_spec(name)
+        spec = zoo.get_spec(name)
         published = downloads.published_sha256(spec)
         if columns[i % 3].button(f"Download {spec.title}", key=f"models.download.{name}", width="stretch",
                                  help=f"{spec.weights.filename} from {url}; sha256 "
@@ -90,7 +91,7 @@ def layers_ui(choice: widgets.ModelChoice) -> None:
     st.subheader(f"Layers of {choice.title}")
     st.caption("The layers a dream can use (change the model in the sidebar): output shape for a 224 px input and "
                "relative depth, 0 = first layer, 1 = class scores. Traced without loading any weights.")
-    frame = figures.layers_frame(models.layer_table(choice.spec))
+    frame = figures.layers_frame(zoo.layer_table(choice.spec))
     left, right = st.columns([2, 3])
     with left:
         st.dataframe(frame[["layer", "shape", "depth", "module"]], hide_index=True, width="stretch",
@@ -108,7 +109,7 @@ def main() -> None:
     st.title("Models")
     st.caption("Every network the lab knows. EfficientNet-Lite ships with the lab; the others need a weight file. "
                "Every model also has an untrained twin (random weights, sidebar toggle) that needs none.")
-    rows = models.model_table()
+    rows = zoo.model_table()
     zoo_table(rows)
     download_outcome()
     missing = [row for row in rows if not row["weights_present"]]

@@ -14,7 +14,6 @@ import streamlit as st
 from analysis import labels
 from analysis.dream import DreamConfig
 from analysis.errors import LabError
-from analysis.models import LayerInfo, LoadedModel
 from analysis.objectives import LayerL2
 from analysis.video import (
     FLOWS,
@@ -32,6 +31,7 @@ from analysis.video import (
     write_gif,
     write_mp4,
 )
+from analysis.zoo import LayerInfo, LoadedModel
 from dashboard import progress, results, runs, state, widgets
 
 SLOT, RESULT, SOURCE = "video.job", "video.result", "video.source"

@@ -7,7 +7,7 @@ import torch
 
 from analysis.images import load_image
 from analysis.labels import sample_images
-from analysis.models import LoadedModel, load_model
+from analysis.zoo import LoadedModel, load_model
 
 
 @pytest.fixture(scope="session")

@@ -17,20 +17,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis import models
+from analysis import zoo
 from analysis.dream import PRESETS, DreamConfig, preset
 from analysis.errors import ConfigError, ImageError
 from analysis.images import load_image
-from analysis.models import LoadedModel, load_model
 from analysis.objectives import DEFAULT_DEPTH, Channels, ClassLogit, Guide, LayerL2, Objective, Sum
 from analysis.recipes import ImageSource
+from analysis.zoo import LoadedModel, load_model
 
 
 def print_json(data: object) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-def add_model_args(p: argparse.ArgumentParser, default: str | None = models.DEFAULT_MODEL) -> None:
+def add_model_args(p: argparse.ArgumentParser, default: str | None = zoo.DEFAULT_MODEL) -> None:
     p.add_argument("--model", default=default, help=f"model name (default {default}); '-untrained' for a twin")
     add_device_args(p)
     p.add_argument("--weights", type=Path, help="checkpoint file to use instead of the weights folder")
@@ -39,7 +39,7 @@ def add_model_args(p: argparse.ArgumentParser, default: str | None = models.DEFA
 def add_device_args(p: argparse.ArgumentParser, note: str = "") -> None:
     """--device and --precision; note ends both help texts (what they mean for this command)."""
     p.add_argument("--device", default="auto", help=f"auto, cpu, cuda or mps{note}")
-    p.add_argument("--precision", default="auto", choices=("auto", *models.PRECISIONS),
+    p.add_argument("--precision", default="auto", choices=("auto", *zoo.PRECISIONS),
                    help=f"auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16{note}")
 
 
@@ -77,11 +77,11 @@ def config_from_args(args: argparse.Namespace) -> DreamConfig:
 
 
 def load_from_args(args: argparse.Namespace, name: str | None = None, recipe_precision: str | None = None
-                   ) -> models.LoadedModel:
+                   ) -> zoo.LoadedModel:
     """The model named (or --model) on --device at --precision; a replay's auto precision is its recipe's."""
     precision = recipe_precision if args.precision == "auto" and recipe_precision else args.precision
-    model = models.load_model(name or args.model, device=args.device, checkpoint=args.weights, precision=precision)
-    if note := models.precision_note(model.precision, model.device):
+    model = zoo.load_model(name or args.model, device=args.device, checkpoint=args.weights, precision=precision)
+    if note := zoo.precision_note(model.precision, model.device):
         print(f"note: {note}", file=sys.stderr)
     return model
 
@@ -101,7 +101,7 @@ def load_models(args: argparse.Namespace, names: list[str]) -> list[LoadedModel]
             for name, file in zip(names, files)]
 
 
-def build_objective(args: argparse.Namespace, model: models.LoadedModel) -> Objective:
+def build_objective(args: argparse.Namespace, model: zoo.LoadedModel) -> Objective:
     terms: list[Objective] = []
     if args.layer:
         if args.channel:

@@ -23,8 +23,8 @@ from analysis.bias import DEFAULT_JUDGE, Judge
 from analysis.cli.arguments import Progress, add_device_args, check_outputs, print_json
 from analysis.errors import ConfigError
 from analysis.labels import class_groups
-from analysis.models import DEFAULT_MODEL, load_model
 from analysis.studies import executors
+from analysis.zoo import DEFAULT_MODEL, load_model
 
 
 def register(commands: argparse._SubParsersAction) -> None:

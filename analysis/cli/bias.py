@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis import bias, models
+from analysis import bias, zoo
 from analysis.cli.arguments import (
     Progress,
     add_config_args,
@@ -22,12 +22,12 @@ from analysis.cli.studies import plan_from
 from analysis.compare import parse_depths
 from analysis.errors import ConfigError
 from analysis.labels import class_groups
-from analysis.models import DEFAULT_MODEL, pick_device, pick_precision
 from analysis.pngmeta import write_file
 from analysis.studies import executors
 from analysis.studies import stats as study_stats
 from analysis.studies.judging import check_judge_name
 from analysis.studies.store import Results
+from analysis.zoo import DEFAULT_MODEL, pick_device, pick_precision
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -89,7 +89,7 @@ def cmd_bias(args: argparse.Namespace) -> None:
     write_file(args.out, table.to_csv(index=False))
     report = []
     for judge in plan.judges:
-        dataset = models.get_spec(judge).labels
+        dataset = zoo.get_spec(judge).labels
         group = reading_group(judge, list(class_groups(dataset)), dataset, args.group)
         report.append({"judge": judge, "group": group,
                        "summary": bias.summary(table, group, judge).to_dict(orient="records"),

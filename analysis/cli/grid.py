@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from analysis import models
+from analysis import zoo
 from analysis.bundles import MAX_BUNDLE_BYTES, bundle_zip, load_grid_recipe, replay_grid
 from analysis.cli.arguments import Progress, add_device_args, check_outputs, print_json, read_input
 from analysis.errors import ConfigError, ImageError
@@ -74,10 +74,10 @@ def cmd_grid(args: argparse.Namespace) -> None:
     if args.recipe:
         recipe, inputs = load_grid_recipe(read_input(args.recipe, "recipe", MAX_BUNDLE_BYTES))
         inputs = {**_inputs_beside(recipe, args.inputs or args.recipe.parent), **inputs}
-        device = models.pick_device(args.device)
+        device = zoo.pick_device(args.device)
         progress = Progress(f"replaying {len(recipe.recipes())} dreams")
         try:
-            grid = replay_grid(recipe, lambda name: models.load_model(name, device=device, precision=args.precision),
+            grid = replay_grid(recipe, lambda name: zoo.load_model(name, device=device, precision=args.precision),
                                inputs, on_step=progress)
         finally:
             progress.close()

@@ -18,8 +18,8 @@ from analysis.cli.arguments import (
     print_json,
 )
 from analysis.errors import ConfigError
-from analysis.models import DEFAULT_MODEL
 from analysis.pngmeta import write_file
+from analysis.zoo import DEFAULT_MODEL
 
 
 def register(commands: argparse._SubParsersAction) -> None:

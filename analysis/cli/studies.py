@@ -13,7 +13,6 @@ from analysis import bias
 from analysis.cli.arguments import Progress, add_config_args, config_from_args, print_json
 from analysis.errors import ConfigError
 from analysis.featviz import PARAMETERISATIONS, FeatvizConfig
-from analysis.models import DEFAULT_MODEL, PRECISIONS
 from analysis.objectives import parse_channels
 from analysis.pngmeta import write_file
 from analysis.studies import executors
@@ -22,6 +21,7 @@ from analysis.studies.judging import check_depths, default_judges, with_controls
 from analysis.studies.overview import SHEET_LIMIT, overview, sheet, sheet_html
 from analysis.studies.plan import ALL_SAMPLES, WORKLOADS, Plan, default_threads, expand
 from analysis.studies.store import Results
+from analysis.zoo import DEFAULT_MODEL, PRECISIONS
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from analysis import models
+from analysis import zoo
 from analysis.cli.arguments import (
     Progress,
     StopOnInterrupt,
@@ -75,7 +75,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_video)
 
 
-def _recipe(args: argparse.Namespace) -> tuple[VideoRecipe, models.LoadedModel]:
+def _recipe(args: argparse.Namespace) -> tuple[VideoRecipe, zoo.LoadedModel]:
     """The recipe to run (read from --recipe, or made from the arguments) and its model; the source is probed first."""
     info = probe_video(args.source)
     if args.recipe:

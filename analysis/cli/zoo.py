@@ -6,7 +6,7 @@ import argparse
 
 from tqdm import tqdm
 
-from analysis import models
+from analysis import zoo
 from analysis.cli.arguments import print_json
 
 
@@ -27,7 +27,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    rows = models.model_table()
+    rows = zoo.model_table()
     if args.json:
         return print_json(rows)
     print(f"{'model':<26}{'training data':<15}{'weights':<10}architecture")
@@ -39,13 +39,13 @@ def cmd_models(args: argparse.Namespace) -> None:
         print("\nMissing weights: put the file in the weights folder, or 'download MODEL' where online:")
         for r in missing:
             print(f"  {r['weights_file']:<44}{r['download'] or 'no public download: see README'}")
-    print(f"\nWeights folder: {models.weights_dir()}  ·  "
-          f"add '{models.UNTRAINED_SUFFIX}' to any name for its untrained twin.")
+    print(f"\nWeights folder: {zoo.weights_dir()}  ·  "
+          f"add '{zoo.UNTRAINED_SUFFIX}' to any name for its untrained twin.")
 
 
 def cmd_layers(args: argparse.Namespace) -> None:
-    spec = models.get_spec(args.model)
-    table = models.layer_table(spec)
+    spec = zoo.get_spec(args.model)
+    table = zoo.layer_table(spec)
     if args.json:
         return print_json([{"name": i.name, "alias": i.alias, "shape": list(i.shape), "depth": i.depth} for i in table])
     print(f"{'alias':<24}{'module':<24}{'shape (224 px)':<18}depth")
@@ -54,9 +54,9 @@ def cmd_layers(args: argparse.Namespace) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    from analysis.downloads import download_weights
+    from analysis.zoo.weights.downloads import download_weights
 
-    spec = models.get_spec(args.model)
+    spec = zoo.get_spec(args.model)
     # leave=True: the bar ends its line, so an error after it starts a line of its own
     with tqdm(desc=spec.weights.filename or spec.name, unit="B", unit_scale=True, leave=True) as bar:
         def on_bytes(received: int, total: int | None) -> None:

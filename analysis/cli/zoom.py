@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from analysis import models, schemas
+from analysis import schemas, zoo
 from analysis.animation import VIDEO_FORMATS, AnimationRecipe, ZoomSettings, run_animation_recipe, write_video
 from analysis.cli.arguments import (
     Progress,
@@ -46,7 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_zoom)
 
 
-def _zoom_recipe(args: argparse.Namespace) -> tuple[AnimationRecipe, models.LoadedModel]:
+def _zoom_recipe(args: argparse.Namespace) -> tuple[AnimationRecipe, zoo.LoadedModel]:
     """The animation recipe to run (read from --recipe, or made from the other arguments) and its model."""
     if args.recipe:
         recipe = AnimationRecipe.from_json(read_input(args.recipe, "recipe", schemas.MAX_JSON_BYTES))

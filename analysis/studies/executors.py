@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from analysis.errors import ConfigError, LabError
-from analysis.models import LoadedModel
 from analysis.progress import OnStep, Relay, ShouldCancel
 from analysis.studies.plan import Plan
 from analysis.studies.workloads import workload_of
+from analysis.zoo import LoadedModel
 
 RAY_ADDRESS_ENV = "INCEPTIONISM_RAY_ADDRESS"
 DEFAULT_BATCH = 4

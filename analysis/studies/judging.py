@@ -14,17 +14,17 @@ from pathlib import Path
 import torch
 
 from analysis import labels as label_files
-from analysis import models
+from analysis import zoo
 from analysis.errors import ConfigError
-from analysis.models import UNTRAINED_SUFFIX, LoadedModel
+from analysis.zoo import UNTRAINED_SUFFIX, LoadedModel
 
-DEFAULT_JUDGE = models.DEFAULT_MODEL
+DEFAULT_JUDGE = zoo.DEFAULT_MODEL
 DOGS = "dogs"
 EMERGENT_COUNT = 3
 EMERGENT_MIN_GAIN = 0.01
 """A class 'emerged' when the dream raised its probability by at least one percentage point."""
-JUDGED_DATASETS = (models.ImageNet, models.Places365)
-DEFAULT_GROUP = {models.ImageNet: DOGS, models.Places365: "outdoor man-made"}
+JUDGED_DATASETS = (zoo.ImageNet, zoo.Places365)
+DEFAULT_GROUP = {zoo.ImageNet: DOGS, zoo.Places365: "outdoor man-made"}
 """What the reading is about unless asked otherwise: dogs for ImageNet, buildings and the like for Places."""
 
 
@@ -39,7 +39,7 @@ class Judge:
     @classmethod
     def of(cls, model: LoadedModel) -> Judge:
         dataset = model.spec.labels
-        if model.spec.training_data == models.Untrained:
+        if model.spec.training_data == zoo.Untrained:
             raise ConfigError(f"{model.name} has random weights: its verdicts mean nothing, so it cannot judge.")
         if dataset not in JUDGED_DATASETS or model.labels is None:
             raise ConfigError(f"{model.name} cannot judge: only ImageNet and Places365 classifiers have class "
@@ -70,8 +70,8 @@ class Judge:
 
 def check_judge_name(name: str) -> str:
     """Refuse a judge by name before any weights load: untrained twins and ungrouped classifiers."""
-    spec = models.get_spec(name)
-    if spec.training_data == models.Untrained:
+    spec = zoo.get_spec(name)
+    if spec.training_data == zoo.Untrained:
         raise ConfigError(f"{name} has random weights: its verdicts mean nothing, so it cannot judge.")
     if spec.labels not in JUDGED_DATASETS:
         raise ConfigError(f"{name} cannot judge: only ImageNet and Places365 classifiers have class "
@@ -81,13 +81,13 @@ def check_judge_name(name: str) -> str:
 
 def judge_names(present_only: bool = True, folder: Path | None = None) -> list[str]:
     """Zoo classifiers that can judge (grouped labels), optionally only those with weights here."""
-    names = [n for n in models.model_names() if models.get_spec(n).labels in JUDGED_DATASETS]
-    return [n for n in names if models.weights_present(models.get_spec(n), folder)] if present_only else names
+    names = [n for n in zoo.model_names() if zoo.get_spec(n).labels in JUDGED_DATASETS]
+    return [n for n in names if zoo.weights_present(zoo.get_spec(n), folder)] if present_only else names
 
 
 def scene_judge_name(folder: Path | None = None) -> str | None:
     """The first Places365 classifier whose weights are on this machine, else None."""
-    return next((n for n in judge_names(True, folder) if models.get_spec(n).labels == models.Places365), None)
+    return next((n for n in judge_names(True, folder) if zoo.get_spec(n).labels == zoo.Places365), None)
 
 
 def default_judges(folder: Path | None = None) -> list[str]:

@@ -21,15 +21,15 @@ from pathlib import Path
 
 import torch
 
-from analysis import models, schemas
+from analysis import schemas, zoo
 from analysis.dream import DreamConfig
 from analysis.errors import ConfigError, ImageError
 from analysis.featviz import FeatvizConfig
 from analysis.images import check_side, noise_image
 from analysis.labels import sample_images
-from analysis.models import LayerInfo
 from analysis.recipes import ImageSource
 from analysis.studies.judging import DEFAULT_JUDGE, check_depths, check_judge_name
+from analysis.zoo import LayerInfo
 
 PLAN_VERSION = schemas.PLAN_VERSION
 OBJECTIVES = ("layer-l2",)
@@ -146,7 +146,7 @@ class Plan:
         if not self.models:
             raise ConfigError("Choose at least one model to dream with.")
         for name in self.models:
-            models.get_spec(name)
+            zoo.get_spec(name)
         if not self.depths and not self.layers:
             raise ConfigError("Choose depths (0 = first layer, 1 = last) or layers by name.")
         if self.depths:
@@ -171,8 +171,8 @@ class Plan:
             raise ConfigError(f"A {self.workload} has no judge: leave out the judges (the bias workload judges).")
         for judge in self.judges:
             check_judge_name(judge)
-        if self.precision not in models.PRECISIONS:
-            raise ConfigError(f"Unknown precision '{self.precision}': choose {' or '.join(models.PRECISIONS)}.")
+        if self.precision not in zoo.PRECISIONS:
+            raise ConfigError(f"Unknown precision '{self.precision}': choose {' or '.join(zoo.PRECISIONS)}.")
         if not 1 <= self.threads <= 256:
             raise ConfigError("Threads per item must be 1 to 256.")
         if self.version > PLAN_VERSION:
@@ -316,8 +316,8 @@ def _unique(refs: list[ImageRef]) -> list[ImageRef]:
 
 
 def _layers_of(plan: Plan, model: str) -> list[tuple[float, LayerInfo]]:
-    table = models.layer_table(models.get_spec(model))
-    picked = [(depth, models.layer_at_depth(table, depth)) for depth in check_depths(plan.depths)] \
+    table = zoo.layer_table(zoo.get_spec(model))
+    picked = [(depth, zoo.layer_at_depth(table, depth)) for depth in check_depths(plan.depths)] \
         if plan.depths else []
     for name in plan.layers:
         info = next((i for i in table if name in (i.name, i.alias)), None)

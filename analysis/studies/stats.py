@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import labels as label_files
-from analysis import models
+from analysis import zoo
 from analysis.studies.judging import is_control, twin_of
 from analysis.studies.plan import Plan
 from analysis.studies.worker import judge_column, share_column
@@ -47,7 +47,7 @@ def tidy(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
     done = rows[rows["status"] == "done"]
     parts = []
     for judge in plan.judges:
-        dataset = models.get_spec(judge).labels
+        dataset = zoo.get_spec(judge).labels
         for group, indices in label_files.class_groups(dataset).items():
             original = done[share_column("original", judge, group)].astype(float)
             dream = done[share_column("dream", judge, group)].astype(float)
@@ -228,7 +228,7 @@ def reading(table: pd.DataFrame, group: str, judge: str | None = None, over: str
                 f"{r.depth:g} → {times(r.ratio)}" + (f" [{_span(r.low, r.high)}]" if r.units > 1 else "")
                 for r in rows.sort_values("depth").itertuples()) + ".")
     for model in intervals.loc[intervals["control"], "model"].unique():
-        trained = model.removesuffix(models.UNTRAINED_SUFFIX)
+        trained = model.removesuffix(zoo.UNTRAINED_SUFFIX)
         if trained not in set(intervals["model"]):
             rows = intervals[intervals["model"] == model]
             best = rows.loc[rows["ratio"].idxmax()]

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis import labels as label_files
-from analysis import models
+from analysis import zoo
 from analysis.errors import LabError
 from analysis.studies.plan import Plan
 from analysis.studies.worker import ItemResult, judge_column, share_column
@@ -65,7 +65,7 @@ def schema(plan: Plan) -> pa.Schema:
               ("height", pa.int64()), ("pixel_change", pa.float64()), ("seconds", pa.float64()),
               ("device", pa.string()), ("threads", pa.int64()), ("host", pa.string()), ("dream_sha256", pa.string())]
     for judge in plan.judges:
-        groups = label_files.class_groups(models.get_spec(judge).labels)
+        groups = label_files.class_groups(zoo.get_spec(judge).labels)
         for stage in ("original", "dream"):
             fields += [(share_column(stage, judge, group), pa.float64()) for group in groups]
         fields += [(judge_column("original_top", judge), pa.string()), (judge_column("dream_top", judge), pa.string()),

@@ -18,16 +18,16 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from analysis import models
+from analysis import zoo
 from analysis.dream import dream
 from analysis.errors import ImageError
 from analysis.featviz import optimise_channels
-from analysis.models import LoadedModel, load_model
 from analysis.objectives import LayerL2
 from analysis.pngmeta import png_bytes
 from analysis.recipes import ImageSource, Recipe
 from analysis.studies.judging import Judge
 from analysis.studies.plan import ChannelItem, Item, Plan
+from analysis.zoo import LoadedModel, load_model
 
 ORIGINALS_KEPT = 64
 """Originals' verdicts a runner remembers: items of one image run close together, so a few suffice."""
@@ -146,9 +146,9 @@ class ItemRunner:
         return [self.run(item) for item in items]
 
     def _base_row(self, item: Item) -> dict:
-        spec = models.get_spec(item.model)
+        spec = zoo.get_spec(item.model)
         return {"item": item.id, "model": item.model, "training_data": spec.training_data,
-                "control": spec.training_data == models.Untrained, "depth": item.depth, "layer": item.layer_alias,
+                "control": spec.training_data == zoo.Untrained, "depth": item.depth, "layer": item.layer_alias,
                 "layer_depth": item.layer_depth, "image": item.image.name, "image_kind": item.image.kind,
                 "seed": item.seed, "host": platform.node()}
 
@@ -194,7 +194,7 @@ class ChannelRunner:
             act = model.activations(done.images.to(model.device), [first.layer])[first.layer].float()
         means = (act.flatten(2).mean(2) if act.dim() > 2 else act).cpu()
         seconds = round((time.perf_counter() - started) / len(items), 4)
-        spec = models.get_spec(first.model)
+        spec = zoo.get_spec(first.model)
         results = []
         for k, item in enumerate(items):
             activation = float(means[k, item.channel])
@@ -205,7 +205,7 @@ class ChannelRunner:
                         "activation": round(activation, 6), "steps": config.steps, "study_item": item.id}
             png = png_bytes(done.images[k], metadata)
             row = {"item": item.id, "model": item.model, "training_data": spec.training_data,
-                   "control": spec.training_data == models.Untrained, "depth": item.depth,
+                   "control": spec.training_data == zoo.Untrained, "depth": item.depth,
                    "layer": item.layer_alias, "layer_depth": item.layer_depth, "channel": item.channel,
                    "seed": item.seed, "status": "done", "error": "", "width": int(done.images.shape[-1]),
                    "height": int(done.images.shape[-2]), "activation": activation, "seconds": seconds,

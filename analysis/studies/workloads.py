@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.models import LoadedModel
 from analysis.studies.plan import ChannelItem, Item, Plan, expand
 from analysis.studies.store import Writer
 from analysis.studies.worker import ChannelRunner, ItemRunner
+from analysis.zoo import LoadedModel
 
 
 @dataclass(frozen=True)

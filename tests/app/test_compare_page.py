@@ -8,8 +8,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from analysis.models import load_model
 from analysis.recipes import Recipe, replay_obstacle, run_recipe
+from analysis.zoo import load_model
 from dashboard.results import RESULTS_KEY
 from tests.app.conftest import finish_job
 

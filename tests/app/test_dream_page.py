@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from analysis.models import count_hooks
 from analysis.pngmeta import png_bytes
+from analysis.zoo import count_hooks
 from dashboard import results, state
 from tests.app.conftest import finish_job
 

@@ -13,10 +13,10 @@ from streamlit.testing.v1 import AppTest
 from analysis.dream import DreamConfig
 from analysis.grids import Grid, GridItem
 from analysis.images import tensor_to_pil
-from analysis.models import load_model
 from analysis.objectives import LayerL2
 from analysis.provenance import RunRecord
 from analysis.recipes import ImageSource, Recipe, run_recipe
+from analysis.zoo import load_model
 from dashboard.results import RESULTS_KEY, Result, no_recipe_note
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "export.py")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analysis.models import count_hooks
+from analysis.zoo import count_hooks
 from dashboard import state
 from tests.app.conftest import finish_job
 

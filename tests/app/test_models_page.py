@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from analysis import models
+from analysis import zoo
 
 
 def test_zoo_table_and_missing_weights(open_page, no_extra_weights):
     at = open_page("models")
     assert not at.error
-    zoo = at.dataframe[0].value
-    assert len(zoo) == len(models.model_names())
-    lite0 = zoo[zoo["name"] == "efficientnet_lite0"].iloc[0]
+    zoo_table = at.dataframe[0].value
+    assert len(zoo_table) == len(zoo.model_names())
+    lite0 = zoo_table[zoo_table["name"] == "efficientnet_lite0"].iloc[0]
     assert lite0["weights"].startswith("✓") and lite0["trained on"] == "ImageNet"
-    assert zoo[zoo["name"] == "googlenet"].iloc[0]["weights"] == "✗ missing"
+    assert zoo_table[zoo_table["name"] == "googlenet"].iloc[0]["weights"] == "✗ missing"
     missing = at.dataframe[1].value
     row = missing[missing["model"] == "GoogLeNet (Inception v1)"].iloc[0]
     assert row["file name"] == "googlenet-1378be20.pth"
@@ -36,11 +36,11 @@ def test_layer_browser_follows_the_sidebar_model(open_page):
 def test_a_missing_model_downloads_from_its_button_through_the_mirror(open_page, no_extra_weights, monkeypatch):
     import hashlib
 
-    from analysis import downloads
+    from analysis.zoo.weights import downloads
     from tests.weights_server import CUT, weights_mirror
 
     content = b"weights" * 100000
-    spec = models.get_spec("inceptionv1_lucent")
+    spec = zoo.get_spec("inceptionv1_lucent")
     with weights_mirror() as mirror:
         monkeypatch.setenv(downloads.MIRROR_ENV, mirror.url)
         mirror.serve(spec.weights.filename, content, CUT)
@@ -53,13 +53,13 @@ def test_a_missing_model_downloads_from_its_button_through_the_mirror(open_page,
         at.button(key="models.download.inceptionv1_lucent").click().run()
     assert not at.exception and not at.error
     assert hashlib.sha256(content).hexdigest() in at.success[0].value
-    zoo = at.dataframe[0].value
-    assert zoo[zoo["name"] == "inceptionv1_lucent"].iloc[0]["weights"].startswith("✓")
+    zoo_table = at.dataframe[0].value
+    assert zoo_table[zoo_table["name"] == "inceptionv1_lucent"].iloc[0]["weights"].startswith("✓")
     assert "models.download.inceptionv1_lucent" not in [b.key for b in at.button]
 
 
 def test_a_mistyped_mirror_is_one_line_and_offers_no_download(open_page, monkeypatch):
-    from analysis import downloads
+    from analysis.zoo.weights import downloads
 
     monkeypatch.setenv(downloads.MIRROR_ENV, "mirror.example/weights")
     at = open_page("models")

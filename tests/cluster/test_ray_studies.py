@@ -102,7 +102,7 @@ def test_the_atlas_pass_gives_the_same_numbers_in_process_and_on_ray(cluster, tm
     import numpy as np
 
     from analysis import atlas
-    from analysis.models import load_model
+    from analysis.zoo import load_model
 
     model = load_model("efficientnet_lite0", device="cpu")
     views = atlas.sample_collection(scales=((1.0, 1), (0.5, 2)))[:7]

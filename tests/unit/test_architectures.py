@@ -18,21 +18,21 @@ from lucent.modelzoo.inceptionv1.InceptionV1 import InceptionV1
 from torch import nn
 from torchvision import models as tv
 
-from analysis.architectures.caffe_googlenet import (
+from analysis.errors import CheckpointError
+from analysis.zoo.catalogue.caffe_googlenet import (
     CAFFE_BGR_MEAN,
     CAFFE_LAYER_ALIASES,
     CAFFE_LAYERS,
     caffe_googlenet,
 )
-from analysis.architectures.checkpoint_keys import (
+from analysis.zoo.catalogue.csail_places365 import wideresnet18
+from analysis.zoo.catalogue.googlenet_layouts import CAPTUM, PYTORCH_CAFFE_MODELS, PYTORCH_PLACES, identify_layout
+from analysis.zoo.weights.checkpoint_keys import (
     add_missing_bn_counters,
     fix_old_densenet_keys,
     strip_module,
     unwrap_checkpoint,
 )
-from analysis.architectures.csail_wideresnet import wideresnet18
-from analysis.architectures.googlenet_layouts import CAPTUM, PYTORCH_CAFFE_MODELS, PYTORCH_PLACES, identify_layout
-from analysis.errors import CheckpointError
 
 KeyMap = Callable[[str], str]
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from analysis import atlas, featviz
 from analysis.errors import Cancelled, ConfigError
-from analysis.models import InputConvention, LayerInfo, LoadedModel, ModelSpec, Preprocess, WeightsSource, count_hooks
+from analysis.zoo import InputConvention, LayerInfo, LoadedModel, ModelSpec, Preprocess, WeightsSource, count_hooks
 
 SIDE = 32
 BOX = 5  # the detector's box filter: its receptive field
@@ -161,7 +161,7 @@ KILLED_PASS = """
 import os, signal, sys
 from pathlib import Path
 from analysis import atlas
-from analysis.models import load_model
+from analysis.zoo import load_model
 
 def die_after_two_batches(done, total, _preview):
     if done >= 4:  # two batches of two views are stored: SIGKILL, no cleanup of any kind

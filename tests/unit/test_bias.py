@@ -11,8 +11,8 @@ from analysis import bias, figures
 from analysis.cli import main
 from analysis.dream import preset
 from analysis.errors import ConfigError
-from analysis.models import LoadedModel, load_model
 from analysis.pngmeta import read_png_metadata
+from analysis.zoo import LoadedModel, load_model
 
 DOGS = list(range(151, 269))
 

@@ -8,8 +8,8 @@ import torch
 from analysis import compare
 from analysis.dream import DreamConfig
 from analysis.errors import ConfigError
-from analysis.models import load_model
 from analysis.recipes import ImageSource
+from analysis.zoo import load_model
 
 FAST = DreamConfig(octaves=1, iterations=2, jitter=8, seed=3)
 

@@ -7,17 +7,18 @@ from dataclasses import replace
 
 import pytest
 
-from analysis import downloads, models
+from analysis import zoo
 from analysis.cli import main
 from analysis.errors import Cancelled, ConfigError, WeightsMissingError
+from analysis.zoo.weights import downloads
 from tests.weights_server import CUT, weights_mirror
 
 CONTENT = bytes(range(256)) * 5000  # 1.28 MB: more than one chunk
 
 
-def _hashed_spec(content: bytes) -> models.ModelSpec:
+def _hashed_spec(content: bytes) -> zoo.ModelSpec:
     """A zoo spec whose file name carries the sha256 prefix of content, torch.hub's way."""
-    spec = models.get_spec("googlenet")
+    spec = zoo.get_spec("googlenet")
     name = f"tiny-{hashlib.sha256(content).hexdigest()[:12]}.pth"
     return replace(spec, weights=replace(spec.weights, filename=name))
 
@@ -45,11 +46,11 @@ def test_a_complete_download_is_checked_moved_into_place_and_recorded(mirror, tm
 
 
 def test_a_file_without_a_published_digest_still_has_its_sha256_recorded(mirror, tmp_path):
-    spec = models.get_spec("resnet18_places365")
+    spec = zoo.get_spec("resnet18_places365")
     mirror.serve(spec.weights.filename, CONTENT)
     done = downloads.download_weights(spec, tmp_path)
     assert done.published_sha256 is None and "publishes none" in done.describe()
-    assert models.weights_present(spec, tmp_path)
+    assert zoo.weights_present(spec, tmp_path)
     assert done.sha256 in (tmp_path / downloads.SUMS_FILE).read_text()
 
 
@@ -80,21 +81,21 @@ def test_a_cancelled_download_leaves_nothing(mirror, tmp_path):
 def test_the_mirror_replaces_every_source_and_must_be_an_address(monkeypatch):
     monkeypatch.setenv(downloads.MIRROR_ENV, "https://mirror.example/w/")
     for name in ("googlenet", "resnet18_places365", "bvlc_googlenet", "inceptionv1_lucent"):
-        spec = models.get_spec(name)
+        spec = zoo.get_spec(name)
         assert downloads.source_url(spec) == "https://mirror.example/w/" + spec.weights.filename
     monkeypatch.setenv(downloads.MIRROR_ENV, "mirror.example")
     with pytest.raises(ConfigError, match="not an http"):
-        downloads.source_url(models.get_spec("googlenet"))
+        downloads.source_url(zoo.get_spec("googlenet"))
     monkeypatch.delenv(downloads.MIRROR_ENV)
-    assert downloads.source_url(models.get_spec("googlenet")).startswith("https://download.pytorch.org/")
-    assert downloads.published_sha256(models.get_spec("bvlc_googlenet")) == "1f25f8c8778a8802"
+    assert downloads.source_url(zoo.get_spec("googlenet")).startswith("https://download.pytorch.org/")
+    assert downloads.published_sha256(zoo.get_spec("bvlc_googlenet")) == "1f25f8c8778a8802"
     with pytest.raises(ConfigError, match="no download address"):
-        downloads.source_url(models.get_spec("efficientnet_lite0"))
+        downloads.source_url(zoo.get_spec("efficientnet_lite0"))
 
 
 def test_the_cli_download_uses_the_same_path(mirror, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("INCEPTIONISM_WEIGHTS_DIR", str(tmp_path))
-    spec = models.get_spec("inceptionv1_lucent")
+    spec = zoo.get_spec("inceptionv1_lucent")
     mirror.serve(spec.weights.filename, CONTENT, CUT)
     assert main(["download", "inceptionv1_lucent"]) == 2
     err = capsys.readouterr().err  # the progress bar's line, then one error line of its own

@@ -8,8 +8,8 @@ import torch
 from analysis.dream import PRESETS, DreamConfig, dream, dream_batch, laplacian_normalize, octave_sizes, preset
 from analysis.errors import ConfigError
 from analysis.images import load_image
-from analysis.models import count_hooks
 from analysis.objectives import Channels, ClassLogit, Guide, LayerL2, Objective, objective_from_dict
+from analysis.zoo import count_hooks
 
 QUICK = DreamConfig(octaves=2, iterations=4, jitter=8)
 DOGS = slice(151, 269)

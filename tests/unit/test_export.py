@@ -19,11 +19,11 @@ from analysis.dream import DreamConfig
 from analysis.errors import ConfigError, ImageError
 from analysis.grids import ONE_ROW, Grid, GridItem, GridRecipe, arrange
 from analysis.images import tensor_to_pil
-from analysis.models import load_model
 from analysis.objectives import LayerL2
 from analysis.pngmeta import png_bytes, read_png_metadata, save_png
 from analysis.provenance import RunRecord
 from analysis.recipes import ImageSource, Recipe, run_recipe
+from analysis.zoo import load_model
 
 TINY = DreamConfig(octaves=1, iterations=2, jitter=4, seed=7)
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200), (200, 30, 200)]

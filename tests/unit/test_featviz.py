@@ -13,9 +13,9 @@ from analysis import featviz, figures
 from analysis.cli import main
 from analysis.errors import ConfigError
 from analysis.featviz import FeatvizConfig, RenderCache, render_channels, render_key
-from analysis.models import LoadedModel, count_hooks, load_model
 from analysis.objectives import parse_channels
 from analysis.provenance import RunRecord
+from analysis.zoo import LoadedModel, count_hooks, load_model
 
 TINY = FeatvizConfig(size=64, steps=8, seed=3)
 

@@ -105,7 +105,7 @@ def test_topk_frame_is_one_row_per_class_and_empty_without_classes():
 
 
 def test_layers_frame_and_channels_figure_read_the_layer_table():
-    from analysis.models import LayerInfo
+    from analysis.zoo import LayerInfo
 
     layers = [LayerInfo("features.1", "block1", (16, 112, 112), 0.1),
               LayerInfo("features.5", "block5", (96, 14, 14), 0.6), LayerInfo("classifier", "logits", (1000,), 1.0)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from analysis import models
+from analysis import zoo
 from analysis.fusion import conv_norm_pairs, fold_batch_norms, input_affine, pad_inside_convolutions
 from tests.numerics import assert_as_accurate_as_float32
 
@@ -65,8 +65,8 @@ def test_a_conv_output_also_used_elsewhere_is_left_alone():
 def test_torchvisions_own_input_transform_joins_the_preprocessing():
     """GoogLeNet re-normalises its input in forward (transform_input); folded into our mean and
     std, the network's outputs stay the same and the per-step slicing and concatenation go."""
-    fast = models.load_model("googlenet-untrained", device="cpu")
-    plain = models.load_model("googlenet-untrained", device="cpu", fast_paths=False)
+    fast = zoo.load_model("googlenet-untrained", device="cpu")
+    plain = zoo.load_model("googlenet-untrained", device="cpu", fast_paths=False)
     assert plain.module.transform_input and not fast.module.transform_input
     image = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
     layer = fast.layer("inception3a").name

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from analysis import models
+from analysis import zoo
 from analysis.dream import DreamConfig, dream
 from analysis.errors import CheckpointError, ConfigError, WeightsMissingError
 from analysis.images import load_image
@@ -32,7 +32,7 @@ def _imagenet_normalised(image: torch.Tensor) -> torch.Tensor:
 
 
 def test_minus_one_to_one_input_beats_imagenet_mean_std_on_bundled_photos(lite0):
-    """The TF-trained EfficientNet-Lite weights want [-1, 1]: the choice recorded in models.py.
+    """The TF-trained EfficientNet-Lite weights want [-1, 1]: the choice recorded in zoo/catalogue/efficientnet.py.
 
     On the cat and the espresso the true classes get more probability with [-1, 1]; the rocket
     is a near tie (missile 0.22 vs 0.23) and so is left out.
@@ -47,7 +47,7 @@ def test_minus_one_to_one_input_beats_imagenet_mean_std_on_bundled_photos(lite0)
             scores = {name: float(lite0.module(x).softmax(1)[0, sorted(expected[sample.subject])].sum())
                       for name, x in (("[-1,1]", crop * 2 - 1), ("imagenet", _imagenet_normalised(crop)))}
         assert scores["[-1,1]"] > scores["imagenet"], (sample.subject, scores)
-    assert lite0.spec.convention == models.MINUS_ONE_TO_ONE
+    assert lite0.spec.convention == zoo.MINUS_ONE_TO_ONE
 
 
 def test_truncated_forward_matches_full_network(lite0, cat_small):
@@ -62,7 +62,7 @@ def test_truncated_forward_matches_full_network(lite0, cat_small):
     with torch.no_grad():
         truncated = lite0.activations(cat_small[None], ["block7"])[layer]
     torch.testing.assert_close(truncated, full["out"])
-    assert models.count_hooks(lite0.module) == 0
+    assert zoo.count_hooks(lite0.module) == 0
 
 
 def _plain_step(module: torch.nn.Module, preprocess: torch.nn.Module, image: torch.Tensor, layer: str
@@ -87,7 +87,7 @@ def test_fast_path_keeps_the_plain_networks_step(lite0, cat_small):
     be as accurate as the plain one is on this CPU (oneDNN's kernels, and so float32's rounding and
     which ReLU6 gates near 0 and 6 flip, differ between CPU kinds)."""
     layer = lite0.layer("block10").name
-    plain = models.load_model("efficientnet_lite0", device="cpu", fast_paths=False)
+    plain = zoo.load_model("efficientnet_lite0", device="cpu", fast_paths=False)
     network = plain.module.to(memory_format=torch.contiguous_format)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in lite0.module.modules())
@@ -105,7 +105,7 @@ def test_fast_path_keeps_the_plain_networks_step(lite0, cat_small):
 def test_bf16_precision_stays_close_to_float32_and_is_recorded(lite0, cat_small):
     """bf16 autocast (the CUDA default) runs on the CPU too: its layer is within bf16 rounding
     of float32's, comes back as float32, and a dream says which precision made it."""
-    half = models.load_model("efficientnet_lite0", device="cpu", precision="bf16")
+    half = zoo.load_model("efficientnet_lite0", device="cpu", precision="bf16")
     layer = half.layer("block7").name
     with torch.no_grad():
         exact = lite0.activations(cat_small[None], [layer])[layer]
@@ -115,13 +115,13 @@ def test_bf16_precision_stays_close_to_float32_and_is_recorded(lite0, cat_small)
     assert dream(half, cat_small, LayerL2(layer), TINY).record.precision == "bf16"
     assert dream(lite0, cat_small, LayerL2(layer), TINY).record.precision == "fp32"
     with pytest.raises(ConfigError, match="precision"):
-        models.load_model("efficientnet_lite0", device="cpu", precision="fp8")
+        zoo.load_model("efficientnet_lite0", device="cpu", precision="fp8")
 
 
 def test_an_untrained_twin_refuses_a_checkpoint_rather_than_ignore_it(tmp_path):
     """Every command that takes weights files (dream, compare, stats, ...) loads through load_model."""
     with pytest.raises(ConfigError, match="untrained twin"):
-        models.load_model("efficientnet_lite0-untrained", device="cpu", checkpoint=tmp_path / "any.pth")
+        zoo.load_model("efficientnet_lite0-untrained", device="cpu", checkpoint=tmp_path / "any.pth")
 
 
 def test_truncated_forward_stops_early(lite0, cat_small):
@@ -137,27 +137,27 @@ def test_truncated_forward_stops_early(lite0, cat_small):
 
 
 def test_layer_table_has_shapes_and_depths_without_weights():
-    table = models.layer_table(models.get_spec("googlenet"))  # weights absent here: built on the meta device
+    table = zoo.layer_table(zoo.get_spec("googlenet"))  # weights absent here: built on the meta device
     names = [info.name for info in table]
-    assert names[0] == "conv1" and "inception4c" in names and names[-1] == models.LOGITS
+    assert names[0] == "conv1" and "inception4c" in names and names[-1] == zoo.LOGITS
     assert table[names.index("inception4c")].shape == (512, 14, 14)
     depths = [info.depth for info in table]
     assert depths == sorted(depths) and depths[0] == 0 and depths[-1] == 1
 
 
 def test_every_registered_model_has_layers_and_a_status():
-    for row in models.model_table():
-        spec = models.get_spec(row["model"])
-        assert len(models.layer_table(spec)) >= 5, spec.name
+    for row in zoo.model_table():
+        spec = zoo.get_spec(row["model"])
+        assert len(zoo.layer_table(spec)) >= 5, spec.name
         assert isinstance(row["weights_present"], bool)
-    assert models.weights_present(models.get_spec("efficientnet_lite0"))
+    assert zoo.weights_present(zoo.get_spec("efficientnet_lite0"))
 
 
 def test_missing_weights_message_names_file_folder_and_address(tmp_path):
-    spec = models.get_spec("resnet50_places365")
-    assert not models.weights_present(spec, tmp_path)
+    spec = zoo.get_spec("resnet50_places365")
+    assert not zoo.weights_present(spec, tmp_path)
     with pytest.raises(WeightsMissingError) as err:
-        models.load_model("resnet50_places365", device="cpu", folder=tmp_path)
+        zoo.load_model("resnet50_places365", device="cpu", folder=tmp_path)
     message = str(err.value)
     assert "resnet50_places365.pth.tar" in message and str(tmp_path) in message
     assert "places2.csail.mit.edu" in message
@@ -165,7 +165,7 @@ def test_missing_weights_message_names_file_folder_and_address(tmp_path):
 
 def test_unknown_model_and_layer_are_clear_errors(lite0):
     with pytest.raises(ConfigError, match="Unknown model"):
-        models.get_spec("resnet9000")
+        zoo.get_spec("resnet9000")
     with pytest.raises(ConfigError, match="no dream-able layer"):
         lite0.layer("mixed4c")
 
@@ -176,7 +176,7 @@ def test_unknown_model_and_layer_are_clear_errors(lite0):
 def _random_state(spec_name: str) -> dict[str, torch.Tensor]:
     with torch.random.fork_rng():
         torch.manual_seed(1)
-        return models.get_spec(spec_name).build().state_dict()
+        return zoo.get_spec(spec_name).build().state_dict()
 
 
 def _csail_file(state: dict[str, torch.Tensor], arch: str, features_only: bool = False) -> dict:
@@ -217,24 +217,24 @@ def _torchvision_googlenet_file() -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("name", list(FORMATS))
 def test_synthetic_checkpoint_in_each_real_format_loads_and_dreams(name, tmp_path):
-    spec = models.get_spec(name)
+    spec = zoo.get_spec(name)
     content = _torchvision_googlenet_file() if FORMATS[name] is None else FORMATS[name](_random_state(name))
     torch.save(content, tmp_path / spec.weights.filename)
-    assert models.weights_present(spec, tmp_path)
-    model = models.load_model(name, device="cpu", folder=tmp_path)
-    assert model.weights_sha256 == models.file_sha256(tmp_path / spec.weights.filename)
+    assert zoo.weights_present(spec, tmp_path)
+    model = zoo.load_model(name, device="cpu", folder=tmp_path)
+    assert model.weights_sha256 == zoo.file_sha256(tmp_path / spec.weights.filename)
     image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
     layer = model.layers_spread(3)[1]
     result = dream(model, image, LayerL2(layer.name), TINY)
     assert result.image.shape == image.shape and len(result.trace) == 2
-    assert models.count_hooks(model.module) == 0
+    assert zoo.count_hooks(model.module) == 0
 
 
 def test_checkpoint_for_another_architecture_lists_missing_and_unexpected_keys(tmp_path):
     path = tmp_path / "resnet18_places365.pth.tar"
     torch.save(_csail_file(_random_state("alexnet_places365"), "alexnet", features_only=True), path)
     with pytest.raises(CheckpointError) as err:
-        models.load_model("resnet18_places365", device="cpu", folder=tmp_path)
+        zoo.load_model("resnet18_places365", device="cpu", folder=tmp_path)
     assert "missing: " in str(err.value) and "unexpected: " in str(err.value)
     assert "bn1.bias" in str(err.value) and "classifier.1.weight" in str(err.value)
 
@@ -255,32 +255,32 @@ def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path):
     with open(path, "wb") as handle:
         pickle.dump({"state_dict": _Exploit(marker)}, handle)
     with pytest.raises(CheckpointError, match="Refused"):
-        models.load_model("resnet18_places365", device="cpu", folder=tmp_path)
+        zoo.load_model("resnet18_places365", device="cpu", folder=tmp_path)
     assert not marker.exists()
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "googlenet_places365.pth").write_bytes(b"PK\x03\x04 this is not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable"):
-        models.load_model("googlenet_places365", device="cpu", folder=tmp_path)
+        zoo.load_model("googlenet_places365", device="cpu", folder=tmp_path)
 
 
 def test_untrained_twin_is_seeded_and_differs_from_trained(lite0):
-    twin_a = models.load_model("efficientnet_lite0-untrained", device="cpu")
-    twin_b = models.load_model("efficientnet_lite0-untrained", device="cpu")
+    twin_a = zoo.load_model("efficientnet_lite0-untrained", device="cpu")
+    twin_b = zoo.load_model("efficientnet_lite0-untrained", device="cpu")
     weight = "_conv_stem.weight"
     torch.testing.assert_close(twin_a.module.state_dict()[weight], twin_b.module.state_dict()[weight])
     assert not torch.equal(twin_a.module.state_dict()[weight], lite0.module.state_dict()[weight])
-    assert twin_a.spec.training_data == models.Untrained and twin_a.labels == lite0.labels
+    assert twin_a.spec.training_data == zoo.Untrained and twin_a.labels == lite0.labels
 
 
 def test_device_choice_is_checked():
-    assert models.pick_device("cpu").type == "cpu"
+    assert zoo.pick_device("cpu").type == "cpu"
     with pytest.raises(ConfigError):
-        models.pick_device("tpu")
+        zoo.pick_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA"):
-            models.pick_device("cuda")
+            zoo.pick_device("cuda")
 
 
 def test_a_batched_sweep_gives_each_image_its_own_layers_in_any_order(lite0, cat_small):
@@ -312,7 +312,7 @@ def test_batch_rows_hand_back_one_gradient_in_the_batchs_own_layout():
     """Slicing rows off a channels_last batch sent back NCHW zeros, and every backward op below
     mixed layouts (GoogLeNet's batched sweep ran at 0.72x the sequential one; 1.0x with this)."""
     batch = torch.rand(4, 6, 5, 3).contiguous(memory_format=torch.channels_last).requires_grad_(True)
-    first, rest = models.BatchRows.apply(batch, (3, 1))
+    first, rest = zoo.BatchRows.apply(batch, (3, 1))
     assert torch.equal(first, batch[:3]) and torch.equal(rest, batch[3:])
     (grad,) = torch.autograd.grad(first.square().sum(), batch)
     torch.testing.assert_close(grad, torch.cat([2 * batch[:3], torch.zeros_like(batch[3:])]).detach())
@@ -323,19 +323,19 @@ def test_bf16_is_offered_with_its_cost_and_auto_never_picks_an_emulated_one(monk
     """On a CPU without native bf16 (AVX2 only) bf16 runs 20-40x slower than float32: auto keeps float32
     everywhere but on a GPU with bf16, and choosing bf16 by hand says what it costs here."""
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(models, "native_bf16", lambda device: False)
-    assert models.pick_precision("auto", cpu) == "fp32" and models.pick_precision("auto", cuda) == "fp32"
-    assert "20-40x slower" in models.precision_note("bf16", cpu)
-    assert models.precision_note("fp32", cpu) == ""
-    monkeypatch.setattr(models, "native_bf16", lambda device: True)
-    assert models.pick_precision("auto", cuda) == "bf16" and models.pick_precision("auto", cpu) == "fp32"
-    assert "native" in models.precision_note("bf16", cpu)
+    monkeypatch.setattr(zoo.loading, "native_bf16", lambda device: False)
+    assert zoo.pick_precision("auto", cpu) == "fp32" and zoo.pick_precision("auto", cuda) == "fp32"
+    assert "20-40x slower" in zoo.precision_note("bf16", cpu)
+    assert zoo.precision_note("fp32", cpu) == ""
+    monkeypatch.setattr(zoo.loading, "native_bf16", lambda device: True)
+    assert zoo.pick_precision("auto", cuda) == "bf16" and zoo.pick_precision("auto", cpu) == "fp32"
+    assert "native" in zoo.precision_note("bf16", cpu)
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):
     for flags, native in (({"avx2", "fma"}, False), ({"avx512f", "avx512_bf16"}, True), ({"amx_bf16"}, True)):
-        monkeypatch.setattr(models, "_cpu_flags_and_name", lambda flags=flags: (frozenset(flags), "Some CPU"))
-        assert models.native_bf16(torch.device("cpu")) is native
+        monkeypatch.setattr(zoo.loading, "_cpu_flags_and_name", lambda flags=flags: (frozenset(flags), "Some CPU"))
+        assert zoo.native_bf16(torch.device("cpu")) is native
 
 
 # ---------------------------------------------------------------- Caffe GoogLeNet layouts
@@ -363,13 +363,13 @@ LAYOUT_CASES = [
 
 @pytest.mark.parametrize("name, kind, filename, layout, mean", LAYOUT_CASES)
 def test_each_googlenet_layout_loads_with_its_own_head_and_mean(name, kind, filename, layout, mean, tmp_path):
-    spec = models.get_spec(name)
-    classes = len(models.class_labels(spec.labels))
+    spec = zoo.get_spec(name)
+    classes = len(zoo.class_labels(spec.labels))
     file = _layout_files()[kind](classes)
     torch.save(file, tmp_path / filename)
-    model = models.load_model(name, device="cpu", folder=tmp_path)
+    model = zoo.load_model(name, device="cpu", folder=tmp_path)
     assert model.spec.layout == layout and model.spec.architecture == "GoogLeNet (Caffe)"
-    assert model.spec.convention == models.InputConvention(channels="BGR", scale=255.0, mean=mean)
+    assert model.spec.convention == zoo.InputConvention(channels="BGR", scale=255.0, mean=mean)
     classifier = file["loss3_classifier.weight" if kind == "crowsonkb" else "fc.weight"]
     assert torch.equal(model.module.loss3_classifier.weight, classifier)  # the file's real head gives the logits
     image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -381,19 +381,19 @@ def test_each_googlenet_layout_loads_with_its_own_head_and_mean(name, kind, file
 
 def test_the_same_weights_in_two_layouts_give_the_same_trunk(tmp_path):
     """ProGamerGov's flat names and crowsonkb's nested ones hold one network: renamed, the trunk is bit-identical."""
-    from analysis.architectures.googlenet_layouts import PYTORCH_CAFFE_MODELS
+    from analysis.zoo.catalogue.googlenet_layouts import PYTORCH_CAFFE_MODELS
 
     nested = _layout_files()["crowsonkb"](365)
     flat = {k: v for k, v in PYTORCH_CAFFE_MODELS.rename(nested).items() if k != "loss3_classifier.weight"
             and k != "loss3_classifier.bias"}
-    heads = models.get_spec("googlenet_places365").build().state_dict()
+    heads = zoo.get_spec("googlenet_places365").build().state_dict()
     flat.update({k: v for k, v in heads.items() if k.startswith(("loss1_", "loss2_"))})
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
     torch.save(nested, tmp_path / "a" / "googlenet_places365.pth")
     torch.save(flat, tmp_path / "b" / "googlenet_places365.pth")
-    first = models.load_model("googlenet_places365", device="cpu", folder=tmp_path / "a")
-    second = models.load_model("googlenet_places365", device="cpu", folder=tmp_path / "b")
+    first = zoo.load_model("googlenet_places365", device="cpu", folder=tmp_path / "a")
+    second = zoo.load_model("googlenet_places365", device="cpu", folder=tmp_path / "b")
     assert (first.spec.layout, second.spec.layout) == ("pytorch-caffe-models", "pytorch-places")
     image = torch.rand(1, 3, 80, 80, generator=torch.Generator().manual_seed(0))
     layer = "inception_5b"
@@ -406,7 +406,7 @@ def test_a_layout_for_another_dataset_is_refused_in_one_line(tmp_path):
 
     torch.save(random_file(captum_shapes(365)), tmp_path / "googlenet_places205.pth")
     with pytest.raises(CheckpointError, match="publishes GoogLeNets with 365 classes, not 205"):
-        models.load_model("googlenet_places205", device="cpu", folder=tmp_path)
+        zoo.load_model("googlenet_places205", device="cpu", folder=tmp_path)
 
 
 # ---------------------------------------------------------------- files as users have them
@@ -421,10 +421,10 @@ def test_csail_file_written_by_old_pytorch_loads_weights_only(name, version, tmp
 
     state = _random_state(name)
     file = _csail_file(_old_densenet_keys(state) if name.startswith("densenet") else state, name.split("_")[0])
-    path = tmp_path / models.get_spec(name).weights.filename
+    path = tmp_path / zoo.get_spec(name).weights.filename
     write_legacy_checkpoint(path, file, version)
     assert not path.read_bytes().startswith(b"PK")  # the pre-zip format
-    model = models.load_model(name, device="cpu", folder=tmp_path, fast_paths=False)
+    model = zoo.load_model(name, device="cpu", folder=tmp_path, fast_paths=False)
     loaded = model.module.state_dict()
     for key, value in state.items():
         if not key.endswith("num_batches_tracked"):
@@ -440,7 +440,7 @@ def test_a_pickled_whole_model_is_refused_naming_the_state_dict_file(zip_format,
     path = tmp_path / "whole_resnet18_places365.pth.tar"
     torch.save(torchvision.models.resnet18(num_classes=365), path, _use_new_zipfile_serialization=zip_format)
     with pytest.raises(CheckpointError) as err:
-        models.load_model("resnet18_places365", device="cpu", checkpoint=path)
+        zoo.load_model("resnet18_places365", device="cpu", checkpoint=path)
     message = str(err.value)
     assert "whole pickled model (torchvision.models.resnet.ResNet)" in message
     assert "'resnet18_places365.pth.tar'" in message and "places2.csail.mit.edu" in message
@@ -460,7 +460,7 @@ def test_a_file_that_is_no_checkpoint_says_what_it_is(content, what, tmp_path, c
     else:
         path.write_bytes(content)
     with pytest.raises(CheckpointError) as err:
-        models.load_model("googlenet_places365", device="cpu", checkpoint=path)
+        zoo.load_model("googlenet_places365", device="cpu", checkpoint=path)
     assert str(err.value) == (f"weights.pth is not a PyTorch checkpoint: it is {what}. "
                               "Give the model's weight file (.pth, .pt or .pth.tar).")
 
@@ -491,7 +491,7 @@ def _one_nan(w: torch.Tensor) -> torch.Tensor:
 def test_weights_that_would_dream_black_or_nothing_are_refused_at_load(key, value, message, tmp_path):
     path = _resnet18_with(tmp_path, key, value)
     with pytest.raises(CheckpointError, match=message) as err:
-        models.load_model("resnet18_places365", device="cpu", checkpoint=path)
+        zoo.load_model("resnet18_places365", device="cpu", checkpoint=path)
     assert "\n" not in str(err.value)
 
 
@@ -500,7 +500,7 @@ def test_every_wrong_classifier_shape_is_the_projects_message(shape, tmp_path):
     """Checked key by key before load_state_dict, which would end in 'While copying the parameter named fc.weight'."""
     path = _resnet18_with(tmp_path, "fc.weight", torch.zeros(shape))
     with pytest.raises(CheckpointError, match=r"keys 1 with the wrong shape: fc\.weight\.$"):
-        models.load_model("resnet18_places365", device="cpu", checkpoint=path)
+        zoo.load_model("resnet18_places365", device="cpu", checkpoint=path)
 
 
 @pytest.mark.parametrize("side", [64, 65])
@@ -509,8 +509,8 @@ def test_the_same_padded_stem_keeps_the_fast_paths_gradient(side, tmp_path):
     polyphase stem gradient serves it: the same pixel gradient as the plain network's, up to the order of
     float32 sums (each a few hundred products: well under 1e-4 of the gradient's norm)."""
     torch.save(_layout_files()["captum"](365), tmp_path / "inceptionv1_places365.pth")
-    fast = models.load_model("googlenet_places365", device="cpu", folder=tmp_path)
-    plain = models.load_model("googlenet_places365", device="cpu", folder=tmp_path, fast_paths=False)
+    fast = zoo.load_model("googlenet_places365", device="cpu", folder=tmp_path)
+    plain = zoo.load_model("googlenet_places365", device="cpu", folder=tmp_path, fast_paths=False)
     assert type(fast.module.conv1_7x7_s2).__name__ == "PolyphaseConv2d"
     image = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
     grads = []
@@ -554,7 +554,7 @@ def test_bvlc_logits_are_the_upstream_networks(tmp_path):
     """The loaded model (preprocessing included) gives the logits of crowsonkb's forward on its transform's pixels."""
     file = _layout_files()["crowsonkb"](1000)
     torch.save(file, tmp_path / "bvlc_googlenet-1f25f8c8778a8802.pth")
-    model = models.load_model("bvlc_googlenet", device="cpu", folder=tmp_path, fast_paths=False)
+    model = zoo.load_model("bvlc_googlenet", device="cpu", folder=tmp_path, fast_paths=False)
     rgb = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     bgr = (rgb * 255 - torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1)).flip(1)  # its models.py transform
     with torch.no_grad():
@@ -565,7 +565,7 @@ def test_bvlc_logits_are_the_upstream_networks(tmp_path):
 
 def test_a_model_registered_twice_is_refused_and_a_twin_names_its_base():
     with pytest.raises(ValueError, match="already registered"):
-        models.register(models.get_spec("efficientnet_lite0"))
-    twin = models.get_spec("efficientnet_lite0-untrained")
+        zoo.register(zoo.get_spec("efficientnet_lite0"))
+    twin = zoo.get_spec("efficientnet_lite0-untrained")
     assert twin.base == "efficientnet_lite0" and twin.twin == "efficientnet_lite0"
-    assert models.get_spec("efficientnet_lite0").twin == "efficientnet_lite0-untrained"
+    assert zoo.get_spec("efficientnet_lite0").twin == "efficientnet_lite0-untrained"

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from analysis import models
+from analysis import zoo
 from analysis.polyphase import PolyphaseConv2d, eligible, use_polyphase_gradients
 from tests.numerics import assert_as_accurate_as_float32
 
@@ -88,8 +88,8 @@ def test_a_subclass_with_its_own_forward_is_left_alone():
 def test_googlenet_loads_with_a_polyphase_stem_and_keeps_the_plain_networks_step():
     """On the CPU load_model swaps the stem; the step's gradient stays the network-as-written's
     as accurately as float32 allows on this CPU, and fast_paths=False leaves the network alone."""
-    fast = models.load_model("googlenet-untrained", device="cpu")
-    plain = models.load_model("googlenet-untrained", device="cpu", fast_paths=False)
+    fast = zoo.load_model("googlenet-untrained", device="cpu")
+    plain = zoo.load_model("googlenet-untrained", device="cpu", fast_paths=False)
     assert isinstance(fast.module.get_submodule("conv1.conv"), PolyphaseConv2d)
     assert not any(isinstance(m, PolyphaseConv2d) for m in plain.module.modules())
     layer = fast.layer("inception3b").name
@@ -106,7 +106,7 @@ def test_every_zoo_stem_that_qualifies_is_found():
     """The 7x7/2 and 11x11/4 stems of the zoo; EfficientNet-Lite's padded 3x3/2 stem and VGG's stride-1 are not."""
     found = {}
     for name in ("googlenet", "alexnet", "resnet50", "vgg16", "efficientnet_lite0"):
-        module = models.get_spec(name).build()
+        module = zoo.get_spec(name).build()
         found[name] = [(c.kernel_size, c.stride) for c in module.modules() if eligible(c)]
     assert found == {"googlenet": [((7, 7), (2, 2))], "alexnet": [((11, 11), (4, 4))],
                      "resnet50": [((7, 7), (2, 2))], "vgg16": [], "efficientnet_lite0": []}

@@ -10,12 +10,12 @@ from dataclasses import replace
 import pytest
 from PIL import Image, PngImagePlugin
 
-from analysis import models
+from analysis import zoo
 from analysis.dream import DreamConfig
 from analysis.errors import LabError
-from analysis.models import load_model
 from analysis.pngmeta import METADATA_KEY, png_bytes
 from analysis.recipes import ImageSource, Recipe, check_replay, run_recipe
+from analysis.zoo import load_model
 
 TINY = DreamConfig(octaves=1, iterations=2, jitter=0)
 
@@ -71,7 +71,7 @@ def test_a_replayed_png_says_how_far_its_pixels_are_and_where_each_ran(lite0):
     the CPU kind, and a replay of a PNG is compared with that PNG's own pixels."""
     recipe = _recipe()
     first = run_recipe(recipe, lite0)
-    assert first.record.cpu == models.cpu_kind() and "(" in first.record.cpu
+    assert first.record.cpu == zoo.cpu_kind() and "(" in first.record.cpu
     original = png_bytes(first.image, first.record)
     again = run_recipe(recipe, lite0)
     check = check_replay(original, again)

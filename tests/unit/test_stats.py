@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from analysis import stats
 from analysis.errors import ConfigError
-from analysis.models import InputConvention, LayerInfo, LoadedModel, ModelSpec, Preprocess, WeightsSource, count_hooks
+from analysis.zoo import InputConvention, LayerInfo, LoadedModel, ModelSpec, Preprocess, WeightsSource, count_hooks
 
 
 def tiny_model() -> LoadedModel:
@@ -121,7 +121,7 @@ def test_no_image_is_a_clear_error():
 
 
 def test_two_real_models_line_up_by_depth(lite0, cat_small):
-    from analysis.models import load_model
+    from analysis.zoo import load_model
 
     twin = load_model("efficientnet_lite0-untrained", device="cpu")
     hooks = count_hooks(lite0.module)

@@ -85,9 +85,9 @@ def test_the_right_file_is_found_and_a_file_over_the_limit_is_refused_unread(tmp
 
 def _no_work(monkeypatch) -> None:
     """Any model load fails the test: the destination must be refused before the work starts."""
-    import analysis.models
+    import analysis.zoo
 
-    monkeypatch.setattr(analysis.models, "load_model", lambda *a, **k: pytest.fail("the work started"))
+    monkeypatch.setattr(analysis.zoo, "load_model", lambda *a, **k: pytest.fail("the work started"))
 
 
 @pytest.mark.parametrize("command", [

@@ -25,9 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis import models
 from analysis.errors import Cancelled, ConfigError, WeightsMissingError
 from analysis.progress import ShouldCancel
+from analysis.zoo.specs import ModelSpec
+from analysis.zoo.weights.locate import weights_dir
 
 MIRROR_ENV = "INCEPTIONISM_WEIGHTS_MIRROR"
 SUMS_FILE = "SHA256SUMS"
@@ -54,7 +55,7 @@ class Download:
         return f"{self.path} ({self.size / 1e6:.1f} MB), sha256 {self.sha256} ({check})"
 
 
-def source_url(spec: models.ModelSpec) -> str:
+def source_url(spec: ModelSpec) -> str:
     """Where the file comes from: the mirror when INCEPTIONISM_WEIGHTS_MIRROR is set, else its source."""
     if not spec.weights.url or not spec.weights.filename:
         raise ConfigError(f"{spec.name} has no download address: its weights are {spec.weights.format}.")
@@ -66,17 +67,17 @@ def source_url(spec: models.ModelSpec) -> str:
     return mirror.rstrip("/") + "/" + spec.weights.filename
 
 
-def published_sha256(spec: models.ModelSpec) -> str | None:
+def published_sha256(spec: ModelSpec) -> str | None:
     """The sha256 (prefix) the source publishes for this file: in its name, torch.hub's way, or None."""
     match = _HUB_HASH.search(spec.weights.filename or "")
     return match.group(1) if match else None
 
 
-def download_weights(spec: models.ModelSpec, folder: Path | None = None, on_bytes: OnBytes | None = None,
+def download_weights(spec: ModelSpec, folder: Path | None = None, on_bytes: OnBytes | None = None,
                      should_cancel: ShouldCancel | None = None) -> Download:
     """Fetch spec's weight file into the weights folder, checked and complete, or raise with nothing left behind."""
     url = source_url(spec)
-    folder = folder or models.weights_dir()
+    folder = folder or weights_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         descriptor, name = tempfile.mkstemp(dir=folder, prefix=f".{spec.weights.filename}.", suffix=".part")

@@ -38,13 +38,22 @@ replaces the two auxiliary heads by Caffe's main classifier (global average pool
 ``loss3_classifier``), which crowsonkb's and captum's files carry; ``stem="same"`` pads the
 7x7/2 stem TensorFlow's way (captum's Lucid port: 2 pixels before and 3 after an even side)
 instead of Caffe's 3 on each side. Every other convolution and pool is the same in all three.
+
+The zoo's three Caffe GoogLeNets (BVLC ImageNet, Places205, Places365: their specs, layer
+selector and layout adapter) are registered from the end of this file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from analysis.zoo.catalogue.googlenet_layouts import identify_layout, layout_mean
+from analysis.zoo.specs import ImageNet, InputConvention, ModelSpec, Places205, Places365, WeightsSource, class_labels
 
 CAFFE_BGR_MEAN: dict[int, tuple[float, float, float]] = {
     205: (105.417, 113.753, 116.047),
@@ -227,3 +236,66 @@ def caffe_googlenet(num_classes: int, head: str = "loss2", stem: str = "caffe") 
     if num_classes not in CLASS_COUNTS:
         raise ValueError(f"The Caffe GoogLeNets have {', '.join(map(str, CLASS_COUNTS))} classes, not {num_classes}.")
     return CaffeGoogLeNet(num_classes, head, stem)
+
+
+# ---------------------------------------------------------------- in the zoo
+
+
+def caffe_googlenet_layers(model: nn.Module) -> list[tuple[str, str]]:
+    return [(n, CAFFE_LAYER_ALIASES.get(n, n)) for n in CAFFE_LAYERS]
+
+
+def _builder(num_classes: int, head: str = "loss2", stem: str = "caffe") -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        return caffe_googlenet(num_classes, head, stem)
+
+    return build
+
+
+def _layout(spec: ModelSpec, state: dict[str, torch.Tensor], source: str
+            ) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+    """The Caffe GoogLeNet spec for the file's layout (its head, stem padding and mean), found from its keys."""
+    layout = identify_layout(state, source)
+    classes = len(class_labels(spec.labels) or ())
+    mean = layout_mean(layout, classes, source)
+    return replace(spec, layout=layout.name, convention=InputConvention(channels="BGR", scale=255.0, mean=mean),
+                   build=_builder(classes, layout.head, layout.stem)), layout.rename(state)
+
+
+def _caffe_convention(classes: int) -> InputConvention:
+    """Caffe GoogLeNet: BGR, 0-255, the training set's per-channel mean subtracted, no std."""
+    return InputConvention(channels="BGR", scale=255.0, mean=CAFFE_BGR_MEAN[classes])
+
+
+# crowsonkb/pytorch-caffe-models' release: the loss3 classifier, and a sha256 prefix in each name
+# (torch.hub's check_hash). The other layouts' files are found under their own names too.
+_CAFFE_MODELS = "https://github.com/crowsonkb/pytorch-caffe-models/releases/download/models-2/"
+
+
+def _places(data: str, classes: int, file: str) -> ModelSpec:
+    stem = f"googlenet_{data.lower()}"
+    return ModelSpec(
+        name=stem, title=f"GoogLeNet (Caffe, {data})", architecture="GoogLeNet (Caffe)",
+        training_data=data, labels=data, convention=_caffe_convention(classes),
+        weights=WeightsSource(format="caffe", filename=file, url=_CAFFE_MODELS + file,
+                              other_files=(f"{stem}.pth", f"{stem}-*.pth")
+                              + (("inceptionv1_places365.pth",) if classes == 365 else ())),
+        build=_builder(classes), layer_names=caffe_googlenet_layers, layout="pytorch-places",
+        adapt=_layout,
+    )
+
+
+SPECS = (
+    _places(Places205, 205, "googlenet_places205-b57a3fc7a34557585.pth"),
+    _places(Places365, 365, "googlenet_places365-da1e6512eb7d2613.pth"),
+    ModelSpec(
+        name="bvlc_googlenet", title="GoogLeNet (Caffe BVLC, ImageNet)", architecture="GoogLeNet (Caffe)",
+        training_data=ImageNet, labels=ImageNet,
+        convention=InputConvention(channels="BGR", scale=255.0, mean=(104.0, 117.0, 123.0)),
+        weights=WeightsSource(format="caffe", filename="bvlc_googlenet-1f25f8c8778a8802.pth",
+                              url=_CAFFE_MODELS + "bvlc_googlenet-1f25f8c8778a8802.pth",
+                              other_files=("bvlc_googlenet-*.pth",)),
+        build=_builder(1000, head="loss3"), layer_names=caffe_googlenet_layers, layout="pytorch-caffe-models",
+        adapt=_layout,
+    ),
+)

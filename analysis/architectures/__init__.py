@@ -1,1 +1,0 @@
-"""Architectures whose module names match published checkpoint files, and the key fixes that make them load strict."""

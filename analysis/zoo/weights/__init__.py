@@ -1,0 +1,1 @@
+"""A model's weights: where the file is (locate), fetching it (downloads), reading it safely (checkpoint)."""
