@@ -239,7 +239,9 @@ def bias_emergent(counts: pd.DataFrame) -> go.Figure:
                              marker={"pattern": {"shape": "/"}} if control else None,
                              hovertemplate="%{y}: emerged in %{x} dream(s)<extra>%{fullData.name}</extra>"),
                       row=row, col=1)
-    fig.update_xaxes(title_text="dreams in which the class emerged", dtick=1, row=len(heights), col=1)
+    most = int(counts["dreams"].max()) if len(counts) else 0
+    fig.update_xaxes(title_text="dreams in which the class emerged", tickformat="d", row=len(heights), col=1,
+                     dtick=1 if most <= 12 else None)  # whole numbers; a tick per dream only while they fit
     fig.update_layout(title="Classes that emerged most often<br><sup>largest gain in the judge's probability</sup>",
                       showlegend=False, height=max(300, 110 + 24 * sum(heights) + 40 * len(heights)),
                       margin={**_MARGIN, "t": 75})  # room for the title's second line

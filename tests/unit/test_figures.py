@@ -119,3 +119,14 @@ def test_layers_frame_and_channels_figure_read_the_layer_table():
     assert list(sides.y) == [112, 14, None]  # class scores have no spatial side
     assert list(fig.layout.yaxis.tickvals) == [16, 32, 64, 128, 256, 512, 1024]  # powers of two over the range
     assert list(fig.layout.yaxis2.tickvals) == [8, 16, 32, 64, 128]
+
+
+@pytest.mark.parametrize(("most", "dtick"), [(5, 1), (118, None)])
+def test_emergent_counts_axis_keeps_whole_numbers_readable(most: int, dtick: int | None) -> None:
+    """A tick per dream while they fit; a 1458-dream study gets plotly's own spacing, still whole numbers."""
+    counts = pd.DataFrame({"model": ["A", "A", "B"], "control": [False, False, True],
+                           "class_name": ["pillow", "peacock", "velvet"], "dreams": [most, 2, 1]})
+    fig = figures.bias_emergent(counts)
+    assert sorted(x for trace in fig.data for x in trace.x) == sorted([most, 2, 1])
+    axis = fig.layout.xaxis2  # the bottom panel carries the shared axis
+    assert axis.dtick == dtick and axis.tickformat == "d"
