@@ -105,11 +105,8 @@ _IMAGE_DEMUXERS = re.compile(r"^(image2|.*_pipe)$")
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _last_ffmpeg_line(stderr: str) -> str:
