@@ -11,10 +11,22 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from torchvision.models import resnet18
 
 from analysis import atlas, featviz
 from analysis.errors import Cancelled, ConfigError
-from analysis.zoo import InputConvention, LayerInfo, LoadedModel, ModelSpec, Preprocess, WeightsSource, count_hooks
+from analysis.labels import class_groups
+from analysis.studies.judging import Judge, default_judges
+from analysis.zoo import (
+    InputConvention,
+    LayerInfo,
+    LoadedModel,
+    ModelSpec,
+    Preprocess,
+    WeightsSource,
+    count_hooks,
+    load_model,
+)
 
 SIDE = 32
 BOX = 5  # the detector's box filter: its receptive field
@@ -370,3 +382,30 @@ def test_the_units_per_concept_figure_shows_each_model_side_by_side():
     histogram = pd.DataFrame({"left": [0.0, 1.0], "right": [1.0, 2.0], "views": [3, 5]})
     bars = figures.unit_histogram(histogram, "unit 0").data[0]
     assert list(bars.x) == [0.5, 1.5] and list(bars.y) == [3, 5] and list(bars.width) == [1.0, 1.0]
+
+
+def test_a_places365_judge_reads_units_as_scene_groups_when_its_weights_are_present(pictures, tmp_path, monkeypatch):
+    """A Places365 checkpoint in the weights folder (CSAIL's file layout; random weights here) judges with
+    Places365's own groups (indoor, outdoor natural, outdoor man-made), so the Network Dissection
+    comparison can be read in scenes as well as in ImageNet's groups."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    torch.manual_seed(0)
+    state = {f"module.{k}": v for k, v in resnet18(num_classes=365).state_dict().items()}
+    torch.save({"epoch": 90, "arch": "resnet18", "state_dict": state}, weights / "resnet18_places365.pth.tar")
+    monkeypatch.setenv("INCEPTIONISM_WEIGHTS_DIR", str(weights))
+    assert default_judges() == ["efficientnet_lite0", "resnet18_places365"]
+
+    judge = Judge.of(load_model("resnet18_places365", device="cpu"))
+    assert judge.dataset == "Places365" and set(judge.groups) == set(class_groups("Places365"))
+    atlas.run_pass(colour_detectors(), "box", atlas.folder_collection(pictures), tmp_path / "out",
+                   atlas.AtlasSettings(side=SIDE))
+    found = atlas.load_atlas(tmp_path / "out")
+    readings = atlas.concept_readings(found, judge, k=2, threshold=0.5)
+    group_of = {i: name for name, indices in judge.groups.items() for i in indices}
+    labels = list(judge.model.labels)
+    assert len(readings) == found.channels
+    for row in readings.itertuples():
+        assert row.group in judge.groups and row.crops == 2 and row.top_class in labels
+        assert row.share >= 0.5 and row.concept == row.group  # two crops: the commonest group holds at least one
+        assert group_of[labels.index(row.top_class)] == row.group or row.share == 0.5
