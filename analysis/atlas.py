@@ -646,7 +646,7 @@ def concept_readings(atlas: Atlas, judge: object, k: int = DEFAULT_TOP_K, thresh
     falls in one class group, and the group with most crops is the unit's when its share reaches
     the threshold (else NO_CONCEPT).
 
-    judge: an analysis.bias.Judge (its model and class groups). Crops shared by several units
+    judge: an analysis.studies.judging.Judge (its model and class groups). Crops shared by several units
     are classified once. Columns: unit, group, share, concept, crops, top_class, threshold.
     """
     if not 0 < threshold <= 1:

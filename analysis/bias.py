@@ -10,41 +10,29 @@ The judge is itself trained on a dataset, so it is never trusted alone: the orig
 share is the baseline (a ratio, not an absolute share, is the effect), and the untrained
 twin of each model (same architecture, random weights) is the control that separates what
 the training data put in from what the architecture and the optimisation do anyway.
+
+This module reads a study's tidy table (one row per model x depth x image x judge x group):
+its summary, group shares, emergent classes, the reading and the labelled gallery. The study
+engine (analysis.studies) dreams and judges, and hands its results over as this table
+(analysis.studies.stats.tidy); the judge itself lives in analysis.studies.judging.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 import torch
 
-from analysis import zoo
 from analysis.drawing import caption_cell
-from analysis.dream import DreamConfig, dream_batch
+from analysis.dream import DreamConfig
 from analysis.errors import ConfigError
 from analysis.grids import Grid, GridItem, settings_footnote
-from analysis.images import noise_image, tensor_to_pil
-from analysis.objectives import LayerL2
-from analysis.progress import OnStep, Relay, ShouldCancel
+from analysis.images import tensor_to_pil
+from analysis.labels import DOGS
 from analysis.provenance import RunRecord
-from analysis.recipes import ImageSource
-from analysis.studies.judging import (  # noqa: F401 (API)
-    DEFAULT_GROUP,
-    DEFAULT_JUDGE,
-    DOGS,
-    Judge,
-    check_depths,
-    default_judges,
-    is_control,
-    judge_names,
-    scene_judge_name,
-    with_controls,
-)
 from analysis.wording import model_label, percent, times
-from analysis.zoo import UNTRAINED_SUFFIX, LayerInfo, LoadedModel
+from analysis.zoo import UNTRAINED_SUFFIX
 
 DEFAULT_DEPTHS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
 """0.6 is where EfficientNet-Lite0's dog effect peaks (block10: x47 on the cat photo at 320 px)."""
@@ -56,42 +44,10 @@ COLUMNS = ["model", "training_data", "control", "depth", "layer", "layer_depth",
            "pixel_change", "original_top", "dream_top", "dream_top_p", "emergent"]
 
 
-# ---------------------------------------------------------------- images
-
-
-@dataclass(frozen=True)
-class StudyImage:
-    """One start image of a study: a bundled sample, an upload or a noise seed."""
-
-    name: str
-    kind: str  # "sample" | "upload" | "noise"
-    pixels: torch.Tensor = field(repr=False)  # (3, H, W) in [0, 1]
-
-
-def sample_image(name: str, size: int) -> StudyImage:
-    """A bundled photo by file name, stem or title (ImageError lists the samples if unknown)."""
-    source = ImageSource.sample(name)
-    return StudyImage(Path(source.name).stem, "sample", source.load(size))
-
-
-def upload_image(name: str, data: bytes, size: int) -> StudyImage:
-    """Untrusted bytes (an upload or a file given on the command line)."""
-    return StudyImage(name, "upload", ImageSource.upload(name, data).load(size))
-
-
-def noise_images(count: int, size: int, first_seed: int = 0) -> list[StudyImage]:
-    """count grey-noise starts: what a network draws from nothing, free of any photo's content."""
-    if not 0 <= count <= 100:
-        raise ConfigError("Choose 0 to 100 noise seeds.")
-    return [StudyImage(f"noise seed {s}", "noise", noise_image(size, s)) for s in range(first_seed, first_seed + count)]
-
-
-# ---------------------------------------------------------------- the study
-
-
 @dataclass
 class Study:
-    """A study's tidy table (one row per model x depth x image x judge x group) and its pictures."""
+    """A study's tidy table (one row per model x depth x image x judge x group) and its pictures
+    (analysis.studies.overview.load_study reads a small results folder into one)."""
 
     table: pd.DataFrame
     dreams: dict[tuple[str, float, str], torch.Tensor]  # (model, depth, image) -> (3, H, W)
@@ -104,92 +60,6 @@ class Study:
     @property
     def done(self) -> int:
         return len(self.dreams)
-
-
-def _unique_names(images: Sequence[StudyImage]) -> list[StudyImage]:
-    """Two uploads called photo.jpg must stay two rows: suffix repeats with (2), (3)."""
-    seen: dict[str, int] = {}
-    out = []
-    for image in images:
-        seen[image.name] = seen.get(image.name, 0) + 1
-        out.append(image if seen[image.name] == 1 else
-                   StudyImage(f"{image.name} ({seen[image.name]})", image.kind, image.pixels))
-    return out
-
-
-def _rows(model: LoadedModel, depth: float, layer: LayerInfo, image: StudyImage, dream: torch.Tensor,
-          judge: Judge, p_original: torch.Tensor, p_dream: torch.Tensor) -> list[dict]:
-    change = float((dream - image.pixels).abs().mean())
-    original_top, _ = judge.top_label(p_original)
-    dream_top, dream_p = judge.top_label(p_dream)
-    emergent = judge.emergent(p_original, p_dream)
-    rows = []
-    for group, indices in judge.groups.items():
-        share_original, share_dream = float(p_original[indices].sum()), float(p_dream[indices].sum())
-        rows.append({
-            "model": model.name, "training_data": model.spec.training_data,
-            "control": model.spec.training_data == zoo.Untrained, "depth": depth, "layer": layer.alias,
-            "layer_depth": layer.depth, "image": image.name, "image_kind": image.kind, "judge": judge.name,
-            "judge_data": judge.dataset, "group": group, "group_classes": len(indices),
-            "share_original": share_original, "share_dream": share_dream,
-            "ratio": share_dream / max(share_original, 1e-12), "pixel_change": change,
-            "original_top": original_top, "dream_top": dream_top, "dream_top_p": dream_p, "emergent": emergent,
-        })
-    return rows
-
-
-def run_study(dreamers: Sequence[LoadedModel], depths: Sequence[float], images: Sequence[StudyImage],
-              judges: Sequence[Judge], config: DreamConfig, on_step: OnStep | None = None,
-              should_cancel: ShouldCancel | None = None) -> Study:
-    """Dream every image at every depth with every model, and judge originals and dreams.
-
-    All depths of one image are one batched dream (one LayerL2 objective per batch element,
-    one element per distinct layer). A cancel keeps every finished (model, image) unit and
-    drops the one in flight, so the table holds whole dreams only.
-    """
-    if not dreamers:
-        raise ConfigError("Choose at least one model to dream with.")
-    if not images:
-        raise ConfigError("Choose at least one image: a bundled photo, an upload or a noise seed.")
-    if not judges:
-        raise ConfigError("Choose at least one judge.")
-    depths = check_depths(depths)
-    images = _unique_names(images)
-    config.validate()
-    p_originals = {(j.name, im.name): j.probabilities(im.pixels)[0] for j in judges for im in images}
-    relay = Relay(on_step, len(dreamers) * len(images) * config.total_steps)
-    rows: list[dict] = []
-    dreams: dict[tuple[str, float, str], torch.Tensor] = {}
-    records: dict[tuple[str, float, str], RunRecord] = {}
-    units_done, cancelled = 0, False
-    for model in dreamers:
-        layer_of = {d: model.layer_at_depth(d) for d in depths}
-        distinct = list(dict.fromkeys(info.name for info in layer_of.values()))
-        for image in images:
-            # a unit's own total depends on whether dream_batch batches (GPU) or not (CPU): the relay scales it
-            batch = image.pixels[None].repeat(len(distinct), 1, 1, 1)
-            results = dream_batch(model, batch, [LayerL2(name) for name in distinct], config,
-                                  relay.nth(units_done, config.total_steps), should_cancel)
-            if any(r.cancelled for r in results):
-                cancelled = True
-                break
-            units_done += 1
-            by_layer = {name: r.image for name, r in zip(distinct, results)}
-            record_of = {name: r.record for name, r in zip(distinct, results)}
-            stacked = torch.stack([by_layer[name] for name in distinct])
-            p_dreams = {j.name: dict(zip(distinct, j.probabilities(stacked))) for j in judges}
-            for depth, layer in layer_of.items():
-                dreamed = by_layer[layer.name]
-                dreams[(model.name, depth, image.name)] = dreamed
-                records[(model.name, depth, image.name)] = record_of[layer.name].with_extras(image=image.name,
-                                                                                             study_depth=depth)
-                for judge in judges:
-                    rows += _rows(model, depth, layer, image, dreamed, judge,
-                                  p_originals[(judge.name, image.name)], p_dreams[judge.name][layer.name])
-        if cancelled:
-            break
-    return Study(pd.DataFrame(rows, columns=COLUMNS), dreams, {im.name: im.pixels for im in images}, config,
-                 records, cancelled, planned=len(dreamers) * len(depths) * len(images))
 
 
 # ---------------------------------------------------------------- summaries

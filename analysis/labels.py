@@ -42,6 +42,8 @@ _GROUP_FILES: dict[str, str] = {
     "places365": "places365_groups.json",
 }
 _DATASET_NAMES: dict[str, str] = {"imagenet": "ImageNet", "places365": "Places365"}
+DOGS = "dogs"
+"""ImageNet's group of the 118 dog breeds: the group a bias study reads unless asked otherwise."""
 
 
 TopK = list[tuple[int, str, float]]

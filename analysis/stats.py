@@ -173,11 +173,6 @@ def layer_table(frame: pd.DataFrame) -> pd.DataFrame:
                                                                                      kind="stable", ignore_index=True)
 
 
-def channel_rows(frame: pd.DataFrame, statistic: str = "mean") -> pd.DataFrame:
-    """Per-channel rows of one statistic."""
-    return frame[(frame["channel"] != LAYER_LEVEL) & (frame["statistic"] == statistic)]
-
-
 def top_channels(frame: pd.DataFrame, k: int = 10, layers: dict[str, str] | None = None) -> pd.DataFrame:
     """The k channels with the largest mean activation per model and layer.
 

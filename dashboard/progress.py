@@ -9,10 +9,11 @@ should_cancel reads, so it stops within one iteration and returns the partial re
 which the page keeps like any finished result. The job lives in Session State, so
 switching pages and coming back shows it still running (or its result).
 
-Usage in a page::
+Usage in a page (dashboard.runs.start_run takes the device's lock and the step total, then calls
+start here)::
 
     if st.button("Dream"):
-        progress.start(SLOT, "Dreaming", work, lock=state.device_lock(model.device))
+        runs.start_run(SLOT, "Dreaming", work, model.device, dream_config=config)
     progress.panel(SLOT, on_done=lambda result: st.session_state.update(last=result))
 """
 

@@ -21,9 +21,17 @@ from analysis import bias, figures, zoo
 from analysis.bundles import bundle_zip
 from analysis.errors import ConfigError
 from analysis.images import tensor_to_pil
-from analysis.labels import class_groups, sample_images
+from analysis.labels import DOGS, class_groups, sample_images
 from analysis.provenance import RunRecord
 from analysis.studies import executors
+from analysis.studies.judging import (
+    DEFAULT_GROUP,
+    check_depths,
+    default_judges,
+    judge_names,
+    scene_judge_name,
+    with_controls,
+)
 from analysis.studies.overview import load_study, overview
 from analysis.studies.plan import Plan, expand
 from analysis.studies.store import Results
@@ -68,7 +76,7 @@ class StudyChoice:
         if not self.judges:
             raise ConfigError("Choose at least one judge.")
         config = self.settings.config()
-        depths = bias.check_depths(self.depths)
+        depths = check_depths(self.depths)
         names = tuple(Path(name).stem for name in self.samples) + images
         if not names and not self.noise:
             raise ConfigError("Choose at least one image: a bundled photo, your own, or noise.")
@@ -89,7 +97,7 @@ def models_ui(specs: dict[str, zoo.ModelSpec], present: list[str]) -> list[str]:
     controls = st.toggle("Add each model's untrained twin as the control", key="keep.bias.controls",
                          help="The twin dreams the same images at the same depths with random weights: what it "
                               "produces comes from the architecture and the optimisation, not the training data.")
-    return bias.with_controls(chosen) if controls else list(chosen)
+    return with_controls(chosen) if controls else list(chosen)
 
 
 def images_ui() -> tuple[list[str], list[tuple[str, bytes]], int]:
@@ -116,11 +124,11 @@ def depths_and_judges_ui(specs: dict[str, zoo.ModelSpec]) -> tuple[list[float], 
                             help="0 = first layer, 1 = last; each model dreams at its layer nearest each depth. "
                                  "The dog effect is usually strongest around 0.6.")
     judges = widgets.kept_multiselect(
-        "Judges", bias.judge_names(), key="keep.bias.judges", default=bias.default_judges(),
+        "Judges", judge_names(), key="keep.bias.judges", default=default_judges(),
         placeholder="Choose a judge", format_func=lambda n: widgets.model_label(specs[n], True),
         help="Classifiers that score originals and dreams. ImageNet judges report dogs, birds, food…; "
              "Places365 judges indoor and outdoor scenes.")
-    if bias.scene_judge_name() is None:
+    if scene_judge_name() is None:
         st.caption("A Places365 scene judge appears here once its weights are present (see the Models page).")
     return list(depths), judges
 
@@ -233,7 +241,7 @@ def session_study_done(run: StudyRun) -> None:
     st.session_state.pop(GALLERY, None)
     if len(study.table):
         table = study.table
-        grid = bias.gallery(study, bias.DEFAULT_GROUP[table["judge_data"].iloc[0]])
+        grid = bias.gallery(study, DEFAULT_GROUP[table["judge_data"].iloc[0]])
         results.add_result("bias", f"Bias study · {table['image'].nunique()} images", grid.render(),
                            RunRecord.from_dict(grid.metadata()), table=table)
 
@@ -266,7 +274,7 @@ def view_ui(study: bias.Study) -> tuple[str, str, float]:
     pick_judge, pick_group, pick_depth = st.columns(3)
     judge = pick_judge.selectbox("Judge", list(dict.fromkeys(table["judge"])), key="bias.view.judge")
     groups = bias.groups_in(table, judge)
-    default_group = bias.DEFAULT_GROUP[table.loc[table["judge"] == judge, "judge_data"].iloc[0]]
+    default_group = DEFAULT_GROUP[table.loc[table["judge"] == judge, "judge_data"].iloc[0]]
     state.default(f"bias.view.group.{judge}", default_group, groups)
     group = pick_group.selectbox("Class group", groups, key=f"bias.view.group.{judge}")
     summary = bias.summary(table, group, judge)
@@ -385,7 +393,7 @@ def folder_choices_ui(plan: Plan) -> tuple[str, str, str]:
     judge = judge_pick.selectbox("Judge", list(plan.judges), key="bias.folder.judge")
     dataset = zoo.get_spec(judge).labels
     groups = list(class_groups(dataset))
-    state.default("bias.folder.group", bias.DEFAULT_GROUP.get(dataset, bias.DOGS), groups)
+    state.default("bias.folder.group", DEFAULT_GROUP.get(dataset, DOGS), groups)
     group = group_pick.selectbox("Class group", groups, key="bias.folder.group")
     over = over_pick.radio("Intervals over", ["images", "seeds"], key="bias.folder.over", horizontal=True)
     return judge, group, over

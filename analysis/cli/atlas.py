@@ -19,11 +19,11 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import atlas
-from analysis.bias import DEFAULT_JUDGE, Judge
 from analysis.cli.arguments import Progress, add_device_args, check_outputs, print_json
 from analysis.errors import ConfigError
 from analysis.labels import class_groups
 from analysis.studies import executors
+from analysis.studies.judging import DEFAULT_JUDGE, Judge
 from analysis.zoo import DEFAULT_MODEL, load_model
 
 

@@ -25,7 +25,7 @@ from analysis.labels import class_groups
 from analysis.pngmeta import write_file
 from analysis.studies import executors
 from analysis.studies import stats as study_stats
-from analysis.studies.judging import check_judge_name
+from analysis.studies.judging import DEFAULT_GROUP, DEFAULT_JUDGE, check_judge_name
 from analysis.studies.store import Results
 from analysis.zoo import DEFAULT_MODEL, pick_device, pick_precision
 
@@ -38,7 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="relative layer depths 0 to 1, comma-separated (default %(default)s)")
     p.add_argument("--noise-seeds", type=int, default=0, help="also dream N grey-noise images (seeds 0 to N-1)")
     p.add_argument("--judge", action="append", default=[],
-                   help=f"classifier that judges (repeatable; default {bias.DEFAULT_JUDGE}, plus a Places365 "
+                   help=f"classifier that judges (repeatable; default {DEFAULT_JUDGE}, plus a Places365 "
                         "model whose weights are present)")
     p.add_argument("--group", help="class group the reading is about (default: dogs for an ImageNet judge, "
                                    "outdoor man-made for a Places365 judge)")
@@ -56,7 +56,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def reading_group(judge: str, groups: list[str], dataset: str, asked: str | None) -> str:
     if asked is None:
-        return bias.DEFAULT_GROUP[dataset]
+        return DEFAULT_GROUP[dataset]
     if asked not in groups:
         raise ConfigError(f"The judge {judge} has no group '{asked}'. Groups: {', '.join(groups)}.")
     return asked

@@ -17,7 +17,7 @@ from analysis.objectives import parse_channels
 from analysis.pngmeta import write_file
 from analysis.studies import executors
 from analysis.studies import stats as study_stats
-from analysis.studies.judging import check_depths, default_judges, with_controls
+from analysis.studies.judging import DEFAULT_JUDGE, check_depths, default_judges, with_controls
 from analysis.studies.overview import SHEET_LIMIT, overview, sheet, sheet_html
 from analysis.studies.plan import ALL_SAMPLES, WORKLOADS, Plan, default_threads, expand
 from analysis.studies.store import Results
@@ -49,7 +49,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     q.add_argument("--noise-seeds", type=int, default=0, help="also dream N grey-noise images (seeds 0 to N-1)")
     q.add_argument("--seeds", default="0", help="dream seeds, comma-separated (default 0)")
     q.add_argument("--judge", action="append", default=[],
-                   help=f"classifier that judges (repeatable; default {bias.DEFAULT_JUDGE}, plus a Places365 "
+                   help=f"classifier that judges (repeatable; default {DEFAULT_JUDGE}, plus a Places365 "
                         "model whose weights are present)")
     q.add_argument("--size", type=int, default=224, help="longest side in px (default 224; a gallery's renders are "
                                                           "square, 32 to 512 px)")

@@ -3,7 +3,7 @@ cluster, its finished items kept in a resumable results folder, and read with bo
 intervals.
 
     plan.py       the Plan (JSON beside the results, with its workload) and its expansion into work items
-    judging.py    the judge classifier and its class groups (shared with analysis.bias)
+    judging.py    the judge classifier and its class groups
     worker.py     what one item is: dream (and judge), or render a channel (the same code in every executor)
     store.py      the results folder: Parquet parts committed atomically, content-addressed PNGs, a lock
     workloads.py  a plan as a workload: its items, its runner, its store (bias, sweep, gallery)

@@ -19,12 +19,11 @@ from analysis.errors import ConfigError
 from analysis.zoo import UNTRAINED_SUFFIX, LoadedModel
 
 DEFAULT_JUDGE = zoo.DEFAULT_MODEL
-DOGS = "dogs"
 EMERGENT_COUNT = 3
 EMERGENT_MIN_GAIN = 0.01
 """A class 'emerged' when the dream raised its probability by at least one percentage point."""
 JUDGED_DATASETS = (zoo.ImageNet, zoo.Places365)
-DEFAULT_GROUP = {zoo.ImageNet: DOGS, zoo.Places365: "outdoor man-made"}
+DEFAULT_GROUP = {zoo.ImageNet: label_files.DOGS, zoo.Places365: "outdoor man-made"}
 """What the reading is about unless asked otherwise: dogs for ImageNet, buildings and the like for Places."""
 
 

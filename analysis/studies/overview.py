@@ -21,6 +21,7 @@ import pandas as pd
 from analysis import bias
 from analysis.errors import ConfigError
 from analysis.images import load_image
+from analysis.labels import DOGS
 from analysis.pngmeta import read_png_record
 from analysis.studies import stats as study_stats
 from analysis.studies.judging import DEFAULT_GROUP
@@ -79,7 +80,7 @@ def overview(folder: Path | str, group: str | None = None, judge: str | None = N
         raise ConfigError(f"The plan's judges are {', '.join(plan.judges)}, not {judge}.")
     groups = bias.groups_in(table, judge)
     dataset = table.loc[table["judge"] == judge, "judge_data"]
-    group = group or (DEFAULT_GROUP[dataset.iloc[0]] if len(dataset) else bias.DOGS)
+    group = group or (DEFAULT_GROUP[dataset.iloc[0]] if len(dataset) else DOGS)
     if len(table) and group not in groups:
         raise ConfigError(f"The judge {judge} has no group '{group}'. Groups: {', '.join(groups)}.")
     planned = results.planned()

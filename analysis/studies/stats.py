@@ -21,6 +21,7 @@ import pandas as pd
 
 from analysis import labels as label_files
 from analysis import zoo
+from analysis.bias import COLUMNS
 from analysis.studies.judging import is_control, twin_of
 from analysis.studies.plan import Plan
 from analysis.studies.worker import judge_column, share_column
@@ -40,10 +41,8 @@ def tidy(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
 
     Skipped items (unreadable images) have no shares and are left out. The columns are
     analysis.bias.COLUMNS plus seed, item and dream_sha256, so bias.summary, reading,
-    group_shares and emergent_counts read a study's results as they read an in-memory study.
+    group_shares and emergent_counts read a study's results.
     """
-    from analysis.bias import COLUMNS
-
     done = rows[rows["status"] == "done"]
     parts = []
     for judge in plan.judges:

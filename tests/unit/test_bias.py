@@ -1,20 +1,28 @@
-"""Dataset bias: a real study on the embedded model, its tidy table, reading, figures and command."""
+"""Dataset bias: a real study on the embedded model (run by the study engine, in-process), its tidy
+table, reading, figures and command."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from analysis import bias, figures
 from analysis.cli import main
 from analysis.dream import preset
 from analysis.errors import ConfigError
 from analysis.pngmeta import read_png_metadata
+from analysis.studies import executors, judging
+from analysis.studies import stats as study_stats
+from analysis.studies.overview import load_study
+from analysis.studies.plan import Plan
 from analysis.zoo import LoadedModel, load_model
 
 DOGS = list(range(151, 269))
+MODELS = ("efficientnet_lite0", "efficientnet_lite0-untrained")
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +30,18 @@ def twin() -> LoadedModel:
     return load_model("efficientnet_lite0-untrained", device="cpu")
 
 
+def run_plan(folder: Path, **fields: object) -> tuple[bias.Study, executors.RunSummary]:
+    """A bias plan run in this process into folder, read back as a Study (every dream loaded)."""
+    summary = executors.run(Plan(**fields).validate(), folder)
+    return load_study(folder), summary
+
+
 @pytest.fixture(scope="module")
-def study(lite0: LoadedModel, twin: LoadedModel) -> bias.Study:
+def study(tmp_path_factory) -> bias.Study:
     """The cat at 192 px, Google's preset, dreamed at depth 0.6 and 0.2 by Lite0 and its twin."""
-    images = [bias.sample_image("cat_chelsea", 192)]
-    return bias.run_study([lite0, twin], [0.6, 0.2], images, [bias.Judge.of(lite0)], preset("google"))
+    folder = tmp_path_factory.mktemp("bias") / "results"
+    return run_plan(folder, models=MODELS, depths=(0.6, 0.2), images=("cat_chelsea",), config=preset("google"),
+                    preset="google", size=192)[0]
 
 
 def test_at_a_high_layer_the_imagenet_model_dreams_of_dogs(study: bias.Study) -> None:
@@ -39,7 +54,7 @@ def test_at_a_high_layer_the_imagenet_model_dreams_of_dogs(study: bias.Study) ->
 
 def test_the_table_is_tidy_and_every_class_counts_once(study: bias.Study) -> None:
     table = study.table
-    assert list(table.columns) == bias.COLUMNS
+    assert list(table.columns) == bias.COLUMNS + study_stats.TIDY_EXTRA
     assert len(table) == 2 * 2 * 1 * 10  # models x depths x images x ImageNet groups
     assert set(table.loc[table["group"] == "dogs", "group_classes"]) == {118}
     assert table.groupby(["model", "depth", "image"])["group_classes"].sum().eq(1000).all()
@@ -52,29 +67,29 @@ def test_the_table_is_tidy_and_every_class_counts_once(study: bias.Study) -> Non
 
 
 def test_the_judges_dog_group_is_exactly_the_118_breeds(lite0: LoadedModel) -> None:
-    judge = bias.Judge.of(lite0)
+    judge = judging.Judge.of(lite0)
     assert judge.groups["dogs"] == DOGS
     assert judge.dataset == "ImageNet"
 
 
 def test_untrained_and_ungrouped_models_cannot_judge(twin: LoadedModel) -> None:
     with pytest.raises(ConfigError, match="random weights"):
-        bias.Judge.of(twin)
-    names = bias.judge_names(present_only=False)
+        judging.Judge.of(twin)
+    names = judging.judge_names(present_only=False)
     assert {"efficientnet_lite0", "resnet50", "resnet18_places365", "googlenet_places365"} <= set(names)
     assert "googlenet_places205" not in names and "inceptionv1_lucent" not in names
 
 
 def test_a_scene_judge_joins_when_its_weights_are_present(tmp_path) -> None:
-    assert bias.default_judges(tmp_path) == ["efficientnet_lite0"]
-    assert bias.scene_judge_name(tmp_path) is None
+    assert judging.default_judges(tmp_path) == ["efficientnet_lite0"]
+    assert judging.scene_judge_name(tmp_path) is None
     (tmp_path / "resnet18_places365.pth.tar").write_bytes(b"")
-    assert bias.default_judges(tmp_path) == ["efficientnet_lite0", "resnet18_places365"]
+    assert judging.default_judges(tmp_path) == ["efficientnet_lite0", "resnet18_places365"]
 
 
 def test_every_model_gets_its_twin_once() -> None:
-    assert bias.with_controls(["a", "b-untrained", "a"]) == ["a", "a-untrained", "b-untrained"]
-    assert bias.is_control("efficientnet_lite0-untrained") and not bias.is_control("efficientnet_lite0")
+    assert judging.with_controls(["a", "b-untrained", "a"]) == ["a", "a-untrained", "b-untrained"]
+    assert judging.is_control("efficientnet_lite0-untrained") and not judging.is_control("efficientnet_lite0")
 
 
 def test_reading_states_the_effect_and_its_control(study: bias.Study) -> None:
@@ -90,32 +105,34 @@ def test_reading_states_the_effect_and_its_control(study: bias.Study) -> None:
         bias.reading(study.table, "pagodas")
 
 
-def test_depths_sharing_a_layer_are_dreamed_once(lite0: LoadedModel) -> None:
-    images = [bias.sample_image("coffee", 64)]
-    result = bias.run_study([lite0], [0.58, 0.6], images, [bias.Judge.of(lite0)], preset("quick"))
-    assert set(result.table["layer"]) == {"block10"}
-    assert result.dreams[("efficientnet_lite0", 0.58, "coffee")] is result.dreams[("efficientnet_lite0", 0.6, "coffee")]
+def test_depths_sharing_a_layer_dream_the_same_pixels(tmp_path: Path) -> None:
+    # the engine makes one item per depth (its id names the depth), so both are dreamed: the same layer,
+    # seed and settings give the same pixels
+    study, _ = run_plan(tmp_path / "r", models=MODELS[:1], depths=(0.58, 0.6), images=("coffee",),
+                        config=preset("quick"), preset="quick", size=64)
+    assert set(study.table["layer"]) == {"block10"}
+    assert torch.equal(study.dreams[("efficientnet_lite0", 0.58, "coffee")],
+                       study.dreams[("efficientnet_lite0", 0.6, "coffee")])
 
 
-def test_cancel_keeps_whole_dreams_only(lite0: LoadedModel, twin: LoadedModel) -> None:
+def test_cancel_keeps_whole_dreams_only(tmp_path: Path) -> None:
     config = preset("quick", octaves=1, iterations=2)
     steps: list[int] = []
-    result = bias.run_study([lite0, twin], [0.2, 0.6], bias.noise_images(1, 64), [bias.Judge.of(lite0)], config,
-                            on_step=lambda step, total, _p: steps.append(step),
-                            should_cancel=lambda: bool(steps) and steps[-1] > config.total_steps)  # in the twin's run
-    assert result.cancelled and result.done == 2 and result.planned == 4
+    plan = Plan(models=MODELS, depths=(0.2, 0.6), noise_seeds=1, config=config, preset="quick", size=64).validate()
+    summary = executors.run(plan, tmp_path / "r", batch_size=2,  # a batch: Lite0 at both depths
+                            on_step=lambda done, total, _p: steps.append(done),
+                            should_cancel=lambda: steps[-1] > 0)  # after Lite0's batch, before the twin's
+    result = load_study(tmp_path / "r")
+    assert summary.cancelled and result.cancelled and result.done == 2 and result.planned == 4
     assert set(result.table["model"]) == {"efficientnet_lite0"}
-    assert steps == sorted(steps) and steps[0] >= 1 and config.total_steps < steps[-1] <= 2 * config.total_steps
+    assert steps == [0, 2]
 
 
-def test_bad_requests_are_one_line_errors(lite0: LoadedModel) -> None:
-    judge = bias.Judge.of(lite0)
-    with pytest.raises(ConfigError, match="at least one image"):
-        bias.run_study([lite0], [0.5], [], [judge], preset("quick"))
+def test_bad_requests_are_one_line_errors() -> None:
     with pytest.raises(ConfigError, match="Depth 1.5 is out of range"):
-        bias.check_depths([0.2, 1.5])
+        judging.check_depths([0.2, 1.5])
     with pytest.raises(ConfigError, match="at least one depth"):
-        bias.check_depths([])
+        judging.check_depths([])
 
 
 def test_emergent_classes_and_group_shares(study: bias.Study) -> None:
