@@ -32,7 +32,7 @@ from analysis.studies.judging import (
     scene_judge_name,
     with_controls,
 )
-from analysis.studies.overview import load_study, overview
+from analysis.studies.overview import load_study, overview, sheet
 from analysis.studies.plan import Plan, expand
 from analysis.studies.store import Results
 from dashboard import progress, results, runs, state, widgets
@@ -399,10 +399,35 @@ def folder_choices_ui(plan: Plan) -> tuple[str, str, str]:
     return judge, group, over
 
 
+def show_sheet(folder: Path) -> None:
+    """A layer sweep or a feature-visualisation gallery: no judge, no interval; its progress, a line per model
+    and layer, and a sample of its pictures (the whole contact sheet: `study report FOLDER --out sheet.html`)."""
+    view = sheet(folder)
+    kind = "layer sweep" if view.plan.workload == "sweep" else "feature-visualisation gallery"
+    st.progress(min(1.0, len(view.rows) / max(view.planned, 1)),
+                text=f"A {kind}: {len(view.rows)} of {view.planned} items · {view.state} · {len(view.skipped)} "
+                     "unreadable image(s) skipped")
+    if view.rows.empty:
+        st.info("No finished item in this folder yet.")
+        return
+    st.dataframe(view.summary(), hide_index=True, width="stretch")
+    pictures = view.pictures(GALLERY_SAMPLE)
+    st.markdown(f"**The first {len(pictures)} pictures** · the whole contact sheet: "
+                f"`python -m analysis study report {folder} --out sheet.html`")
+    for row_start in range(0, len(pictures), 4):
+        for column, (row, col, path, caption) in zip(st.columns(4), pictures[row_start:row_start + 4]):
+            column.image(str(path), caption=f"{row} · {col}" if view.plan.workload == "sweep" else f"{row} · {caption}",
+                         width="stretch")
+
+
 def show_folder(folder: Path) -> None:
     """The folder read afresh on every run: while a study fills it, the fragment below reruns this."""
     with state.user_errors():
-        judge, group, over = folder_choices_ui(Results.open(folder).plan())
+        plan = Results.open(folder).plan()
+        if plan.workload != "bias":
+            show_sheet(folder)
+            return
+        judge, group, over = folder_choices_ui(plan)
         view = overview(folder, group, judge, over)
         st.progress(min(1.0, view.rows / max(view.planned, 1)),
                     text=f"{view.rows} of {view.planned} dreams · {view.state} · {len(view.skipped)} unreadable "

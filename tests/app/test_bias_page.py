@@ -122,3 +122,26 @@ def test_a_cluster_that_does_not_answer_is_one_line(open_page, monkeypatch):
     (error,) = at.error
     assert error.value.startswith(f"No Ray cluster answers at {address}")
     assert RESULT not in at.session_state
+
+
+def test_a_sweep_folder_opens_as_its_pictures_not_an_error(open_page, tmp_path):
+    """A layer sweep has no judge and no interval: the page shows its progress, a line per layer and its
+    pictures, and points to the contact sheet."""
+    from analysis.cli import main
+
+    plan = tmp_path / "sweep.json"
+    assert main(["study", "plan", "--workload", "sweep", "--model", "efficientnet_lite0", "--no-control", "--depths",
+                 "0.3,0.6", "--noise-seeds", "1", "--size", "32", "--preset", "quick", "--octaves", "1",
+                 "--iterations", "1", "--threads", "1", "--out", str(plan)]) == 0
+    assert main(["study", "run", str(plan), "--out", str(tmp_path / "sweep")]) == 0
+    at = open_page("bias")
+    at.text_input(key="keep.bias.folder").set_value(str(tmp_path / "sweep")).run()
+    assert not at.exception and not at.error
+    (bar,) = at.get("progress")
+    assert bar.proto.text == "A layer sweep: 2 of 2 items · finished · 0 unreadable image(s) skipped"
+    (table,) = at.dataframe
+    assert table.value["layer"].tolist() == ["block5", "block10"] and table.value["items"].tolist() == [1, 1]
+    captions = [c for image in at.image for c in image.captions]
+    assert captions == ["noise seed 0 · seed 0 · efficientnet_lite0 · block5 (depth 0.3)",
+                        "noise seed 0 · seed 0 · efficientnet_lite0 · block10 (depth 0.6)"]
+    assert any("study report" in m.value for m in at.markdown)
