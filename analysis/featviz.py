@@ -515,7 +515,7 @@ def render_channels(
             break
         activations = _render_activations(model, info.name, batch, done.images)
         for i, channel in enumerate(batch):
-            record = _record(model, info, channel, config, activations[i], steps_done=done.trace.shape[0])
+            record = render_record(model, info, channel, config, activations[i], steps_done=done.trace.shape[0])
             render = ChannelRender(channel, done.images[i], done.trace[:, i].tolist(), activations[i],
                                    attribution=done.attribution[i], complete=not cancelled, record=record)
             renders[channel] = render
@@ -529,8 +529,9 @@ def render_channels(
                          cancelled=cancelled, seconds=round(time.perf_counter() - started, 3))
 
 
-def _record(model: LoadedModel, info: LayerInfo, channel: int, config: FeatvizConfig, activation: float,
-            steps_done: int) -> RunRecord:
+def render_record(model: LoadedModel, info: LayerInfo, channel: int, config: FeatvizConfig, activation: float,
+                  steps_done: int) -> RunRecord:
+    """The run record of one channel's render: the cache and the study engine's gallery write the same."""
     return RunRecord(
         model=model.name, training_data=model.spec.training_data, layers=[info.alias],
         objective_text=f"channel {channel} of {info.alias}, from noise", config=config.key_dict(), seed=config.seed,

@@ -21,7 +21,7 @@ import torch
 from analysis import zoo
 from analysis.dream import dream
 from analysis.errors import ImageError
-from analysis.featviz import optimise_channels
+from analysis.featviz import optimise_channels, render_record
 from analysis.objectives import LayerL2
 from analysis.pngmeta import png_bytes
 from analysis.recipes import ImageSource, Recipe
@@ -198,12 +198,8 @@ class ChannelRunner:
         results = []
         for k, item in enumerate(items):
             activation = float(means[k, item.channel])
-            metadata = {"kind": "featviz", "model": model.name, "training_data": spec.training_data,
-                        "layers": [item.layer_alias], "layer_module": item.layer, "channel": item.channel,
-                        "objective_text": f"channel {item.channel} of {item.layer_alias}, from noise",
-                        "config": config.key_dict(), "seed": item.seed, "weights_sha256": model.weights_sha256,
-                        "activation": round(activation, 6), "steps": config.steps, "study_item": item.id}
-            png = png_bytes(done.images[k], metadata)
+            record = render_record(model, model.layer(item.layer), item.channel, config, activation, config.steps)
+            png = png_bytes(done.images[k], record.with_extras(study_item=item.id))
             row = {"item": item.id, "model": item.model, "training_data": spec.training_data,
                    "control": spec.training_data == zoo.Untrained, "depth": item.depth,
                    "layer": item.layer_alias, "layer_depth": item.layer_depth, "channel": item.channel,
