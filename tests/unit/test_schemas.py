@@ -282,6 +282,7 @@ def _with(document: dict, path: tuple, value: object) -> bytes:
     (("image",), {"kind": "file", "name": "../../etc/passwd", "sha256": "0" * 64},
      "image.name must be a file name without folders"),
     (("image",), {"kind": "film"}, "Unknown image kind 'film' in the"),
+    (("objective",), {"kind": "layer", "layer": "block10"}, "gives no objective type: choose layer or"),
     (("precision",), "fp8", "Unknown precision 'fp8' in the"),
     (("colour",), "red", "colour is not a known key"),
 ])
