@@ -378,3 +378,10 @@ def test_the_published_ranges_are_the_enforced_ones():
     assert settings_schema["seed"]["maximum"] == schemas.MAX_SEED
     with pytest.raises(ConfigError, match="octaves must be 1 to 10"):
         DreamConfig(octaves=settings_schema["octaves"]["maximum"] + 1).validate()
+
+
+def test_the_schema_command_help_names_every_kind_it_publishes(capsys):
+    with pytest.raises(SystemExit):
+        main(["schema", "--help"])
+    described = " ".join(capsys.readouterr().out.split())
+    assert all(f"{kind} (" in described for kind in schemas.SCHEMAS), described
