@@ -164,6 +164,10 @@ def load_grid_recipe(data: bytes) -> tuple[GridRecipe, dict[str, bytes]]:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = archive.namelist()
             if "recipe.json" not in names:
+                carried = [n for n in names if n.endswith(".recipe.json") and "/" not in n]
+                if carried:  # an animation's bundle: its frames replay as the animation, not as a grid
+                    raise ConfigError(f"This bundle has no grid recipe.json: it carries {', '.join(carried)}, which "
+                                      f"replays the whole animation ('python -m analysis zoom --recipe {carried[0]}').")
                 raise ConfigError("This bundle has no recipe.json (some pictures were not made from a recipe), "
                                   "so it cannot be replayed.")
             recipe = GridRecipe.from_json(_read_member(archive, "recipe.json"))

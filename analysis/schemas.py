@@ -532,6 +532,8 @@ def describe(error: ErrorDetails, label: str, section: tuple[str, ...] = (), wor
         field = {"type": "objective type", "kind": "image kind"}.get(str(key), str(key))
         got = error["input"].get(key) if kind == "unknown_kind" and isinstance(error["input"], dict) else error["input"]
         choices = ctx.get("expected") or ""
+        if kind == "unknown_kind" and got is None:  # the key itself is missing: "Unknown ... None" misled
+            return f"The {label} gives no {field}" + (f": choose {choices}." if choices else ".")
         return f"Unknown {field} {_shown(got)} in the {label}" + (f": choose {choices}." if choices else ".")
     where = _path(loc)
     if not worded:

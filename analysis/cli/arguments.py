@@ -175,6 +175,8 @@ def check_output(path: Path, flag: str, folder: bool = False) -> None:
         if path.exists():
             if path.is_dir() != folder:
                 raise ConfigError(f"{flag} {path} is a {'file' if folder else 'folder'}: give a {want} name.")
+            if not folder and not path.is_file():  # a device or a pipe: the rename would replace it, not write to it
+                raise ConfigError(f"{flag} {path} is not a regular file (a device or a pipe): give a file name.")
             if not os.access(path, os.W_OK):
                 raise ConfigError(f"{flag} {path} cannot be written (no permission).")
             return

@@ -155,6 +155,7 @@ def report(root: Path, per_group: int, as_json: bool) -> None:
     print(f"Units per concept (judge {judges[0]}, a unit's group needs {every['threshold'].iloc[0]:g} of its crops):")
     print(wide.to_string())
     print(f"\nClearest units per concept (up to {per_group}):")
-    print(best.to_string(index=False) if len(best) else "(no unit reached the threshold)")
+    print(best.to_string(index=False, float_format=lambda v: f"{v:.3g}") if len(best)
+          else "(no unit reached the threshold)")
     print(f"\nWritten: {counts_path}, {top_path}")
     return None

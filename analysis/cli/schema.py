@@ -1,4 +1,4 @@
-"""The `schema` command: the JSON Schema of each file a user can hand in (recipe, zoom recipe, bundle)."""
+"""The `schema` command: the JSON Schema of each file a user can hand in (recipe, zoom recipe, bundle, study plan)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from analysis.pngmeta import write_file
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("schema", help="the JSON Schema of a file you can hand in (recipe, zoom recipe, bundle)")
+    p = commands.add_parser("schema",
+                            help="the JSON Schema of a file you can hand in (recipe, zoom recipe, bundle, plan)")
     p.add_argument("kind", choices=sorted(schemas.SCHEMAS),
-                   help="recipe (dream --recipe), zoom (zoom --recipe) "
-                        "or bundle (a bundle's recipe.json, grid --recipe)")
+                   help="recipe (dream --recipe), zoom (zoom --recipe), bundle (a bundle's recipe.json, "
+                        "grid --recipe) or plan (a study plan, study run)")
     p.add_argument("--out", type=Path, help="write the schema here instead of printing it")
     p.set_defaults(handler=cmd_schema)
 

@@ -54,9 +54,10 @@ def cmd_layers(args: argparse.Namespace) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    from analysis.zoo.weights.downloads import download_weights
+    from analysis.zoo.weights.downloads import download_weights, source_url
 
     spec = zoo.get_spec(args.model)
+    source_url(spec)  # a model with nothing to download says so before an empty progress bar is drawn
     # leave=True: the bar ends its line, so an error after it starts a line of its own
     with tqdm(desc=spec.weights.filename or spec.name, unit="B", unit_scale=True, leave=True) as bar:
         def on_bytes(received: int, total: int | None) -> None:

@@ -3,6 +3,7 @@ concept counts, resuming an interrupted pass, and the MaCo parameterisation."""
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -362,6 +363,7 @@ def test_the_atlas_command_runs_two_models_at_the_same_depth_and_reports(lite0, 
     assert main(["atlas", "report", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Units per concept" in printed and "dogs" in printed
+    assert not re.search(r"\d\.\d{5}", printed)  # shares and peaks read at 3 figures, not pandas' 6 decimals
     counts = pd.read_csv(out / "units_per_group.csv")
     assert set(counts["model"]) == {"efficientnet_lite0", "efficientnet_lite0-untrained"}
     assert counts.groupby("model")["units"].sum().tolist() == [40, 40]  # block3 has 40 units, each counted once

@@ -105,3 +105,11 @@ def test_the_cli_download_uses_the_same_path(mirror, tmp_path, monkeypatch, caps
     assert main(["download", "inceptionv1_lucent"]) == 0
     out = capsys.readouterr().out
     assert f"saved {tmp_path / spec.weights.filename}" in out and hashlib.sha256(CONTENT).hexdigest() in out
+
+
+def test_the_cli_says_an_embedded_or_untrained_model_has_nothing_to_download(capsys):
+    for name in ("efficientnet_lite0", "efficientnet_lite0-untrained"):
+        assert main(["download", name]) == 2
+        err = capsys.readouterr().err  # one line, no empty progress bar before it
+        assert err.count("\n") == 1 and err.startswith(f"error: {name} has no download address")
+        assert err.endswith("nothing to download.\n") and "efficientnet." not in err

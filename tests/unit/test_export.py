@@ -297,3 +297,12 @@ def test_recipe_files_that_are_not_grids_are_refused_or_wrapped(dreamed_grid):
         archive.writestr("grid.png", b"")
     with pytest.raises(ConfigError, match="no recipe.json"):
         load_grid_recipe(empty.getvalue())
+
+
+def test_an_animation_bundle_says_which_recipe_it_carries_instead_of_replaying_as_a_grid():
+    bundle = io.BytesIO()  # what the Animation page's Bundle ZIP holds: frames without a grid recipe, and the zoom's
+    with zipfile.ZipFile(bundle, "w") as archive:
+        for name in ("grid.png", "images/r01c01-frame-1.png", "dream-zoom.recipe.json", "README.txt"):
+            archive.writestr(name, b"")
+    with pytest.raises(ConfigError, match=r"carries dream-zoom\.recipe\.json.*zoom --recipe dream-zoom\.recipe\.json"):
+        load_grid_recipe(bundle.getvalue())

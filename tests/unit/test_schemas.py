@@ -282,6 +282,7 @@ def _with(document: dict, path: tuple, value: object) -> bytes:
     (("image",), {"kind": "file", "name": "../../etc/passwd", "sha256": "0" * 64},
      "image.name must be a file name without folders"),
     (("image",), {"kind": "film"}, "Unknown image kind 'film' in the"),
+    (("objective",), {"kind": "layer", "layer": "block10"}, "gives no objective type: choose layer or"),
     (("precision",), "fp8", "Unknown precision 'fp8' in the"),
     (("colour",), "red", "colour is not a known key"),
 ])
@@ -377,3 +378,10 @@ def test_the_published_ranges_are_the_enforced_ones():
     assert settings_schema["seed"]["maximum"] == schemas.MAX_SEED
     with pytest.raises(ConfigError, match="octaves must be 1 to 10"):
         DreamConfig(octaves=settings_schema["octaves"]["maximum"] + 1).validate()
+
+
+def test_the_schema_command_help_names_every_kind_it_publishes(capsys):
+    with pytest.raises(SystemExit):
+        main(["schema", "--help"])
+    described = " ".join(capsys.readouterr().out.split())
+    assert all(f"{kind} (" in described for kind in schemas.SCHEMAS), described

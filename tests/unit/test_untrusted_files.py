@@ -7,6 +7,7 @@ import gc
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 import tracemalloc
@@ -121,6 +122,18 @@ def test_an_output_that_cannot_be_written_is_one_line_before_the_work(command, t
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: --"), err
     assert "is a folder" in err or "is a file" in err, err
+
+
+@pytest.mark.parametrize("command", [["stats", "cat_chelsea"], ["dream", "--noise", *FAST], ["schema", "recipe"]])
+def test_an_output_onto_a_pipe_or_device_is_refused_not_replaced(command, tmp_path, monkeypatch, capsys):
+    """Results are written beside --out and renamed onto it: onto /dev/full (as root) that replaced the device."""
+    _no_work(monkeypatch)
+    pipe = tmp_path / "a pipe"
+    os.mkfifo(pipe)
+    assert main([*command, "--out", str(pipe)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --out") and "not a regular file" in err, err
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
 
 
 def test_a_write_that_fails_leaves_no_half_file_and_keeps_the_old_one(tmp_path, monkeypatch):

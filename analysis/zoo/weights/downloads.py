@@ -58,7 +58,10 @@ class Download:
 def source_url(spec: ModelSpec) -> str:
     """Where the file comes from: the mirror when INCEPTIONISM_WEIGHTS_MIRROR is set, else its source."""
     if not spec.weights.url or not spec.weights.filename:
-        raise ConfigError(f"{spec.name} has no download address: its weights are {spec.weights.format}.")
+        why = {"efficientnet": f"its weights ship with the lab (the {spec.weights.package} package)",
+               "random": "an untrained twin's weights are seeded random numbers"}.get(
+            spec.weights.format, f"its weights are {spec.weights.format}")
+        raise ConfigError(f"{spec.name} has no download address: {why}, so there is nothing to download.")
     mirror = os.environ.get(MIRROR_ENV, "").strip()
     if not mirror:
         return spec.weights.url
