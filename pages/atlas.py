@@ -12,13 +12,13 @@ import streamlit as st
 from PIL import Image
 
 from analysis import atlas, featviz, figures, zoo
-from analysis.bias import DEFAULT_JUDGE, Judge
 from analysis.dream import DreamResult, dream, preset
 from analysis.errors import Cancelled, ConfigError, LabError
 from analysis.featviz import FeatvizConfig, RenderCache
 from analysis.images import load_image, tensor_to_pil
 from analysis.labels import class_groups, sample_images
 from analysis.objectives import Channels
+from analysis.studies.judging import DEFAULT_JUDGE, Judge
 from dashboard import progress, runs, state, widgets
 
 PASS_SLOT, RENDER_SLOT, DREAM_SLOT = "atlas.pass_job", "atlas.render_job", "atlas.dream_job"
