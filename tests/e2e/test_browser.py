@@ -95,6 +95,21 @@ def page(server):
             browser.close()
 
 
+def set_slider(page, label: str, value: int) -> None:
+    """Move the slider labelled `label` to `value` with the keyboard, reading its position back after each key:
+    a rerun that redraws the slider mid-way can swallow a key press, so presses are not counted blindly."""
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text=label).get_by_role("slider")
+    for _ in range(40):
+        now = int(slider.input_value())
+        if now == value:
+            break
+        slider.focus()
+        slider.press("ArrowRight" if now < value else "ArrowLeft")
+        page.wait_for_timeout(300)
+    assert int(slider.input_value()) == value
+    page.get_by_text(str(value), exact=True).first.wait_for()
+
+
 def test_dream_the_cat_in_a_real_browser(server, page):
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(f"{server}/dream")
@@ -102,12 +117,7 @@ def test_dream_the_cat_in_a_real_browser(server, page):
     dream.wait_for()
     page.get_by_role("button", name="✓ Cat").wait_for(state="visible")  # the bundled cat is the default (waits:
     # the page draws its widgets over several messages, and the Dream button may come first)
-    slider = page.get_by_role("slider").first  # image size: 64 px, then two steps of 32 -> 128 px
-    slider.focus()
-    slider.press("Home")
-    slider.press("ArrowRight")
-    slider.press("ArrowRight")
-    page.get_by_text("128", exact=True).first.wait_for()
+    set_slider(page, "Image size", 128)
     dream.click()
     page.locator('[data-testid="stProgress"]').first.wait_for()  # st.status with a progress bar
     result = page.get_by_text("Dream: EfficientNet-Lite0", exact=False).first
@@ -187,9 +197,7 @@ def test_export_saves_one_result_with_its_recipe_in_a_real_browser(server, page)
 
     page.goto(f"{server}/dream")
     page.get_by_role("button", name="✓ Cat").wait_for(state="visible")
-    slider = page.get_by_role("slider").first
-    slider.focus()
-    slider.press("Home")
+    set_slider(page, "Image size", 64)
     page.get_by_role("button", name="Dream", exact=True).click()
     page.get_by_role("button", name="Download PNG").wait_for(timeout=150_000)
     page.get_by_role("link", name="Export").first.click()  # in-app navigation keeps the session's results
